@@ -1,0 +1,56 @@
+#!/usr/bin/env bash
+# parawave developer entry point. The README's two commands:
+#   ./run.sh serve   install the runtime (no torch) into .venv and start the service on the bundled voice
+#   ./run.sh test    install what the tests need (CPU torch, flite) into .venv and run the default suite
+# Also: ./run.sh test-all (slow tests too), ./run.sh lint, ./run.sh dev (install only), ./run.sh clean.
+# Extra arguments go to the underlying command (pytest / parawave serve).
+set -euo pipefail
+cd "$(dirname "$(readlink -f "$0")")"
+
+PYTHON=${PYTHON:-python3}
+VENV=${VENV:-.venv}
+BIN=$VENV/bin
+TORCH=${TORCH:-torch==2.13.0}
+SUDO=""; [ "$(id -u)" = 0 ] || SUDO=sudo
+
+apt_install() {  # apt_install PKG...: Debian packages, once
+  echo "run.sh: installing $* with apt-get" >&2
+  $SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq "$@" >/dev/null
+}
+
+venv() {
+  if [ ! -x "$BIN/python" ]; then
+    "$PYTHON" -m venv "$VENV" 2>/dev/null || { rm -rf "$VENV"; apt_install python3-venv; "$PYTHON" -m venv "$VENV"; }
+    "$BIN/python" -m pip install -q --upgrade pip
+  fi
+}
+
+# stamp NAME: true when the install NAME is newer than pyproject.toml
+fresh() { [ -f "$VENV/.$1" ] && [ "$VENV/.$1" -nt pyproject.toml ]; }
+
+install_serve() {
+  venv
+  fresh serve || { "$BIN/pip" install -q -e '.[cpu]'; touch "$VENV/.serve"; }
+}
+
+install_dev() {
+  command -v flite >/dev/null || apt_install flite
+  venv
+  if ! fresh dev; then
+    # CPU torch first: an unpinned torch would pull several GB of CUDA packages.
+    "$BIN/pip" install -q "$TORCH"
+    "$BIN/pip" install -q -e '.[cpu,train,eval,dev]'
+    touch "$VENV/.dev" "$VENV/.serve"
+  fi
+}
+
+cmd=${1:-help}; shift || true
+case "$cmd" in
+  serve)    install_serve; exec "$BIN/parawave" serve "$@" ;;
+  test)     install_dev;   exec "$BIN/python" -m pytest -q "$@" ;;
+  test-all) install_dev;   exec "$BIN/python" -m pytest -q -m '' "$@" ;;
+  lint)     install_dev;   "$BIN/ruff" check . && exec "$BIN/ruff" format --check . ;;
+  dev)      install_dev;   echo "ready: source $BIN/activate" ;;
+  clean)    rm -rf "$VENV" .pytest_cache .ruff_cache ./*.egg-info ;;
+  *)        sed -n '2,7p' "$0" | sed 's/^# \{0,1\}//' ;;
+esac
