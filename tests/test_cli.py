@@ -1,0 +1,49 @@
+"""The root ``parawave`` command: every group answers --help, and the runtime stays torch-free."""
+
+import subprocess
+import sys
+
+import pytest
+from typer.testing import CliRunner
+
+from service.cli import LAZY_COMMANDS, app
+
+runner = CliRunner()
+
+
+def test_root_help_lists_every_group():
+    result = runner.invoke(app, ["--help"])
+    assert result.exit_code == 0, result.output
+    for name in LAZY_COMMANDS:
+        assert name in result.output
+
+
+@pytest.mark.parametrize("name", sorted(LAZY_COMMANDS))
+def test_group_help(name):
+    result = runner.invoke(app, [name, "--help"])
+    assert result.exit_code == 0, result.output
+    assert "Usage" in result.output
+
+
+def test_serve_without_voice_says_so(tmp_path):
+    result = runner.invoke(app, ["serve", "--voices-dir", str(tmp_path)])
+    assert result.exit_code == 2
+    assert "no voice bundle" in result.output
+
+
+def test_runtime_imports_without_torch():
+    # Make torch unimportable, then import the runtime packages and the CLI root.
+    code = (
+        "import sys\n"
+        "class Block:\n"
+        "    def find_spec(self, name, path=None, target=None):\n"
+        "        if name == 'torch' or name.startswith('torch.'):\n"
+        "            raise ImportError('torch blocked for this test')\n"
+        "sys.meta_path.insert(0, Block())\n"
+        "import service, service.cli, service.commands, model.text\n"
+        "assert 'torch' not in sys.modules\n"
+        "print('ok')\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == "ok"
