@@ -1,0 +1,1 @@
+"""Corpora (render, ingest), mel features and datasets."""
