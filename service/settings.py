@@ -1,0 +1,99 @@
+"""Service settings: environment variables ``PARAWAVE_<FIELD>`` (or a ``.env`` file) override the defaults.
+
+Lists take JSON or a comma-separated string (``PARAWAVE_CORS_ORIGINS=http://a,http://b``); dicts take
+JSON (``PARAWAVE_VOICE_ALIASES='{"alloy": "slt"}'``).
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from pathlib import Path
+from typing import Annotated, Literal
+
+from pydantic import Field, SecretStr, field_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+DEFAULT_VOICES_DIR = Path(__file__).resolve().parent.parent / "voices"
+
+# OpenAI voice names -> our speakers (the flite voices of the default bundle: slt is a US female
+# voice, rms a US male voice, awb a Scottish male voice). When the mapped speaker is not loaded,
+# the name falls back to the default voice, so OpenAI clients work with any bundle.
+OPENAI_VOICES: dict[str, str] = {
+    "alloy": "slt",
+    "ash": "rms",
+    "ballad": "awb",
+    "cedar": "rms",
+    "coral": "slt",
+    "echo": "rms",
+    "fable": "awb",
+    "marin": "slt",
+    "nova": "slt",
+    "onyx": "rms",
+    "sage": "slt",
+    "shimmer": "slt",
+    "verse": "rms",
+}
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(
+        env_prefix="PARAWAVE_", env_file=".env", env_file_encoding="utf-8", extra="ignore", frozen=True
+    )
+
+    # Voices and device
+    voices_dir: Path = DEFAULT_VOICES_DIR
+    default_voice: str | None = Field(
+        None, description="API voice id; None = first speaker of the first voice."
+    )
+    voice_aliases: dict[str, str] = Field(default_factory=lambda: dict(OPENAI_VOICES))
+    device: Literal["auto", "cpu", "cuda"] = "auto"
+    require_cuda: bool = Field(False, description="Refuse to start when device=cuda and CUDA is missing.")
+
+    # Request limits
+    max_input_chars: int = Field(4096, ge=1)
+    max_body_bytes: int = Field(65536, ge=1024, description="Larger bodies get 413 (checked before reading).")
+    request_timeout_s: float = Field(60.0, gt=0, description="Student: admission to last chunk.")
+    reference_max_chars: int = Field(1000, ge=1)
+    reference_max_concurrent: int = Field(1, ge=1, description="Teacher generations running at once.")
+    reference_timeout_s: float = Field(300.0, gt=0, description="Teacher: admission to last chunk.")
+
+    # Queues and batching
+    student_queue_size: int = Field(64, ge=1, description="Student requests waiting beyond the running ones.")
+    teacher_queue_size: int = Field(4, ge=1, description="Teacher requests waiting beyond the running ones.")
+    student_workers: int = Field(1, ge=1, description="Student batches running at once.")
+    max_batch: int = Field(8, ge=1, description="Most student requests in one engine call.")
+    max_batch_delay_ms: float = Field(5.0, ge=0, description="How long a batch waits to fill.")
+    retry_after_s: int = Field(1, ge=1, description="Retry-After on 429/503.")
+
+    # HTTP
+    api_key: SecretStr | None = Field(
+        None, description="When set, /v1 requires 'Authorization: Bearer <key>'."
+    )
+    cors_origins: Annotated[list[str], NoDecode] = Field(default_factory=list)
+    host: str = "127.0.0.1"
+    port: int = Field(8000, ge=0, le=65535)
+    workers: int = Field(1, ge=1)
+    log_level: Literal["critical", "error", "warning", "info", "debug"] = "info"
+
+    @field_validator("cors_origins", mode="before")
+    @classmethod
+    def _split_origins(cls, value: object) -> object:
+        if isinstance(value, str):
+            value = value.strip()
+            if value.startswith("["):
+                import json
+
+                return json.loads(value)
+            return [v.strip() for v in value.split(",") if v.strip()]
+        return value
+
+    @field_validator("log_level", mode="before")
+    @classmethod
+    def _lower(cls, value: object) -> object:
+        return value.lower() if isinstance(value, str) else value
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    """The process-wide settings (read once; ``get_settings.cache_clear()`` re-reads)."""
+    return Settings()
