@@ -123,5 +123,10 @@ def ingest(
         raise typer.Exit(1)
 
 
+# `features` and `manifest` live in their own module; one `parawave data` group serves all four.
+from model.data.cli_features import app as _features_app  # noqa: E402
+
+app.registered_commands.extend(_features_app.registered_commands)
+
 if __name__ == "__main__":
     app()
