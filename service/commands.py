@@ -1,7 +1,7 @@
 """Torch-free CLI commands: ``serve``, ``say``, ``bench``.
 
 They need a voice bundle under ``voices/`` (see DESIGN.md, "Voice bundle"). Until the runtime
-engine and a trained voice land, they say so clearly and exit non-zero.
+engine and a trained voice land, ``say`` and ``bench`` say so clearly and exit non-zero.
 """
 
 from __future__ import annotations
@@ -32,14 +32,91 @@ def _require_voice(voices_dir: Path) -> None:
 
 
 def serve(
-    host: str = typer.Option("127.0.0.1", help="Interface to bind."),
-    port: int = typer.Option(8000, help="TCP port."),
-    voices_dir: Path = typer.Option(DEFAULT_VOICES_DIR, help="Folder of voice bundles."),
+    host: str | None = typer.Option(None, help="Interface to bind [env PARAWAVE_HOST, default 127.0.0.1]."),
+    port: int | None = typer.Option(None, help="TCP port [env PARAWAVE_PORT, default 8000]."),
+    workers: int | None = typer.Option(None, help="Worker processes [env PARAWAVE_WORKERS, default 1]."),
+    voices_dir: Path | None = typer.Option(None, help="Folder of voice bundles [env PARAWAVE_VOICES_DIR]."),
+    device: str | None = typer.Option(None, help="auto | cpu | cuda [env PARAWAVE_DEVICE, default auto]."),
+    require_cuda: bool | None = typer.Option(
+        None, "--require-cuda/--no-require-cuda", help="Refuse to start when CUDA is asked and missing."
+    ),
+    log_level: str | None = typer.Option(None, help="critical | error | warning | info | debug."),
 ) -> None:
-    """Start the HTTP service on the voice bundles in VOICES_DIR."""
-    _require_voice(voices_dir)
-    typer.echo("error: the HTTP service is not built yet in this version.", err=True)
-    raise typer.Exit(2)
+    """Start the HTTP service on the voice bundles in VOICES_DIR (other settings: PARAWAVE_* env)."""
+    import os
+
+    from pydantic import ValidationError
+
+    from service.settings import get_settings
+
+    given = {
+        "host": host,
+        "port": port,
+        "workers": workers,
+        "voices_dir": voices_dir,
+        "device": device,
+        "require_cuda": require_cuda,
+        "log_level": log_level,
+    }
+    for name, value in given.items():
+        if value is not None:  # through the environment, so that every worker process sees them
+            os.environ[f"PARAWAVE_{name.upper()}"] = (
+                str(value).lower() if isinstance(value, bool) else str(value)
+            )
+    get_settings.cache_clear()
+    try:
+        settings = get_settings()
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        where = ".".join(str(p) for p in first["loc"])
+        typer.echo(f"error: invalid setting {where}: {first['msg']}", err=True)
+        raise typer.Exit(2) from None
+    _require_voice(settings.voices_dir)
+    if settings.device == "cuda" and settings.require_cuda:
+        _require_cuda()
+
+    import uvicorn
+
+    log_config = _log_config(settings.log_level)
+    typer.echo(f"parawave: serving {settings.voices_dir} on http://{settings.host}:{settings.port}", err=True)
+    uvicorn.run(
+        "service.app:create_app",
+        factory=True,
+        host=settings.host,
+        port=settings.port,
+        workers=settings.workers,
+        log_level=settings.log_level,
+        log_config=log_config,
+        timeout_graceful_shutdown=10,
+    )
+
+
+def _require_cuda() -> None:
+    try:
+        import onnxruntime
+    except ImportError:
+        typer.echo(
+            "error: CUDA required but onnxruntime is not installed (pip install -e '.[gpu]').", err=True
+        )
+        raise typer.Exit(2) from None
+    if "CUDAExecutionProvider" not in onnxruntime.get_available_providers():
+        typer.echo(
+            "error: CUDA required (--device cuda --require-cuda) but onnxruntime has no CUDA provider "
+            f"(available: {', '.join(onnxruntime.get_available_providers())}); install onnxruntime-gpu.",
+            err=True,
+        )
+        raise typer.Exit(2)
+
+
+def _log_config(level: str) -> dict:
+    """uvicorn's logging, plus the service's own loggers on the same handler."""
+    import copy
+
+    from uvicorn.config import LOGGING_CONFIG
+
+    config = copy.deepcopy(LOGGING_CONFIG)
+    config["loggers"]["service"] = {"handlers": ["default"], "level": level.upper(), "propagate": False}
+    return config
 
 
 def say(

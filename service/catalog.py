@@ -1,0 +1,98 @@
+"""API names -> engine names: model aliases and voice ids.
+
+Voice ids (what the API's ``voice`` field takes):
+
+* ``<speaker>`` when that speaker name is unique among the loaded bundles (the listed id), else
+  ``<bundle>/<speaker>`` (always accepted too);
+* ``<bundle>``: that bundle's first speaker;
+* an OpenAI voice name (``alloy``, ``echo``, ... see ``settings.OPENAI_VOICES``): the speaker its
+  table names when loaded, else the default voice (so OpenAI clients work with any bundle).
+
+Names are only looked up in these tables, never used to build a path.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+
+from service.types import EngineLoadError, ModelKind, VoiceInfo
+
+MODEL_ALIASES: dict[str, ModelKind] = {
+    "parawave-student": "student",
+    "student": "student",
+    "parawave": "student",
+    "tts-1": "student",
+    "gpt-4o-mini-tts": "student",
+    "parawave-teacher": "teacher",
+    "teacher": "teacher",
+    "tts-1-hd": "teacher",
+}
+MODEL_IDS: dict[ModelKind, str] = {"student": "parawave-student", "teacher": "parawave-teacher"}
+
+
+def resolve_model(name: str) -> ModelKind | None:
+    return MODEL_ALIASES.get(name.strip().lower())
+
+
+@dataclass(frozen=True)
+class VoiceEntry:
+    id: str  # the listed API id
+    voice: VoiceInfo
+    speaker: str
+
+
+class VoiceCatalog:
+    def __init__(
+        self,
+        voices: Sequence[VoiceInfo],
+        default: str | None = None,
+        aliases: Mapping[str, str] | None = None,
+    ) -> None:
+        if not voices or not any(v.speakers for v in voices):
+            raise EngineLoadError("the engine loaded no voice (no bundle with a speaker)")
+        counts: dict[str, int] = {}
+        for v in voices:
+            for s in v.speakers:
+                counts[s] = counts.get(s, 0) + 1
+        self.entries: list[VoiceEntry] = []
+        self._names: dict[str, VoiceEntry] = {}
+        for v in voices:
+            for s in v.speakers:
+                qualified = f"{v.name}/{s}"
+                entry = VoiceEntry(s if counts[s] == 1 else qualified, v, s)
+                self.entries.append(entry)
+                self._names[entry.id] = entry
+                self._names[qualified] = entry
+        for v in voices:  # bundle name alone = its first speaker, unless a speaker is called so
+            if v.speakers:
+                self._names.setdefault(v.name, self._names[f"{v.name}/{v.speakers[0]}"])
+        self.aliases = {k.lower(): t for k, t in (aliases or {}).items()}
+        if default is None:
+            self.default = self.entries[0]
+        else:
+            found = self._names.get(default)
+            if found is None:
+                raise EngineLoadError(
+                    f"default voice {default!r} is not loaded (voices: {', '.join(self.ids)})"
+                )
+            self.default = found
+
+    @property
+    def ids(self) -> list[str]:
+        return [e.id for e in self.entries]
+
+    def resolve(self, name: str | None) -> VoiceEntry | None:
+        """The entry for an API voice name; None = unknown. ``None`` asks for the default voice."""
+        if name is None:
+            return self.default
+        if name in self._names:
+            return self._names[name]
+        target = self.aliases.get(name.lower())
+        if target is not None:
+            return self._names.get(target, self.default)
+        return None
+
+    def alias_table(self) -> dict[str, str]:
+        """OpenAI name -> the voice id it resolves to here."""
+        return {alias: self.resolve(alias).id for alias in sorted(self.aliases)}  # type: ignore[union-attr]

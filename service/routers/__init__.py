@@ -1,0 +1,1 @@
+"""HTTP routes: speech (student and teacher), info (voices, models), health and metrics, web page."""

@@ -1,0 +1,233 @@
+"""``POST /v1/audio/speech`` (OpenAI-compatible, student) and ``POST /v1/audio/speech/reference`` (teacher)."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import AsyncIterator
+from typing import Literal
+
+import anyio
+import numpy as np
+from fastapi import APIRouter, Depends, Request
+from fastapi.responses import Response, StreamingResponse
+from pydantic import BaseModel, ConfigDict, Field
+
+from service.audio import CONTENT_TYPES, FORMATS, StreamEncoder, available_formats, encode, output_rate
+from service.catalog import MODEL_ALIASES, resolve_model
+from service.errors import RATE_LIMIT, SERVER_ERROR, APIError, error_responses
+from service.scheduler import GenerationTimeout, Job, QueueFull
+from service.state import ServiceState, require_ready
+from service.types import AudioChunk, InputError, ModelKind, SynthesisRequest
+
+log = logging.getLogger(__name__)
+
+router = APIRouter(tags=["speech"])
+
+DISCONNECT_POLL_S = 0.1
+
+
+class VoiceRef(BaseModel):
+    id: str = Field(..., max_length=200)
+
+
+class SpeechBody(BaseModel):
+    """OpenAI's ``/v1/audio/speech`` body (unknown extra fields are ignored)."""
+
+    model_config = ConfigDict(extra="ignore")
+
+    model: str = Field("tts-1", max_length=200, description=f"One of: {', '.join(MODEL_ALIASES)}.")
+    input: str = Field(..., description="Text to speak (limit: settings.max_input_chars).")
+    voice: str | VoiceRef | None = Field(
+        None, description="Voice id or OpenAI voice name; omitted = default."
+    )
+    response_format: Literal[FORMATS] = "mp3"  # type: ignore[valid-type]
+    speed: float = Field(1.0, ge=0.25, le=4.0)
+    stream: bool = Field(False, description="Chunked response as audio is generated (per sentence).")
+    stream_format: Literal["audio", "sse"] = "audio"
+    instructions: str | None = Field(None, description="Accepted for compatibility; ignored (as tts-1).")
+    seed: int | None = Field(None, description="Noise seed for reproducible audio.")
+
+
+_SPEECH_RESPONSES = {
+    200: {
+        "description": "Audio in the requested format.",
+        "content": {ct.split(";")[0]: {} for ct in CONTENT_TYPES.values()},
+    },
+    **error_responses(400, 401, 413, 415, 429, 500, 503, 504),
+}
+
+
+@router.post("/v1/audio/speech", response_class=Response, responses=_SPEECH_RESPONSES)
+async def speech(
+    body: SpeechBody, request: Request, state: ServiceState = Depends(require_ready)
+) -> Response:
+    """Speak ``input`` with the student (``tts-1``), or with the teacher for ``tts-1-hd``."""
+    return await _speak(body, request, state, force_teacher=False)
+
+
+@router.post("/v1/audio/speech/reference", response_class=Response, responses=_SPEECH_RESPONSES)
+async def reference(
+    body: SpeechBody, request: Request, state: ServiceState = Depends(require_ready)
+) -> Response:
+    """Speak ``input`` with the autoregressive teacher (the reference): slow, smaller limits, streams as
+    it generates, stops when the client goes away."""
+    return await _speak(body, request, state, force_teacher=True)
+
+
+async def _speak(body: SpeechBody, request: Request, state: ServiceState, force_teacher: bool) -> Response:
+    settings = state.settings
+    kind = resolve_model(body.model)
+    if kind is None:
+        raise APIError(
+            400,
+            f"Unknown model {body.model!r}; use one of: {', '.join(MODEL_ALIASES)}.",
+            param="model",
+            code="model_not_found",
+        )
+    model: ModelKind = "teacher" if force_teacher else kind
+    fmt = body.response_format
+    if fmt not in available_formats():
+        raise APIError(
+            400,
+            f"response_format {fmt!r} is not supported by this server; use one of: {', '.join(available_formats())}.",
+            param="response_format",
+            code="unsupported_response_format",
+        )
+    if body.stream_format != "audio":
+        raise APIError(
+            400,
+            "stream_format 'sse' is not supported; use 'audio'.",
+            param="stream_format",
+            code="unsupported_value",
+        )
+    text = body.input
+    if not text.strip():
+        raise APIError(400, "'input' is empty: give some text to speak.", param="input", code="empty_input")
+    limit = settings.reference_max_chars if model == "teacher" else settings.max_input_chars
+    if len(text) > limit:
+        raise APIError(
+            400,
+            f"'input' is {len(text)} characters; the {model} model takes at most {limit} (split the text).",
+            param="input",
+            code="string_above_max_length",
+        )
+    assert state.catalog is not None
+    voice_name = body.voice.id if isinstance(body.voice, VoiceRef) else body.voice
+    entry = state.catalog.resolve(voice_name)
+    if entry is None:
+        raise APIError(
+            400,
+            f"Unknown voice {voice_name!r}; available: {', '.join(state.catalog.ids)} "
+            "(or an OpenAI voice name; see GET /v1/audio/voices).",
+            param="voice",
+            code="voice_not_found",
+        )
+    if model not in entry.voice.models:
+        raise APIError(
+            400,
+            f"Voice {entry.id!r} has no {model} model.",
+            param="model",
+            code="model_not_available",
+        )
+
+    synthesis = SynthesisRequest(
+        text=text,
+        voice=entry.voice.name,
+        speaker=entry.speaker,
+        speed=body.speed,
+        model=model,
+        seed=body.seed,
+    )
+    try:
+        job = state.pools[model].submit(synthesis)
+    except QueueFull as exc:
+        raise APIError(
+            429,
+            f"The {model} model is at capacity ({exc}); retry shortly.",
+            type=RATE_LIMIT,
+            code="queue_full",
+            headers={"Retry-After": str(settings.retry_after_s)},
+        ) from exc
+
+    watcher = asyncio.create_task(_watch_disconnect(request, job))
+    try:
+        first = await _next(job)
+    except BaseException:
+        watcher.cancel()
+        job.stop("error")
+        raise
+    if first is None:  # stopped before any audio (client gone) or the engine produced nothing
+        watcher.cancel()
+        if job.cancelled:
+            return Response(status_code=499)
+        raise APIError(400, "'input' has nothing to speak.", param="input", code="empty_input")
+
+    rate = output_rate(fmt, first.sample_rate)
+    headers = {
+        "X-Sample-Rate": str(rate),
+        "X-Parawave-Model": model,
+        "X-Parawave-Voice": entry.id,
+        "Cache-Control": "no-store",
+    }
+    media_type = CONTENT_TYPES[fmt]
+    if body.stream:
+        return StreamingResponse(_stream(job, first, fmt, watcher), media_type=media_type, headers=headers)
+
+    chunks = [first]
+    try:
+        while (chunk := await _next(job)) is not None:
+            chunks.append(chunk)
+    finally:
+        watcher.cancel()
+        job.stop("error")  # no-op when complete
+    if job.cancel_reason == "client_gone":
+        return Response(status_code=499)
+    audio = np.concatenate([c.audio for c in chunks]).astype(np.float32)  # (T,)
+    data = await anyio.to_thread.run_sync(encode, audio, first.sample_rate, fmt)
+    headers["X-Audio-Duration"] = f"{len(audio) / first.sample_rate:.3f}"
+    return Response(data, media_type=media_type, headers=headers)
+
+
+async def _next(job: Job) -> AudioChunk | None:
+    """The job's next chunk, with engine errors turned into API errors."""
+    try:
+        return await job.next_chunk()
+    except InputError as exc:
+        raise APIError(400, str(exc), param="input", code="invalid_input") from exc
+    except GenerationTimeout as exc:
+        raise APIError(504, f"Timed out: {exc}.", type=SERVER_ERROR, code="timeout") from exc
+
+
+async def _stream(job: Job, first: AudioChunk, fmt: str, watcher: asyncio.Task) -> AsyncIterator[bytes]:
+    encoder = StreamEncoder(fmt, first.sample_rate)
+    inline = fmt in ("wav", "pcm")  # cheap: no thread hop
+    try:
+        chunk: AudioChunk | None = first
+        while chunk is not None:
+            data = (
+                encoder.write(chunk.audio)
+                if inline
+                else await anyio.to_thread.run_sync(encoder.write, chunk.audio)
+            )
+            if data:
+                yield data
+            chunk = await job.next_chunk()  # an error here aborts the connection: the audio is incomplete
+        tail = encoder.close() if inline else await anyio.to_thread.run_sync(encoder.close)
+        if tail:
+            yield tail
+    finally:
+        job.stop("client_gone")  # no-op when complete
+        watcher.cancel()
+
+
+async def _watch_disconnect(request: Request, job: Job) -> None:
+    """Stop the job soon after the client goes away (while queued, generating or streaming)."""
+    with contextlib.suppress(asyncio.CancelledError):
+        while job.finished is None:
+            if await request.is_disconnected():
+                log.info("client went away: stopping %s generation", job.request.model)
+                job.stop("client_gone")
+                return
+            await asyncio.sleep(DISCONNECT_POLL_S)
