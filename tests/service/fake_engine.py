@@ -142,7 +142,11 @@ class FakeEngine:
                 time.sleep(self.chunk_delay)
             with self.lock:
                 self.chunks_made += 1
-            yield AudioChunk(audio, rate, i, i == len(plan) - 1, s, span)
+            try:
+                yield AudioChunk(audio, rate, i, i == len(plan) - 1, s, span)
+            except GeneratorExit:  # the caller stopped iterating (it saw the cancel flag first)
+                self._note_stop()
+                raise
             if i == 0 and self.hold_after_first is not None:
                 assert self.hold_after_first.wait(60), "hold never released"
         with self.lock:

@@ -1,0 +1,176 @@
+"""Through a real uvicorn server on a loopback port: formats, streaming, overload, cancellation,
+concurrency without cross-talk, and the OpenAI Python client."""
+
+from __future__ import annotations
+
+import io
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor, wait
+
+import httpx
+import numpy as np
+import pytest
+import soundfile as sf
+from fake_engine import RATE, FakeEngine, expected_audio, wait_for
+
+from service.audio import available_formats, output_rate
+
+TEXT = "The quick brown fox jumps over the lazy dog. It was not amused! Was it, really?"
+SPEECH = "/v1/audio/speech"
+
+
+def decode(data: bytes, fmt: str, rate_header: int) -> tuple[np.ndarray, int]:
+    if fmt == "pcm":
+        return np.frombuffer(data, dtype="<i2").astype(np.float32) / 32767, rate_header
+    with sf.SoundFile(io.BytesIO(data)) as f:
+        return f.read(dtype="float32"), f.samplerate
+
+
+@pytest.mark.parametrize("rate", [RATE, 22050])
+def test_every_format_decodes(live_server, rate):
+    """Each format, whole and streamed: decodes, at the expected rate, with the expected length."""
+    server = live_server(FakeEngine(sample_rate=rate))
+    expected = expected_audio(TEXT, rate)
+    with httpx.Client(base_url=server.url, timeout=30) as http:
+        for fmt in available_formats():
+            for stream in (False, True):
+                r = http.post(SPEECH, json={"input": TEXT, "response_format": fmt, "stream": stream})
+                assert r.status_code == 200, (fmt, stream, r.text)
+                audio, got = decode(r.content, fmt, int(r.headers["x-sample-rate"]))
+                assert got == output_rate(fmt, rate) == int(r.headers["x-sample-rate"]), (fmt, stream)
+                n = len(expected) * got / rate
+                slack = 1 if fmt in ("wav", "pcm", "flac") else 0.15 * got  # codec delay and padding
+                assert n - 1 <= len(audio) <= n + slack, (fmt, stream, len(audio), n)
+                if fmt in ("wav", "pcm", "flac"):
+                    np.testing.assert_allclose(audio, expected, atol=1e-4)
+                if stream:
+                    assert "content-length" not in r.headers  # chunked
+
+
+def test_stream_delivers_the_first_sentence_before_the_rest_exists(live_server):
+    hold = threading.Event()
+    engine = FakeEngine(hold_after_first=hold)
+    server = live_server(engine)
+    first_sentence = expected_audio("The quick brown fox jumps over the lazy dog.")
+    with (
+        httpx.Client(base_url=server.url, timeout=30) as http,
+        http.stream("POST", SPEECH, json={"input": TEXT, "response_format": "wav", "stream": True}) as r,
+    ):
+        assert r.status_code == 200
+        assert r.headers["content-type"] == "audio/wav"
+        received = b""
+        chunks = r.iter_bytes()
+        while len(received) < 44 + 2 * len(first_sentence):
+            received += next(chunks)
+        # the engine is parked after its first sentence: nothing else can have been generated
+        assert engine.chunks_made == 1 and not engine.completed
+        hold.set()
+        received += b"".join(chunks)
+    audio, rate = sf.read(io.BytesIO(received), dtype="float32")
+    assert rate == RATE
+    np.testing.assert_allclose(audio, expected_audio(TEXT), atol=1e-4)
+
+
+def test_overload_gets_429_and_the_server_stays_healthy(live_server):
+    gate = threading.Event()
+    engine = FakeEngine(gate=gate)
+    # capacity = 1 waiting + 1 worker x batch 1 = 2 requests held at once
+    server = live_server(engine, student_queue_size=1, student_workers=1, max_batch=1, retry_after_s=2)
+
+    def call(i: int) -> httpx.Response:
+        return httpx.post(
+            f"{server.url}{SPEECH}", json={"input": f"Number {i}.", "response_format": "pcm"}, timeout=60
+        )
+
+    with ThreadPoolExecutor(5) as pool:
+        futures = [pool.submit(call, i) for i in range(5)]
+        deadline = time.monotonic() + 30
+        while sum(f.done() for f in futures) < 3:  # the rejections come back while the engine is held
+            assert time.monotonic() < deadline, "rejections did not arrive"
+            wait(futures, timeout=0.1)
+        done = [f.result() for f in futures if f.done()]
+        assert [r.status_code for r in done] == [429, 429, 429]
+        for r in done:
+            assert r.headers["retry-after"] == "2"
+            assert r.json()["error"]["code"] == "queue_full"
+        gate.set()
+        results = [f.result() for f in futures]
+    assert sorted(r.status_code for r in results) == [200, 200, 429, 429, 429]
+    assert httpx.get(f"{server.url}/health/ready").status_code == 200
+    r = httpx.post(f"{server.url}{SPEECH}", json={"input": "Still here.", "response_format": "pcm"})
+    assert r.status_code == 200 and len(r.content) == 2 * len(expected_audio("Still here."))
+    metrics = httpx.get(f"{server.url}/metrics").text
+    assert 'parawave_rejected_total{model="student",reason="queue_full"} 3.0' in metrics
+
+
+def test_teacher_stops_soon_after_the_client_disconnects(live_server):
+    engine = FakeEngine(chunk_delay=0.02, teacher_chunk=400)  # 25 ms of audio per 20 ms of work
+    server = live_server(engine)
+    text = "A long reference sentence that goes on and on. " * 18  # ~860 chars, ~8.6 s of audio
+    http = httpx.Client(base_url=server.url, timeout=30)
+    with http.stream(
+        "POST", f"{SPEECH}/reference", json={"input": text, "response_format": "pcm", "stream": True}
+    ) as r:
+        assert r.status_code == 200
+        next(r.iter_bytes())  # audio is flowing
+    http.close()  # the connection goes away mid-stream
+    gone = time.monotonic()
+    assert engine.stopped.wait(10), "teacher generation never noticed the disconnect"
+    assert engine.stopped_at is not None and engine.stopped_at - gone < 1.0
+    assert not engine.completed
+    made = engine.chunks_made
+    assert made < len(expected_audio(text)) / 400 / 2  # far from the whole utterance
+    counted = 'parawave_cancelled_total{model="teacher",reason="client_gone"} 1.0'
+    wait_for(lambda: counted in httpx.get(f"{server.url}/metrics").text, what="cancel counted")
+
+
+def test_32_concurrent_requests_each_get_their_own_audio(live_server):
+    gate = threading.Event()
+    engine = FakeEngine(gate=gate)
+    server = live_server(engine, max_batch=8, max_batch_delay_ms=20)
+    texts = [f"Request {i} says hello{'!' * (i % 3)} " + "and more words " * (i % 5) for i in range(32)]
+
+    def call(text: str) -> httpx.Response:
+        return httpx.post(
+            f"{server.url}{SPEECH}",
+            json={"input": text, "response_format": "pcm", "voice": "beta"},
+            timeout=60,
+        )
+
+    pool_state = server.app.state.parawave.pools["student"]
+    with ThreadPoolExecutor(32) as pool:
+        futures = [pool.submit(call, t) for t in texts]
+        wait_for(lambda: pool_state.outstanding == 32, what="all 32 admitted")
+        gate.set()
+        responses = [f.result() for f in futures]
+    for text, r in zip(texts, responses, strict=True):
+        assert r.status_code == 200
+        pcm = np.frombuffer(r.content, dtype="<i2").astype(np.float32) / 32767
+        np.testing.assert_allclose(pcm, expected_audio(text), atol=1e-4)
+    assert sum(engine.batches) == 32
+    assert max(engine.batches) == 8  # the waiting requests were batched
+
+
+def test_openai_client(live_server):
+    openai = pytest.importorskip("openai")
+    server = live_server(FakeEngine(), api_key="sk-parawave-test")
+    client = openai.OpenAI(base_url=f"{server.url}/v1", api_key="sk-parawave-test", max_retries=0)
+    speech = client.audio.speech.create(model="tts-1", voice="alloy", input="Hello")
+    audio, rate = sf.read(io.BytesIO(speech.content), dtype="float32")  # mp3, OpenAI's default
+    assert rate == RATE and 0.9 * len(expected_audio("Hello")) <= len(audio)
+
+    text = "Hello there. This one streams."
+    with client.audio.speech.with_streaming_response.create(
+        model="tts-1", voice="nova", input=text, response_format="wav"
+    ) as response:
+        data = b"".join(response.iter_bytes())
+    audio, rate = sf.read(io.BytesIO(data), dtype="float32")
+    np.testing.assert_allclose(audio, expected_audio(text), atol=1e-4)
+
+    with pytest.raises(openai.BadRequestError) as bad:
+        client.audio.speech.create(model="tts-1", voice="nobody", input="Hello")
+    assert "Unknown voice" in str(bad.value)
+    wrong = openai.OpenAI(base_url=f"{server.url}/v1", api_key="sk-wrong", max_retries=0)
+    with pytest.raises(openai.AuthenticationError):
+        wrong.audio.speech.create(model="tts-1", voice="alloy", input="Hello")
