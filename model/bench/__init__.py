@@ -1,0 +1,1 @@
+"""Benchmarks and synthetic fixtures for the models (``python -m model.bench.<name>``)."""

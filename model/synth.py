@@ -1,0 +1,167 @@
+"""``parawave synth``: synthesize with PyTorch checkpoints.
+
+    parawave synth --model teacher --checkpoint RUN/checkpoints/best.pt --wav in.wav -o out.wav
+    parawave synth --model teacher --checkpoint CKPT --mel mel.npy -o out.wav [--temperature 0.9 | --greedy] [--seed 1]
+
+Copy-synthesis: the log-mel comes from ``--mel`` (a ``.npy`` of shape (n_mels, F)) or is computed
+from ``--wav`` with the checkpoint's audio config (resampled when the rates differ). Mel sources
+are gathered in :func:`input_mel`: text input (acoustic model -> mel) plugs in there as one more
+source. Vocoders are looked up in :data:`VOCODERS` ("module:loader"); a loader takes
+``(checkpoint dict, device)`` and returns a :class:`Vocoder`.
+"""
+
+from __future__ import annotations
+
+import importlib
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import typer
+
+app = typer.Typer(add_completion=False, help="Synthesize with PyTorch checkpoints (copy-synthesis, text).")
+
+# --model name -> "module:loader" (loader(ckpt: dict, device) -> Vocoder). The student adds itself here.
+VOCODERS: dict[str, str] = {
+    "teacher": "model.synth:load_teacher_vocoder",
+}
+
+
+@dataclass
+class Vocoder:
+    """A loaded vocoder: ``generate(mel (n_mels, F) float32, speaker, temperature, greedy, seed)`` ->
+    audio (F*hop,) float32 in [-1, 1]."""
+
+    kind: str
+    audio: object  # model.data.config.AudioConfig
+    speakers: list[str]
+    generate: Callable
+
+
+class SynthError(Exception):
+    """Bad input: printed as one line, exit code 2."""
+
+
+def load_teacher_vocoder(ckpt: dict, device) -> Vocoder:
+    import numpy as np
+    import torch
+
+    from model.data.config import AudioConfig
+    from model.teacher import teacher_from_checkpoint
+
+    model = teacher_from_checkpoint(ckpt).to(device)
+    audio = AudioConfig.from_dict(ckpt["config"]["audio"])
+
+    def generate(mel: np.ndarray, speaker: int, temperature: float, greedy: bool, seed: int) -> np.ndarray:
+        mel_t = torch.from_numpy(np.ascontiguousarray(mel, dtype=np.float32))[None].to(
+            device
+        )  # (1, n_mels, F)
+        spk = torch.tensor([speaker], device=device)
+        out = model.generate(mel_t, spk, temperature=temperature, greedy=greedy, seed=seed, progress=True)
+        return out[0].float().cpu().numpy()  # (F*hop,)
+
+    return Vocoder("teacher", audio, list(ckpt["config"]["data"]["speakers"]), generate)
+
+
+def input_mel(audio_cfg, mel: Path | None, wav: Path | None):
+    """The log-mel (n_mels, F) to vocode, from exactly one source."""
+    import numpy as np
+
+    if (mel is None) == (wav is None):
+        raise SynthError("give exactly one of --mel FILE.npy or --wav FILE")
+    if mel is not None:
+        if not mel.is_file():
+            raise SynthError(f"{mel}: not found")
+        try:
+            arr = np.load(mel, allow_pickle=False)
+        except (ValueError, OSError) as exc:
+            raise SynthError(f"{mel}: not a .npy array ({exc})") from None
+        if arr.ndim != 2 or arr.shape[0] != audio_cfg.n_mels or arr.shape[1] == 0:
+            raise SynthError(
+                f"{mel}: expected a log-mel of shape ({audio_cfg.n_mels}, frames), got {arr.shape}"
+            )
+        if not np.all(np.isfinite(arr)):
+            raise SynthError(f"{mel}: contains NaN or infinite values")
+        return arr.astype(np.float32)
+    from model.data.audio import load_wav
+    from model.data.features import log_mel, resample
+
+    if not wav.is_file():
+        raise SynthError(f"{wav}: not found")
+    try:
+        samples, sr = load_wav(wav)
+    except Exception as exc:
+        raise SynthError(f"{wav}: cannot read ({exc})") from None
+    samples = resample(samples, sr, audio_cfg.sample_rate)
+    if samples.shape[0] < audio_cfg.hop_length:
+        raise SynthError(f"{wav}: shorter than one frame")
+    return log_mel(samples, audio_cfg)
+
+
+def resolve_speaker(speakers: list[str], speaker: str | None) -> int:
+    if speaker is None:
+        return 0
+    if speaker in speakers:
+        return speakers.index(speaker)
+    if speaker.isdigit() and int(speaker) < len(speakers):
+        return int(speaker)
+    raise SynthError(f"unknown speaker {speaker!r}; this model has {', '.join(speakers)}")
+
+
+def _load_vocoder(model: str, checkpoint: Path, device):
+    from model.train.common import UserError, load_checkpoint
+
+    if model not in VOCODERS:
+        raise SynthError(f"unknown --model {model!r}; choose from {', '.join(VOCODERS)}")
+    try:
+        ckpt = load_checkpoint(checkpoint)
+    except UserError as exc:
+        raise SynthError(str(exc)) from None
+    if ckpt.get("kind") != model:
+        raise SynthError(f"{checkpoint} holds a {ckpt.get('kind')!r} model, not {model!r}")
+    module_name, attr = VOCODERS[model].split(":")
+    loader = getattr(importlib.import_module(module_name), attr)
+    return loader(ckpt, device)
+
+
+@app.command()
+def synth(
+    model: str = typer.Option("teacher", "--model", "-m", help="Vocoder: teacher (autoregressive WaveNet)."),
+    checkpoint: Path = typer.Option(..., "--checkpoint", "-c", help="Vocoder checkpoint (.pt)."),
+    mel: Path | None = typer.Option(None, "--mel", help="Log-mel .npy of shape (n_mels, frames)."),
+    wav: Path | None = typer.Option(None, "--wav", help="Copy-synthesis: vocode the log-mel of this wav."),
+    out: Path = typer.Option(..., "--out", "-o", help="Output wav (16-bit PCM)."),
+    speaker: str | None = typer.Option(
+        None, "--speaker", help="Speaker name or index (multi-speaker models)."
+    ),
+    temperature: float = typer.Option(1.0, "--temperature", help="Scale of the sampling noise."),
+    greedy: bool = typer.Option(False, "--greedy", help="Take the mean at every step instead of sampling."),
+    seed: int = typer.Option(0, "--seed", help="Random seed (same seed, same audio)."),
+    device: str = typer.Option("cpu", "--device", help="cpu | cuda."),
+) -> None:
+    """Vocode a log-mel (or a wav's log-mel) with a PyTorch checkpoint and write a wav."""
+    try:
+        import torch
+
+        from model.data.audio import save_wav
+
+        if device.startswith("cuda") and not torch.cuda.is_available():
+            raise SynthError("--device cuda: no CUDA device is available")
+        if temperature < 0:
+            raise SynthError("--temperature must be >= 0")
+        vocoder = _load_vocoder(model, checkpoint, torch.device(device))
+        features = input_mel(vocoder.audio, mel, wav)
+        speaker_id = resolve_speaker(vocoder.speakers, speaker)
+        t0 = time.monotonic()
+        audio = vocoder.generate(features, speaker_id, temperature, greedy, seed)
+        elapsed = time.monotonic() - t0
+        out.parent.mkdir(parents=True, exist_ok=True)
+        save_wav(out, audio, vocoder.audio.sample_rate)
+    except SynthError as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(2) from None
+    seconds = audio.shape[0] / vocoder.audio.sample_rate
+    typer.echo(
+        f"wrote {out} ({seconds:.2f} s of audio in {elapsed:.1f} s, {model}, {features.shape[1]} frames)"
+    )

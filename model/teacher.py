@@ -1,0 +1,351 @@
+"""The WaveNet teacher: a mel-conditioned autoregressive Gaussian model of 16 kHz audio in [-1, 1].
+
+    p(x) = prod_t N(x_t; mean_t, exp(log_scale_t)^2),   (mean_t, log_scale_t) = f(x_<t, mel, speaker)
+
+Architecture (ClariNet-style teacher): the previous sample -> causal input conv -> residual stack
+(:class:`~model.wavenet.WaveNetStack`, gated dilated causal convs with per-layer mel conditioning
+computed at frame rate, see :mod:`model.wavenet`) -> skip sum -> ReLU, 1x1, ReLU, 1x1 -> (mean,
+log_scale), log_scale floored at ``log_scale_min`` (-7, ClariNet).
+
+Training is teacher forcing: ``forward(audio, mel)`` feeds ``audio`` shifted right by one sample and
+returns the distribution of every sample of ``audio`` in one parallel pass. Generation runs the very
+same modules one sample at a time through their ``step`` methods (Fast WaveNet queues, O(layers) per
+sample); :meth:`TeacherWaveNet.step` is a pure function of explicit tensors
+``(x_prev, c_t, state) -> (mean, log_scale, new_state)``, ready to be traced into an ONNX step graph.
+
+Mixed precision: under CUDA autocast the input conv and the output head run in fp32 (the mean must
+be resolved far below bf16's relative precision; the residual stream stays fp32 through the adds).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, fields, replace
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from model.distributions import TEACHER_LOG_SCALE_MIN, floor_log_scale
+from model.wavenet import (
+    UPSAMPLE_MODES,
+    CausalConv1d,
+    ConditioningNetwork,
+    WaveNetStack,
+    apply_weight_norm,
+    dilation_cycle,
+    pointwise,
+    remove_weight_norm,
+)
+
+__all__ = ["PRESETS", "TeacherConfig", "TeacherWaveNet", "load_teacher", "teacher_from_checkpoint"]
+
+log = logging.getLogger(__name__)
+
+MODEL_KIND = "teacher"
+
+
+@dataclass(frozen=True)
+class TeacherConfig:
+    # audio / features (must match the corpus' AudioConfig: hop is the upsampling factor)
+    sample_rate: int = 16_000
+    hop_length: int = 200
+    n_mels: int = 80
+    mel_mean: float = -4.0  # fixed normalisation of the log-RMS mel: (mel - mean) / std
+    mel_std: float = 4.0
+    # speakers (global conditioning; 1 = none)
+    n_speakers: int = 1
+    speaker_dim: int = 16
+    # conditioning network (frame rate) and upsampling
+    cond_channels: int = 64
+    cond_layers: int = 2
+    cond_kernel: int = 3
+    upsample: str = "learned"  # nearest | linear | learned (see model.wavenet)
+    # residual stack
+    residual_channels: int = 64
+    gate_channels: int = 64
+    skip_channels: int = 64
+    kernel_size: int = 3
+    layers: int = 20
+    cycles: int = 2
+    input_kernel: int = 1
+    # output
+    log_scale_min: float = TEACHER_LOG_SCALE_MIN
+    weight_norm: bool = False
+
+    def __post_init__(self) -> None:
+        dilation_cycle(self.layers, self.cycles)  # validates
+        if self.upsample not in UPSAMPLE_MODES:
+            raise ValueError(f"upsample must be one of {UPSAMPLE_MODES}, got {self.upsample!r}")
+        if self.n_speakers < 1 or self.input_kernel < 1 or self.kernel_size < 2:
+            raise ValueError("need n_speakers >= 1, input_kernel >= 1, kernel_size >= 2")
+
+    @property
+    def dilations(self) -> tuple[int, ...]:
+        return dilation_cycle(self.layers, self.cycles)
+
+    @property
+    def receptive_field(self) -> int:
+        """Past samples (including the immediately previous one) a prediction depends on."""
+        stack = 1 + sum((self.kernel_size - 1) * d for d in self.dilations)
+        return stack + self.input_kernel - 1
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict) -> TeacherConfig:
+        known = {f.name for f in fields(cls)}
+        unknown = set(d) - known
+        if unknown:
+            raise ValueError(f"unknown TeacherConfig fields: {sorted(unknown)}")
+        return cls(**d)
+
+
+# Named presets. Parameter counts (80 mels, 1 speaker) are printed by
+# `python -m model.bench.teacher_generation --list`.
+PRESETS: dict[str, TeacherConfig] = {
+    # unit tests: a few thousand parameters, trains for a few steps in seconds
+    "tiny": TeacherConfig(
+        cond_channels=8,
+        cond_layers=1,
+        residual_channels=8,
+        gate_channels=8,
+        skip_channels=8,
+        kernel_size=2,
+        layers=4,
+        cycles=1,
+        upsample="linear",
+    ),
+    # what a 2-core CPU session can train usefully in an hour or two: 12 layers, receptive field 253
+    "cpu": TeacherConfig(
+        cond_channels=64,
+        cond_layers=2,
+        residual_channels=32,
+        gate_channels=32,
+        skip_channels=64,
+        kernel_size=3,
+        layers=12,
+        cycles=2,
+    ),
+    # the real teacher (tens of minutes on an H100/H200, bf16 autocast): 24 layers in 3 cycles of
+    # dilations 1..128 with kernel 3, receptive field 1531 samples (96 ms), 128 channels
+    "gpu": TeacherConfig(
+        cond_channels=128,
+        cond_layers=3,
+        residual_channels=128,
+        gate_channels=128,
+        skip_channels=128,
+        kernel_size=3,
+        layers=24,
+        cycles=3,
+    ),
+}
+
+
+class TeacherWaveNet(nn.Module):
+    def __init__(self, cfg: TeacherConfig):
+        super().__init__()
+        self.cfg = cfg
+        self.conditioning = ConditioningNetwork(
+            cfg.n_mels,
+            cfg.cond_channels,
+            cfg.cond_layers,
+            cfg.cond_kernel,
+            cfg.n_speakers,
+            cfg.speaker_dim,
+            cfg.mel_mean,
+            cfg.mel_std,
+        )
+        self.input_conv = CausalConv1d(1, cfg.residual_channels, cfg.input_kernel)
+        self.stack = WaveNetStack(
+            cfg.residual_channels,
+            cfg.gate_channels,
+            cfg.skip_channels,
+            cfg.kernel_size,
+            cfg.dilations,
+            cond_channels=cfg.cond_channels,
+            hop_length=cfg.hop_length,
+            upsample=cfg.upsample,
+        )
+        self.head1 = nn.Conv1d(cfg.skip_channels, cfg.skip_channels, 1)
+        self.head2 = nn.Conv1d(cfg.skip_channels, 2, 1)
+        if cfg.weight_norm:
+            apply_weight_norm(self)
+
+    # ------------------------------------------------------------------ parallel (teacher forcing)
+
+    @property
+    def receptive_field(self) -> int:
+        return self.stack.receptive_field + self.input_conv.context
+
+    def num_parameters(self) -> int:
+        return sum(p.numel() for p in self.parameters())
+
+    def frame_conditioning(self, mel: Tensor, speaker: Tensor | None = None) -> Tensor:
+        """mel (B, n_mels, F) [+ speaker (B,)] -> every layer's gate conditioning at frame rate (B, L*2G, F)."""
+        if self.cfg.n_speakers > 1 and speaker is None:
+            raise ValueError("multi-speaker teacher: pass speaker ids")
+        return self.stack.frame_conditioning(
+            self.conditioning(mel, speaker if self.cfg.n_speakers > 1 else None)
+        )
+
+    def _head(self, skip: Tensor) -> Tensor:  # (B, S, T) -> (B, 2, T), fp32
+        with torch.autocast(device_type=skip.device.type, enabled=False):
+            y = F.relu(self.head1(F.relu(skip.float())))
+            return self.head2(y)
+
+    def predict(self, x_in: Tensor, cond_frames: Tensor | None = None, cond: Tensor | None = None):
+        """Distribution of each sample given the *already shifted* input: x_in[:, t] = x[t - 1].
+
+        x_in (B, T); cond_frames (B, L*2G, F) frame-rate conditioning, or cond (B, L*2G, T) at the
+        sample rate. Returns mean (B, T), log_scale (B, T) (floored).
+        """
+        with torch.autocast(device_type=x_in.device.type, enabled=False):
+            h = self.input_conv(x_in.float().unsqueeze(1))  # (B, R, T)
+        skip = self.stack(h, cond_frames=cond_frames, cond=cond)  # (B, S, T)
+        params = self._head(skip)  # (B, 2, T)
+        return params[:, 0], floor_log_scale(params[:, 1], self.cfg.log_scale_min)
+
+    def forward(self, audio: Tensor, mel: Tensor, speaker: Tensor | None = None) -> tuple[Tensor, Tensor]:
+        """Teacher forcing: audio (B, T) in [-1, 1], mel (B, n_mels, F) with T == F*hop, speaker (B,).
+
+        Returns mean (B, T), log_scale (B, T): the predicted distribution of audio[:, t] given
+        audio[:, :t] (the input is audio shifted right by one sample, zero first).
+        """
+        if audio.shape[-1] != mel.shape[-1] * self.cfg.hop_length:
+            raise ValueError(
+                f"audio has {audio.shape[-1]} samples, mel {mel.shape[-1]} frames * hop {self.cfg.hop_length}"
+            )
+        x_in = F.pad(audio[:, :-1], (1, 0))  # (B, T): x_in[t] = audio[t-1]
+        return self.predict(x_in, cond_frames=self.frame_conditioning(mel, speaker))
+
+    # ------------------------------------------------------------------ incremental (same modules)
+
+    def init_state(self, batch: int, device=None, dtype=torch.float32) -> list[Tensor]:
+        """Zero queues: the input conv's (when its kernel > 1), then one per residual layer."""
+        q = self.input_conv.init_queue(batch, device, dtype)
+        return ([q] if q is not None else []) + self.stack.init_state(batch, device, dtype)
+
+    def step(
+        self, x_prev: Tensor, c_t: Tensor, state: Sequence[Tensor]
+    ) -> tuple[Tensor, Tensor, list[Tensor]]:
+        """One sample: x_prev (B, 1) the previous sample, c_t (B, L*2G) this sample's per-layer
+        conditioning (from :meth:`frame_conditioning` + the stack's upsampler), state from
+        :meth:`init_state` or the previous step. Returns mean (B,), log_scale (B,), new state."""
+        has_q = self.input_conv.context > 0
+        h, q_in = self.input_conv.step(x_prev, state[0] if has_q else None)  # (B, R)
+        skip, new_state = self.stack.step(h, c_t, state[1:] if has_q else state)  # (B, S)
+        y = F.relu(pointwise(self.head1, F.relu(skip)))  # (B, S)
+        params = pointwise(self.head2, y)  # (B, 2)
+        if has_q:
+            new_state.insert(0, q_in)
+        return params[:, 0], floor_log_scale(params[:, 1], self.cfg.log_scale_min), new_state
+
+    @torch.inference_mode()
+    def generate(
+        self,
+        mel: Tensor,
+        speaker: Tensor | None = None,
+        *,
+        temperature: float = 1.0,
+        greedy: bool = False,
+        seed: int | None = None,
+        noise: Tensor | None = None,
+        return_params: bool = False,
+        progress: bool = False,
+        num_threads: int | None = 1,
+    ):
+        """Ancestral sampling (or greedy = the mean at every step), F*hop samples for F mel frames.
+
+        mel (B, n_mels, F), speaker (B,) long. Randomness: ``noise`` (B, T) standard normal when
+        given, else drawn up front from a generator seeded with ``seed`` (same seed -> same audio).
+        Each sample is clamped to [-1, 1] before it is fed back. ``num_threads``: CPU threads for the
+        step loop (None: torch's setting). Each step is a chain of tiny ops, for which one thread is
+        fastest unless the batch is large; the previous setting is restored afterwards.
+        Returns audio (B, T); with ``return_params`` also the per-step mean and log_scale (B, T).
+        """
+        previous_threads = torch.get_num_threads()
+        if num_threads is not None and mel.device.type == "cpu":
+            torch.set_num_threads(num_threads)
+        try:
+            return self._generate(mel, speaker, temperature, greedy, seed, noise, return_params, progress)
+        finally:
+            torch.set_num_threads(previous_threads)
+
+    def _generate(self, mel, speaker, temperature, greedy, seed, noise, return_params, progress):
+        B, _, n_frames = mel.shape
+        hop = self.cfg.hop_length
+        T = n_frames * hop
+        device = mel.device
+        c_frames = self.frame_conditioning(mel.float(), speaker)  # (B, L*2G, F)
+        nb = self.stack.upsampler.neighbours(c_frames)  # (B, L*2G, F, 3)
+        if not greedy:
+            if noise is None:
+                gen = torch.Generator(device=device)
+                gen.manual_seed(int(seed) if seed is not None else int(torch.seed() % 2**63))
+                noise = torch.randn(B, T, generator=gen, device=device)
+            elif noise.shape != (B, T):
+                raise ValueError(f"noise must have shape {(B, T)}, got {tuple(noise.shape)}")
+            eps = (noise * temperature).to(device=device, dtype=torch.float32).t().contiguous()  # (T, B)
+        out = torch.empty(T, B, device=device)  # time-major: row t is contiguous
+        means = torch.empty(T, B, device=device) if return_params else None
+        log_scales = torch.empty(T, B, device=device) if return_params else None
+        state = self.init_state(B, device)
+        x = torch.zeros(B, 1, device=device)
+        frames = range(n_frames)
+        if progress:
+            from tqdm import tqdm
+
+            frames = tqdm(frames, unit="frame", desc="teacher", leave=False)
+        for f in frames:
+            c_f = self.stack.upsampler.frame(nb[:, :, f])  # (hop, B, L*2G)
+            for p in range(hop):
+                t = f * hop + p
+                mean, log_scale, state = self.step(x, c_f[p], state)  # (B,), (B,)
+                sample = mean if greedy else torch.addcmul(mean, torch.exp(log_scale), eps[t])
+                sample = torch.clamp(sample, -1.0, 1.0)
+                out[t] = sample
+                if return_params:
+                    means[t] = mean
+                    log_scales[t] = log_scale
+                x = sample.unsqueeze(1)  # (B, 1)
+        audio = out.t()  # (B, T)
+        if return_params:
+            return audio, means.t(), log_scales.t()
+        return audio
+
+
+# ---------------------------------------------------------------------------------- checkpoints
+
+
+def teacher_from_checkpoint(ckpt: dict, *, ema: bool = True, for_inference: bool = True) -> TeacherWaveNet:
+    """Build a teacher from a checkpoint dict (see model.train.common): config inside, EMA weights
+    by default. ``for_inference`` folds weight normalisation and switches to eval mode."""
+    kind = ckpt.get("kind")
+    if kind != MODEL_KIND:
+        raise ValueError(f"checkpoint holds a {kind!r} model, not a teacher")
+    cfg = TeacherConfig.from_dict(ckpt["config"]["model"])
+    model = TeacherWaveNet(cfg)
+    weights = ckpt.get("ema") if ema and ckpt.get("ema") else ckpt["model"]
+    model.load_state_dict(weights)
+    if for_inference:
+        remove_weight_norm(model)
+        model.eval()
+    return model
+
+
+def load_teacher(
+    path: str | os.PathLike, *, ema: bool = True, map_location: str | torch.device = "cpu"
+) -> tuple[TeacherWaveNet, dict]:
+    """Load a teacher checkpoint file in a fresh process: (model in eval mode, checkpoint dict)."""
+    ckpt = torch.load(path, map_location=map_location, weights_only=True)
+    return teacher_from_checkpoint(ckpt, ema=ema), ckpt
+
+
+def preset(name: str, **overrides) -> TeacherConfig:
+    if name not in PRESETS:
+        raise ValueError(f"unknown teacher preset {name!r}; choose from {sorted(PRESETS)}")
+    return replace(PRESETS[name], **overrides)

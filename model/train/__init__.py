@@ -1,0 +1,1 @@
+"""Trainers (teacher, student, acoustic model) and the infrastructure they share (``common``)."""

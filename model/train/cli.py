@@ -1,0 +1,146 @@
+"""``parawave train <model>``: every trainer takes the same options.
+
+    parawave train teacher  --data CORPUS --out RUN [--preset tiny|cpu|gpu] [--set key=value ...]
+                            [--resume] [--max-steps N] [--max-minutes M] [--device cpu|cuda]
+    parawave train student  --teacher CKPT  (same options)
+    parawave train acoustic (same options)
+
+A trainer is a function ``train(args: TrainArgs) -> dict`` (the summary of
+:func:`model.train.common.run_training`) registered in :data:`TRAINERS` as "module:function";
+modules are imported only when their command runs, so ``--help`` stays fast and torch-free.
+Adding a model = one TRAINERS entry + one small command below (extra options go into TrainArgs).
+Distributed: ``torchrun --nproc_per_node N -m model.train.cli teacher ...``.
+"""
+
+from __future__ import annotations
+
+import importlib
+from pathlib import Path
+
+import typer
+
+app = typer.Typer(
+    no_args_is_help=True, add_completion=False, help="Train the acoustic model, teacher and student."
+)
+
+# kind -> ("module:function", one-line help)
+TRAINERS: dict[str, tuple[str, str]] = {
+    "teacher": (
+        "model.train.teacher:train",
+        "WaveNet teacher: autoregressive Gaussian vocoder (teacher forcing).",
+    ),
+    "student": (
+        "model.train.student:train",
+        "Parallel WaveNet student distilled from a teacher (--teacher CKPT).",
+    ),
+    "acoustic": (
+        "model.train.acoustic:train",
+        "Acoustic model: phoneme ids -> log-mel with learned alignment.",
+    ),
+}
+
+_DATA = typer.Option(..., "--data", help="LJSpeech-format corpus folder (metadata.csv, wavs/).")
+_OUT = typer.Option(..., "--out", help="Run folder: checkpoints/{last,best}.pt, tb/, config.json.")
+_PRESET = typer.Option("cpu", "--preset", help="Named configuration: tiny | cpu | gpu.")
+_SET = typer.Option(
+    None, "--set", help="Override a setting, e.g. --set lr=3e-4 --set model.layers=12 (repeatable)."
+)
+_RESUME = typer.Option(
+    False, "--resume", help="Continue from <out>/checkpoints/last.pt (fresh start if none)."
+)
+_MAX_STEPS = typer.Option(
+    None, "--max-steps", help="Stop at this global step (default: the schedule's length)."
+)
+_MAX_MINUTES = typer.Option(
+    None, "--max-minutes", help="Stop after this many minutes of training in this run."
+)
+_DEVICE = typer.Option(None, "--device", help="cpu | cuda | cuda:N (default: cuda when available).")
+
+
+def _run(kind: str, args) -> None:
+    from model.train.common import UserError, summary_table
+
+    module_name, attr = TRAINERS[kind][0].split(":")
+    try:
+        trainer = getattr(importlib.import_module(module_name), attr)
+    except ModuleNotFoundError as exc:
+        if exc.name != module_name:
+            raise
+        typer.echo(f"error: the {kind} trainer ({module_name}) is not available yet", err=True)
+        raise typer.Exit(2) from None
+    try:
+        summary = trainer(args)
+    except UserError as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(2) from None
+    except ValueError as exc:  # CorpusError and config validation errors are ValueErrors
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(2) from None
+    if isinstance(summary, dict) and "step" in summary:
+        typer.echo(summary_table(summary))
+
+
+def _args(data, out, preset, sets, resume, max_steps, max_minutes, device, **extra):
+    from model.train.common import TrainArgs
+
+    return TrainArgs(
+        data=data,
+        out=out,
+        preset=preset,
+        sets=tuple(sets or ()),
+        resume=resume,
+        max_steps=max_steps,
+        max_minutes=max_minutes,
+        device=device,
+        **extra,
+    )
+
+
+@app.command("teacher", help=TRAINERS["teacher"][1])
+def teacher(
+    data: Path = _DATA,
+    out: Path = _OUT,
+    preset: str = _PRESET,
+    sets: list[str] | None = _SET,
+    resume: bool = _RESUME,
+    max_steps: int | None = _MAX_STEPS,
+    max_minutes: float | None = _MAX_MINUTES,
+    device: str | None = _DEVICE,
+) -> None:
+    _run("teacher", _args(data, out, preset, sets, resume, max_steps, max_minutes, device))
+
+
+@app.command("student", help=TRAINERS["student"][1])
+def student(
+    teacher: Path = typer.Option(..., "--teacher", help="Teacher checkpoint (best.pt or last.pt)."),
+    data: Path = _DATA,
+    out: Path = _OUT,
+    preset: str = _PRESET,
+    sets: list[str] | None = _SET,
+    resume: bool = _RESUME,
+    max_steps: int | None = _MAX_STEPS,
+    max_minutes: float | None = _MAX_MINUTES,
+    device: str | None = _DEVICE,
+) -> None:
+    _run("student", _args(data, out, preset, sets, resume, max_steps, max_minutes, device, teacher=teacher))
+
+
+@app.command("acoustic", help=TRAINERS["acoustic"][1])
+def acoustic(
+    data: Path = _DATA,
+    out: Path = _OUT,
+    preset: str = _PRESET,
+    sets: list[str] | None = _SET,
+    resume: bool = _RESUME,
+    max_steps: int | None = _MAX_STEPS,
+    max_minutes: float | None = _MAX_MINUTES,
+    device: str | None = _DEVICE,
+) -> None:
+    _run("acoustic", _args(data, out, preset, sets, resume, max_steps, max_minutes, device))
+
+
+if __name__ == "__main__":  # torchrun --nproc_per_node N -m model.train.cli teacher ...
+    import logging
+
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    app()

@@ -1,0 +1,249 @@
+"""``parawave train teacher``: the WaveNet teacher by teacher forcing on random frame-aligned windows.
+
+Loss: Gaussian negative log-likelihood of every sample of the window given the previous ones and
+the mel (nats per sample; with the -7 log-scale floor it is bounded below by about -6.08). Data:
+:class:`model.data.dataset.VocoderDataset` windows of ``segment_frames`` frames. Validation: NLL of
+the EMA model on fixed windows of the val split. Samples: the EMA model generates the first
+``sample_seconds`` of the first validation clip (TensorBoard audio + mel figure vs the real one).
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, replace
+
+import torch
+from torch import Tensor, nn
+
+from model.data.config import AudioConfig
+from model.distributions import gaussian_nll
+from model.teacher import MODEL_KIND, PRESETS, TeacherConfig, TeacherWaveNet
+from model.train.common import (
+    TrainArgs,
+    TrainConfig,
+    TrainTask,
+    UserError,
+    apply_overrides,
+    check_resume_overrides,
+    config_sections_from_checkpoint,
+    infinite_batches,
+    make_loader,
+    plot_mels,
+    prepare_run,
+    resolve_device,
+    run_training,
+)
+
+__all__ = ["TRAIN_PRESETS", "TeacherTask", "TeacherTrainConfig", "train"]
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class TeacherTrainConfig(TrainConfig):
+    segment_frames: int = 40  # training window: 40 frames = 0.5 s at hop 200 / 16 kHz
+    val_segment_frames: int = 80
+    sample_seconds: float = 0.5  # generated per TensorBoard sample (autoregressive: slow)
+    sample_temperature: float = 1.0
+
+
+TRAIN_PRESETS: dict[str, TeacherTrainConfig] = {
+    "tiny": TeacherTrainConfig(
+        steps=200,
+        batch_size=4,
+        segment_frames=4,
+        val_segment_frames=4,
+        lr=3e-3,
+        warmup_steps=5,
+        ema_decay=0.99,
+        num_workers=0,
+        log_every=5,
+        val_every=0,
+        val_batches=2,
+        sample_every=-1,
+        sample_seconds=0.05,
+    ),
+    "cpu": TeacherTrainConfig(
+        steps=20_000,
+        batch_size=6,
+        segment_frames=20,
+        lr=1e-3,
+        warmup_steps=500,
+        ema_decay=0.999,
+        num_workers=1,
+        log_every=50,
+        val_every=1000,
+        val_batches=8,
+        sample_every=5000,
+        sample_seconds=0.25,
+        checkpoint_minutes=10.0,
+    ),
+    "gpu": TeacherTrainConfig(
+        steps=30_000,
+        batch_size=32,
+        segment_frames=40,
+        lr=1e-3,
+        warmup_steps=1000,
+        ema_decay=0.9999,
+        precision="bf16",
+        num_workers=8,
+        log_every=100,
+        val_every=2000,
+        val_batches=16,
+        sample_every=10_000,
+        sample_seconds=0.5,
+        checkpoint_minutes=5.0,
+    ),
+}
+
+
+def _eval_split(corpus) -> str:
+    for split in ("val", "test"):
+        if corpus.ids(split):
+            return split
+    log.warning("corpus has no val/test clips: validating on fixed train windows")
+    return "train"
+
+
+class TeacherTask(TrainTask):
+    kind = MODEL_KIND
+
+    def __init__(self, model_cfg: TeacherConfig, train_cfg: TeacherTrainConfig, audio: AudioConfig, corpus):
+        if model_cfg.hop_length != audio.hop_length:  # the upsampling factor must be the feature hop
+            raise ValueError(f"model hop {model_cfg.hop_length} != audio hop {audio.hop_length}")
+        if model_cfg.sample_rate != audio.sample_rate or model_cfg.n_mels != audio.n_mels:
+            raise ValueError("model sample_rate/n_mels do not match the audio config")
+        self.model_cfg = model_cfg
+        self.train_cfg = train_cfg
+        self.audio = audio
+        self.corpus = corpus
+        self.model = TeacherWaveNet(model_cfg)
+        self.eval_split = _eval_split(corpus)
+
+    def config_dict(self) -> dict:
+        return {
+            "model": self.model_cfg.to_dict(),
+            "train": self.train_cfg.to_dict(),
+            "audio": self.audio.to_dict(),
+            "data": {"corpus": str(self.corpus.path), "speakers": list(self.corpus.speakers)},
+        }
+
+    def train_batches(self, device: torch.device):
+        from model.data.dataset import VocoderDataset, collate_vocoder
+
+        cfg = self.train_cfg
+        dataset = VocoderDataset(self.corpus, "train", self.audio, cfg.segment_frames)
+        loader = make_loader(dataset, cfg.batch_size, collate_vocoder, cfg.num_workers, cfg.seed, device)
+        return infinite_batches(loader)
+
+    def loss(self, model: nn.Module, batch: dict) -> tuple[Tensor, dict]:
+        audio = batch["audio"]  # (B, T)
+        mean, log_scale = model(audio, batch["mel"], batch["speaker"])  # (B, T) each, fp32
+        nll = gaussian_nll(audio, mean, log_scale)
+        return nll, {"log_scale": log_scale.detach().mean()}
+
+    def validate(self, model: nn.Module, device: torch.device) -> dict[str, float]:
+        from torch.utils.data import DataLoader
+
+        from model.data.dataset import VocoderDataset, collate_vocoder
+
+        cfg = self.train_cfg
+        dataset = VocoderDataset(self.corpus, self.eval_split, self.audio, cfg.val_segment_frames, seed=0)
+        loader = DataLoader(dataset, batch_size=cfg.batch_size, shuffle=False, collate_fn=collate_vocoder)
+        total, count = 0.0, 0
+        for i, batch in enumerate(loader):
+            if i >= cfg.val_batches:
+                break
+            audio = batch["audio"].to(device)
+            mean, log_scale = model(audio, batch["mel"].to(device), batch["speaker"].to(device))
+            total += float(gaussian_nll(audio, mean, log_scale, reduction="sum"))
+            count += audio.numel()
+        return {"loss": total / max(count, 1)}
+
+    def log_samples(self, model: nn.Module, writer, step: int, device: torch.device) -> None:
+        import numpy as np
+
+        from model.data.dataset import load_clip
+        from model.data.features import log_mel
+
+        clip_id = self.corpus.ids(self.eval_split)[0]
+        mel, audio = load_clip(self.corpus, clip_id, self.audio)  # (n_mels, F), (F*hop,)
+        frames = max(1, min(mel.shape[1], round(self.train_cfg.sample_seconds * self.audio.frame_rate)))
+        mel, audio = mel[:, :frames], audio[: frames * self.audio.hop_length]
+        speaker = torch.tensor([self.corpus.speaker_id(clip_id)], device=device)
+        generated = (
+            model.generate(
+                torch.from_numpy(mel)[None].to(device),
+                speaker,
+                temperature=self.train_cfg.sample_temperature,
+                seed=step,
+            )[0]
+            .float()
+            .cpu()
+        )  # (T,)
+        sr = self.audio.sample_rate
+        writer.add_audio("sample/real", torch.from_numpy(audio)[None], step, sample_rate=sr)
+        writer.add_audio("sample/generated", generated[None], step, sample_rate=sr)
+        gen_mel = log_mel(generated.numpy().astype(np.float32), self.audio)
+        fig = plot_mels({f"real {clip_id}": mel, "teacher": gen_mel}, title=f"step {step}")
+        writer.add_figure("sample/mel", fig, step)
+
+
+_AUDIO_FIELDS = ("sample_rate", "hop_length", "n_mels")
+
+
+def train(args: TrainArgs) -> dict:
+    """Entry point of ``parawave train teacher`` (see model.train.cli). Returns run_training's summary."""
+    from model.data.corpus import Corpus, CorpusError
+
+    run, ckpt = prepare_run(args)
+    try:
+        corpus = Corpus(args.data)
+    except CorpusError as exc:
+        raise UserError(str(exc)) from None
+    classes = {"model": TeacherConfig, "train": TeacherTrainConfig, "audio": AudioConfig}
+    for item in args.sets:
+        key = item.split("=", 1)[0].strip()
+        if key in {f"model.{f}" for f in _AUDIO_FIELDS}:
+            raise UserError(
+                f"--set {key}: set audio.{key.split('.', 1)[1]} instead (the model follows the audio config)"
+            )
+    if ckpt is not None:
+        if ckpt["kind"] != MODEL_KIND:
+            raise UserError(f"{run.last} holds a {ckpt['kind']!r} model, not a teacher")
+        saved = config_sections_from_checkpoint(ckpt, classes)
+        sections = apply_overrides(saved, args.sets)
+        check_resume_overrides(saved, sections, ("model", "audio"))
+        saved_speakers = ckpt["config"]["data"]["speakers"]
+        if list(saved_speakers) != list(corpus.speakers):
+            raise UserError(
+                f"corpus speakers {corpus.speakers} differ from the checkpoint's {saved_speakers}"
+            )
+    else:
+        if args.preset not in PRESETS:
+            raise UserError(f"unknown preset {args.preset!r}; choose from {', '.join(PRESETS)}")
+        sections = {
+            "model": PRESETS[args.preset],
+            "train": TRAIN_PRESETS[args.preset],
+            "audio": AudioConfig(),
+        }
+        sections = apply_overrides(sections, args.sets)
+        audio = sections["audio"]
+        sections["model"] = replace(
+            sections["model"],
+            sample_rate=audio.sample_rate,
+            hop_length=audio.hop_length,
+            n_mels=audio.n_mels,
+            n_speakers=len(corpus.speakers),
+        )
+    device = resolve_device(args.device)
+    task = TeacherTask(sections["model"], sections["train"], sections["audio"], corpus)
+    return run_training(
+        task,
+        sections["train"],
+        run,
+        device=device,
+        resume_from=ckpt,
+        max_steps=args.max_steps,
+        max_minutes=args.max_minutes,
+    )

@@ -1,0 +1,399 @@
+"""The WaveNet residual stack shared by the teacher and the student's IAF flows.
+
+Pieces (each with a full-sequence ``forward`` and an incremental ``step`` that share the weights):
+
+- :class:`CausalConv1d` -- dilated causal convolution. ``forward`` left-pads the whole sequence;
+  ``step`` consumes one new input vector plus an explicit *queue* of the previous
+  ``(kernel_size - 1) * dilation`` inputs and returns the output and the new queue (Fast WaveNet).
+  The queue is an ordinary tensor passed in and out -- no hidden module state -- so the same step
+  code runs in eager generation and can be traced into an ONNX step graph with explicit caches.
+- :class:`ResidualLayer` -- gated ``tanh * sigmoid`` unit on (dilated conv + conditioning), a 1x1
+  projection to residual and skip outputs, residual scaled by sqrt(1/2).
+- :class:`WaveNetStack` -- the layers, per-layer conditioning, skip sum (or, with
+  ``skip_channels=0``, the last residual output: the student's flows have no skip path).
+- :class:`ConditioningNetwork` -- log-mel (+ global speaker embedding) -> features at frame rate.
+- :class:`FrameUpsampler` -- frame rate -> sample rate.
+
+Conditioning path (why it looks like this). WaveNet adds ``V_l c_t`` (a 1x1 projection of the
+upsampled conditioning) to every layer's gate pre-activation. Done at the sample rate, that is
+``n_mels x 2*gate`` multiply-adds per layer per *sample* -- measured to be a large share of a small
+CPU student's cost. Here the per-layer projections are applied at the *frame* rate (hop = 200
+samples per frame, so 200x fewer of them) and only their outputs are brought to the sample rate:
+
+    mel (B, n_mels, F) --ConditioningNetwork (convs over frames)--> h (B, C, F)
+      --one 1x1 conv = all layers' projections, at frame rate--> (B, L*2G, F)
+      --FrameUpsampler (3-tap interpolation per output sample)--> (B, L*2G, F*hop), split per layer
+
+The upsampler is linear, and linear maps commute with linear interpolation, so projecting before
+upsampling computes exactly what projecting the upsampled features would -- the saving costs no
+expressiveness. What the sample-rate path pays is 3 multiply-adds per channel per sample (or none
+for ``nearest``) instead of C. Upsampling modes (``hop`` = the upsampling factor, asserted equal to
+the feature hop wherever a model is built from an :class:`~model.data.config.AudioConfig`):
+
+- ``nearest``: each frame's value repeated over its hop samples;
+- ``linear``: linear interpolation between frame centres (frame f describes samples
+  ``[f*hop, (f+1)*hop)`` and sits at their centre), i.e. a fixed depthwise transposed convolution
+  with a triangular kernel of length 2*hop;
+- ``learned``: the same 3-tap-per-phase kernel, shape (3, hop), as a trainable parameter
+  initialised to ``linear`` -- a learned transposed convolution shared by all channels (600
+  parameters at hop 200), still 3 multiply-adds per output sample.
+
+The ConditioningNetwork is non-causal over frames (kernel ``k``: ``(k // 2) * layers`` frames of
+look-ahead), which is free for copy-synthesis and for the acoustic model's output.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+__all__ = [
+    "UPSAMPLE_MODES",
+    "CausalConv1d",
+    "ConditioningNetwork",
+    "FrameUpsampler",
+    "ResidualLayer",
+    "WaveNetStack",
+    "apply_weight_norm",
+    "dilation_cycle",
+    "interpolation_kernel",
+    "pointwise",
+    "remove_weight_norm",
+]
+
+SQRT_HALF = math.sqrt(0.5)
+UPSAMPLE_MODES = ("nearest", "linear", "learned")
+
+
+def dilation_cycle(layers: int, cycles: int) -> tuple[int, ...]:
+    """Dilations 1, 2, 4, ... restarting ``cycles`` times: ``layers=6, cycles=2`` -> (1, 2, 4, 1, 2, 4)."""
+    if layers <= 0 or cycles <= 0 or layers % cycles:
+        raise ValueError(f"layers ({layers}) must be a positive multiple of cycles ({cycles})")
+    per_cycle = layers // cycles
+    return tuple(2 ** (i % per_cycle) for i in range(layers))
+
+
+def pointwise(conv: nn.Conv1d, x: Tensor) -> Tensor:
+    """A kernel-size-1 Conv1d applied to one time step: (B, C_in) -> (B, C_out)."""
+    return F.linear(x, conv.weight[:, :, 0], conv.bias)
+
+
+class CausalConv1d(nn.Conv1d):
+    """Dilated causal convolution with a full-sequence ``forward`` and a one-sample ``step``.
+
+    ``context = (kernel_size - 1) * dilation`` past inputs are needed besides the current one.
+    """
+
+    def __init__(
+        self, in_channels: int, out_channels: int, kernel_size: int, dilation: int = 1, bias: bool = True
+    ):
+        super().__init__(in_channels, out_channels, kernel_size, dilation=dilation, bias=bias)
+        self.context = (kernel_size - 1) * dilation
+
+    def forward(self, x: Tensor) -> Tensor:  # (B, C_in, T) -> (B, C_out, T)
+        return super().forward(F.pad(x, (self.context, 0)))
+
+    def init_queue(self, batch: int, device=None, dtype=None) -> Tensor | None:
+        """Zeros (B, C_in, context) -- what ``forward``'s left padding feeds the first outputs."""
+        if self.context == 0:
+            return None
+        return torch.zeros(batch, self.in_channels, self.context, device=device, dtype=dtype)
+
+    def step(
+        self, x_t: Tensor, queue: Tensor | None, add: Tensor | None = None
+    ) -> tuple[Tensor, Tensor | None]:
+        """One output sample.
+
+        x_t (B, C_in): the newest input; queue (B, C_in, context): the previous inputs, oldest first
+        (None when context is 0); add (B, C_out) or None: added to the output (fused into the matmul).
+        Returns y_t (B, C_out) and the new queue (B, C_in, context).
+        """
+        if self.context == 0:
+            window = x_t.unsqueeze(-1)  # (B, C_in, 1)
+            new_queue = None
+        else:
+            window = torch.cat([queue, x_t.unsqueeze(-1)], dim=-1)  # (B, C_in, context + 1)
+            new_queue = window.narrow(2, 1, self.context)  # (B, C_in, context)
+        dilation = self.dilation[0]
+        taps = window if dilation == 1 else window[:, :, ::dilation]  # (B, C_in, k)
+        if self.bias is not None:
+            add = self.bias if add is None else add + self.bias
+        # (B, C_in * k) @ (C_in * k, C_out): both flattened in (channel, tap) order
+        y = F.linear(taps.reshape(x_t.shape[0], -1), self.weight.reshape(self.out_channels, -1), add)
+        return y, new_queue  # (B, C_out)
+
+
+def interpolation_kernel(hop: int, mode: str) -> Tensor:
+    """(3, hop) weights: output sample p of frame f = sum_j kernel[j, p] * c[f - 1 + j].
+
+    ``linear`` places frame f's value at the centre of its samples, position f*hop + (hop-1)/2 in
+    sample indices, and interpolates linearly between neighbouring centres.
+    """
+    if mode == "nearest":
+        kernel = torch.zeros(3, hop)
+        kernel[1] = 1.0
+        return kernel
+    if mode in ("linear", "learned"):
+        delta = (
+            torch.arange(hop, dtype=torch.float64) + 0.5
+        ) / hop - 0.5  # (hop,) offset from centre, in frames
+        prev = torch.clamp(-delta, min=0.0)
+        nxt = torch.clamp(delta, min=0.0)
+        return torch.stack([prev, 1.0 - prev - nxt, nxt]).float()  # (3, hop)
+    raise ValueError(f"unknown upsampling mode {mode!r}; expected one of {UPSAMPLE_MODES}")
+
+
+class FrameUpsampler(nn.Module):
+    """Frame rate -> sample rate by a 3-tap per-phase interpolation: (B, C, F) -> (B, C, F*hop).
+
+    Every output sample is a weighted sum of its own frame and the two neighbours (edges replicate),
+    with weights that depend only on its phase within the frame. See the module docstring.
+    """
+
+    def __init__(self, hop_length: int, mode: str = "linear"):
+        super().__init__()
+        if hop_length <= 0:
+            raise ValueError(f"hop_length must be positive, got {hop_length}")
+        self.hop_length = hop_length
+        self.mode = mode
+        kernel = interpolation_kernel(hop_length, mode)  # (3, hop)
+        if mode == "learned":
+            self.kernel = nn.Parameter(kernel)
+        else:
+            self.register_buffer("kernel", kernel, persistent=False)
+
+    @staticmethod
+    def neighbours(c: Tensor) -> Tensor:
+        """(B, C, F) -> (B, C, F, 3): [c[f-1], c[f], c[f+1]], edge frames replicated."""
+        p = F.pad(c, (1, 1), mode="replicate")  # (B, C, F + 2)
+        return torch.stack([p[..., :-2], p[..., 1:-1], p[..., 2:]], dim=-1)
+
+    def forward(self, c: Tensor) -> Tensor:  # (B, C, F) -> (B, C, F*hop)
+        B, C, n_frames = c.shape
+        up = self.neighbours(c) @ self.kernel.to(c.dtype)  # (B, C, F, 3) @ (3, hop) -> (B, C, F, hop)
+        return up.reshape(B, C, n_frames * self.hop_length)
+
+    def frame(self, neighbours: Tensor) -> Tensor:
+        """The hop samples of one frame, time-major for stepping: (B, C, 3) -> (hop, B, C)."""
+        up = neighbours @ self.kernel.to(neighbours.dtype)  # (B, C, hop)
+        return up.permute(2, 0, 1).contiguous()
+
+
+class ConditioningNetwork(nn.Module):
+    """log-mel (B, n_mels, F) [+ speaker id (B,)] -> conditioning features (B, channels, F), frame rate.
+
+    The mel is normalised with fixed constants ``(mel - mel_mean) / mel_std``; a global speaker
+    embedding (multi-speaker corpora) is broadcast over frames and concatenated to the input, so
+    every layer's conditioning is speaker dependent (WaveNet's global conditioning). Then a conv
+    and ``layers - 1`` pre-activation residual convs (LeakyReLU), non-causal, replicate padding.
+    """
+
+    def __init__(
+        self,
+        n_mels: int,
+        channels: int,
+        layers: int = 2,
+        kernel_size: int = 3,
+        n_speakers: int = 1,
+        speaker_dim: int = 16,
+        mel_mean: float = -4.0,
+        mel_std: float = 4.0,
+    ):
+        super().__init__()
+        if kernel_size % 2 != 1 or layers < 1:
+            raise ValueError("conditioning kernel_size must be odd and layers >= 1")
+        self.n_mels = n_mels
+        self.mel_mean = mel_mean
+        self.mel_std = mel_std
+        self.speaker = nn.Embedding(n_speakers, speaker_dim) if n_speakers > 1 else None
+        in_channels = n_mels + (speaker_dim if self.speaker is not None else 0)
+        pad = kernel_size // 2
+        self.input = nn.Conv1d(in_channels, channels, kernel_size, padding=pad, padding_mode="replicate")
+        self.blocks = nn.ModuleList(
+            nn.Conv1d(channels, channels, kernel_size, padding=pad, padding_mode="replicate")
+            for _ in range(layers - 1)
+        )
+
+    def forward(self, mel: Tensor, speaker: Tensor | None = None) -> Tensor:  # (B, n_mels, F) -> (B, C, F)
+        if mel.shape[1] != self.n_mels:
+            raise ValueError(f"expected {self.n_mels} mel bins, got mel of shape {tuple(mel.shape)}")
+        x = (mel - self.mel_mean) / self.mel_std  # (B, n_mels, F)
+        if self.speaker is not None:
+            if speaker is None:
+                raise ValueError("multi-speaker model: a speaker id per batch item is required")
+            s = self.speaker(speaker.reshape(-1))  # (B, D)
+            x = torch.cat(
+                [x, s.unsqueeze(-1).expand(-1, -1, x.shape[-1]).to(x.dtype)], dim=1
+            )  # (B, n_mels + D, F)
+        h = self.input(x)  # (B, C, F)
+        for block in self.blocks:
+            h = h + block(F.leaky_relu(h, 0.2))
+        return h
+
+
+class ResidualLayer(nn.Module):
+    """Dilated causal conv -> (+ conditioning) -> tanh * sigmoid -> 1x1 -> residual (+x, * sqrt .5) and skip.
+
+    The dilated conv has no bias when the layer is conditioned: the conditioning projection's bias
+    plays that role (one fewer add per step).
+    """
+
+    def __init__(
+        self,
+        residual_channels: int,
+        gate_channels: int,
+        skip_channels: int,
+        kernel_size: int,
+        dilation: int,
+        conditioned: bool,
+    ):
+        super().__init__()
+        self.residual_channels = residual_channels
+        self.gate_channels = gate_channels
+        self.skip_channels = skip_channels
+        self.conv = CausalConv1d(
+            residual_channels, 2 * gate_channels, kernel_size, dilation, bias=not conditioned
+        )
+        self.out = nn.Conv1d(gate_channels, residual_channels + skip_channels, 1)
+
+    def forward(self, x: Tensor, c: Tensor | None) -> tuple[Tensor, Tensor]:
+        # x (B, R, T); c (B, 2G, T) or None -> residual (B, R, T), skip (B, S, T)
+        a = self.conv(x)  # (B, 2G, T)
+        if c is not None:
+            a = a + c
+        G, R = self.gate_channels, self.residual_channels
+        z = torch.tanh(a[:, :G]) * torch.sigmoid(a[:, G:])  # (B, G, T)
+        o = self.out(z)  # (B, R + S, T)
+        return (x + o[:, :R]) * SQRT_HALF, o[:, R:]
+
+    def step(self, x_t: Tensor, c_t: Tensor | None, queue: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+        # x_t (B, R); c_t (B, 2G) or None; queue (B, R, context) -> residual (B, R), skip (B, S), new queue
+        a, queue = self.conv.step(x_t, queue, add=c_t)  # (B, 2G)
+        a_tanh, a_sigmoid = a.chunk(2, dim=1)  # (B, G) each
+        z = torch.tanh(a_tanh) * torch.sigmoid(a_sigmoid)  # (B, G)
+        res, skip = pointwise(self.out, z).split((self.residual_channels, self.skip_channels), dim=1)
+        return (x_t + res) * SQRT_HALF, skip, queue
+
+
+class WaveNetStack(nn.Module):
+    """Residual layers with per-layer local conditioning.
+
+    ``forward(x (B, R, T), cond_frames=(B, L*2G, F) | cond=(B, L*2G, T))`` returns the scaled skip
+    sum (B, S, T), or the last residual output (B, R, T) when ``skip_channels == 0``.
+    Per-layer conditioning comes from :meth:`frame_conditioning` (frame rate, all layers in one
+    1x1 conv); ``cond_frames`` is upsampled one layer at a time inside ``forward`` (bounded memory
+    in training), ``cond`` is already at the sample rate (e.g. a window of a precomputed one).
+
+    Incremental: ``state = init_state(B)`` (one queue per layer), then per sample
+    ``out_t, state = step(x_t (B, R), c_t (B, L*2G) | None, state)``.
+    """
+
+    def __init__(
+        self,
+        residual_channels: int,
+        gate_channels: int,
+        skip_channels: int,
+        kernel_size: int,
+        dilations: Sequence[int],
+        cond_channels: int = 0,
+        hop_length: int = 200,
+        upsample: str = "linear",
+    ):
+        super().__init__()
+        if kernel_size < 2:
+            raise ValueError("the residual stack needs kernel_size >= 2")
+        self.residual_channels = residual_channels
+        self.gate_channels = gate_channels
+        self.skip_channels = skip_channels
+        self.dilations = tuple(dilations)
+        conditioned = cond_channels > 0
+        self.layers = nn.ModuleList(
+            ResidualLayer(residual_channels, gate_channels, skip_channels, kernel_size, d, conditioned)
+            for d in self.dilations
+        )
+        n_cond = 2 * gate_channels * len(self.dilations)
+        self.cond_proj = nn.Conv1d(cond_channels, n_cond, 1) if conditioned else None
+        self.upsampler = FrameUpsampler(hop_length, upsample) if conditioned else None
+        self._skip_scale = math.sqrt(1.0 / len(self.dilations))
+
+    @property
+    def cond_size(self) -> int:
+        """Channels of the per-layer conditioning, all layers concatenated: L * 2G."""
+        return 2 * self.gate_channels * len(self.layers)
+
+    @property
+    def receptive_field(self) -> int:
+        """Samples an output depends on (including the current input)."""
+        return 1 + sum(layer.conv.context for layer in self.layers)
+
+    def frame_conditioning(self, h: Tensor) -> Tensor:
+        """Conditioning features (B, C_cond, F) -> every layer's gate conditioning at frame rate (B, L*2G, F)."""
+        if self.cond_proj is None:
+            raise RuntimeError("this stack is unconditioned")
+        return self.cond_proj(h)
+
+    def forward(self, x: Tensor, cond_frames: Tensor | None = None, cond: Tensor | None = None) -> Tensor:
+        if (cond_frames is not None or cond is not None) != (self.cond_proj is not None):
+            raise ValueError("conditioning must be given exactly when the stack is conditioned")
+        if cond_frames is not None:
+            hop = self.upsampler.hop_length
+            if cond_frames.shape[-1] * hop != x.shape[-1]:
+                raise ValueError(f"{cond_frames.shape[-1]} frames * hop {hop} != {x.shape[-1]} samples")
+        elif cond is not None and cond.shape[-1] != x.shape[-1]:
+            raise ValueError(f"conditioning has {cond.shape[-1]} samples, input {x.shape[-1]}")
+        size = 2 * self.gate_channels
+        skip = None
+        for i, layer in enumerate(self.layers):
+            c = None
+            if cond_frames is not None:
+                c = self.upsampler(cond_frames[:, i * size : (i + 1) * size])  # (B, 2G, T)
+            elif cond is not None:
+                c = cond[:, i * size : (i + 1) * size]  # (B, 2G, T)
+            x, s = layer(x, c)
+            if self.skip_channels:
+                skip = s if skip is None else skip + s
+        return x if skip is None else skip * self._skip_scale
+
+    def init_state(self, batch: int, device=None, dtype=None) -> list[Tensor]:
+        """One zero queue per layer: [(B, R, context_l)]."""
+        return [layer.conv.init_queue(batch, device, dtype) for layer in self.layers]
+
+    def step(self, x_t: Tensor, c_t: Tensor | None, state: Sequence[Tensor]) -> tuple[Tensor, list[Tensor]]:
+        # x_t (B, R); c_t (B, L*2G) or None -> (B, S) skip sum or (B, R) last residual; new state
+        size = 2 * self.gate_channels
+        skip = None
+        new_state = []
+        for i, layer in enumerate(self.layers):
+            c = None if c_t is None else c_t[:, i * size : (i + 1) * size]  # (B, 2G)
+            x_t, s, q = layer.step(x_t, c, state[i])
+            new_state.append(q)
+            if self.skip_channels:
+                skip = s if skip is None else skip + s
+        return (x_t if skip is None else skip * self._skip_scale), new_state
+
+
+def _weight_convs(module: nn.Module):
+    return [m for m in module.modules() if isinstance(m, nn.Conv1d | nn.Linear)]
+
+
+def apply_weight_norm(module: nn.Module) -> nn.Module:
+    """Weight normalisation on every Conv1d/Linear weight (torch parametrizations)."""
+    from torch.nn.utils.parametrizations import weight_norm
+
+    for m in _weight_convs(module):
+        weight_norm(m)
+    return module
+
+
+def remove_weight_norm(module: nn.Module) -> nn.Module:
+    """Fold weight normalisation back into plain weights (before generation or export). In place."""
+    from torch.nn.utils import parametrize
+
+    for m in module.modules():
+        if parametrize.is_parametrized(m, "weight"):
+            parametrize.remove_parametrizations(m, "weight", leave_parametrized=True)
+    return module
