@@ -174,3 +174,55 @@ def test_openai_client(live_server):
     wrong = openai.OpenAI(base_url=f"{server.url}/v1", api_key="sk-wrong", max_retries=0)
     with pytest.raises(openai.AuthenticationError):
         wrong.audio.speech.create(model="tts-1", voice="alloy", input="Hello")
+
+
+def test_unstreamed_teacher_stops_when_the_client_gives_up(live_server):
+    engine = FakeEngine(chunk_delay=0.02, teacher_chunk=400)
+    server = live_server(engine)
+    text = "Another long reference sentence for the teacher. " * 16
+    with pytest.raises(httpx.ReadTimeout):  # the client waits 0.3 s for the whole file, then hangs up
+        httpx.post(
+            f"{server.url}{SPEECH}/reference", json={"input": text, "response_format": "wav"}, timeout=0.3
+        )
+    gone = time.monotonic()
+    assert engine.stopped.wait(10), "teacher generation never noticed the disconnect"
+    assert engine.stopped_at is not None and engine.stopped_at - gone < 1.0
+    assert not engine.completed
+
+
+def test_teacher_timeout_is_a_504_and_stops_generation(live_server):
+    engine = FakeEngine(chunk_delay=0.05, teacher_chunk=400)
+    server = live_server(engine, reference_timeout_s=0.3)
+    text = "This would take the teacher far too long to finish. " * 4
+    r = httpx.post(
+        f"{server.url}{SPEECH}/reference", json={"input": text, "response_format": "wav"}, timeout=30
+    )
+    assert r.status_code == 504
+    assert r.json()["error"]["code"] == "timeout"
+    assert engine.stopped.wait(10)
+    assert not engine.completed
+
+
+def test_one_bad_text_does_not_fail_its_batch(live_server):
+    gate = threading.Event()
+    engine = FakeEngine(gate=gate)
+    server = live_server(engine, max_batch=4, max_batch_delay_ms=50)
+    pool_state = server.app.state.parawave.pools["student"]
+    texts = ["Warm up.", "Good one.", "?!", "Also good."]
+
+    def call(text: str) -> httpx.Response:
+        return httpx.post(f"{server.url}{SPEECH}", json={"input": text, "response_format": "pcm"}, timeout=60)
+
+    with ThreadPoolExecutor(4) as pool:
+        futures = [pool.submit(call, texts[0])]
+        assert engine.started.wait(30)  # the first request holds the engine; the others queue up
+        futures += [pool.submit(call, t) for t in texts[1:]]
+        wait_for(lambda: pool_state.outstanding == 4, what="all admitted")
+        gate.set()
+        responses = [f.result() for f in futures]
+    assert engine.batches == [1, 3]
+    assert [r.status_code for r in responses] == [200, 200, 400, 200]
+    assert responses[2].json()["error"]["code"] == "invalid_input"
+    for text, r in zip(texts, responses, strict=True):
+        if r.status_code == 200:
+            assert len(r.content) == 2 * len(expected_audio(text))
