@@ -77,16 +77,32 @@ def serve(
 
     import uvicorn
 
-    log_config = _log_config(settings.log_level)
+    from service import state
+    from service.types import EngineLoadError
+
+    # Load once here so a broken bundle or a missing CUDA provider is one clear line, not a
+    # startup traceback. One worker serves this engine; several workers each load their own.
+    try:
+        engine = state.default_engine_loader(settings)
+    except EngineLoadError as exc:
+        typer.echo(f"error: cannot load voices from {settings.voices_dir}: {exc}", err=True)
+        raise typer.Exit(2) from None
+    target: object = "service.app:create_app"
+    if settings.workers == 1:
+        from service.app import create_app
+
+        target = create_app(settings, engine=engine)
+    else:
+        del engine
     typer.echo(f"parawave: serving {settings.voices_dir} on http://{settings.host}:{settings.port}", err=True)
     uvicorn.run(
-        "service.app:create_app",
-        factory=True,
+        target,  # type: ignore[arg-type]
+        factory=settings.workers > 1,
         host=settings.host,
         port=settings.port,
         workers=settings.workers,
         log_level=settings.log_level,
-        log_config=log_config,
+        log_config=_log_config(settings.log_level),
         timeout_graceful_shutdown=10,
     )
 

@@ -7,10 +7,14 @@ import subprocess
 import sys
 
 import pytest
+from fake_engine import FakeEngine
+from fastapi import FastAPI
 from typer.testing import CliRunner
 
+from service import state
 from service.cli import app
 from service.settings import get_settings
+from service.types import EngineLoadError
 
 runner = CliRunner()
 
@@ -31,21 +35,52 @@ def bundle_dir(tmp_path):
     return tmp_path
 
 
-def test_serve_starts_uvicorn_on_the_factory(isolated_env, bundle_dir, monkeypatch):
+@pytest.fixture
+def uvicorn_calls(monkeypatch):
     import uvicorn
 
-    calls = []
+    calls: list[tuple[object, dict]] = []
     monkeypatch.setattr(uvicorn, "run", lambda target, **kw: calls.append((target, kw)))
+    return calls
+
+
+def test_serve_one_worker_serves_the_engine_it_loaded(isolated_env, bundle_dir, monkeypatch, uvicorn_calls):
+    engine = FakeEngine()
+    seen = []
+    monkeypatch.setattr(state, "default_engine_loader", lambda s: seen.append(s) or engine)
     result = runner.invoke(
-        app, ["serve", "--voices-dir", str(bundle_dir), "--port", "9123", "--workers", "2", "--device", "cpu"]
+        app, ["serve", "--voices-dir", str(bundle_dir), "--port", "9123", "--device", "cpu"]
     )
     assert result.exit_code == 0, result.output
-    ((target, kw),) = calls
-    assert target == "service.app:create_app" and kw["factory"] is True
-    assert (kw["host"], kw["port"], kw["workers"]) == ("127.0.0.1", 9123, 2)
+    ((target, kw),) = uvicorn_calls
+    assert isinstance(target, FastAPI) and target.state.parawave.engine is engine
+    assert kw["factory"] is False
+    assert (kw["host"], kw["port"], kw["workers"]) == ("127.0.0.1", 9123, 1)
     assert "service" in kw["log_config"]["loggers"]
-    settings = get_settings()  # what each worker's create_app() will read
-    assert (settings.voices_dir, settings.port, settings.device) == (bundle_dir, 9123, "cpu")
+    assert (seen[0].voices_dir, seen[0].port, seen[0].device) == (bundle_dir, 9123, "cpu")
+
+
+def test_serve_several_workers_use_the_factory(isolated_env, bundle_dir, monkeypatch, uvicorn_calls):
+    monkeypatch.setattr(state, "default_engine_loader", lambda s: FakeEngine())
+    result = runner.invoke(
+        app, ["serve", "--voices-dir", str(bundle_dir), "--workers", "2", "--port", "9124"]
+    )
+    assert result.exit_code == 0, result.output
+    ((target, kw),) = uvicorn_calls
+    assert target == "service.app:create_app" and kw["factory"] is True and kw["workers"] == 2
+    settings = get_settings()  # what each worker's create_app() reads from the environment
+    assert (settings.voices_dir, settings.port, settings.workers) == (bundle_dir, 9124, 2)
+
+
+def test_serve_engine_load_error_is_one_line(isolated_env, bundle_dir, monkeypatch, uvicorn_calls):
+    def broken(settings):
+        raise EngineLoadError("voice.json: format version 9 is not supported")
+
+    monkeypatch.setattr(state, "default_engine_loader", broken)
+    result = runner.invoke(app, ["serve", "--voices-dir", str(bundle_dir)])
+    assert result.exit_code == 2
+    assert "format version 9" in result.output and "Traceback" not in result.output
+    assert not uvicorn_calls
 
 
 def test_serve_without_voice_bundle(isolated_env, tmp_path):
