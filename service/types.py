@@ -25,8 +25,12 @@ Contract, in short:
 Loading: ``service/engine.py`` provides ``load_engine(voices_dir: Path, *, device: str,
 require_cuda: bool) -> SpeechEngine`` (device is "auto" | "cpu" | "cuda"); it loads every bundle
 under ``voices_dir`` and raises :class:`EngineLoadError` with a one-line reason when it cannot
-(no bundle, broken bundle, CUDA asked with ``require_cuda`` and missing). The service calls it from
-its lifespan (``service.app.default_engine_loader``).
+(no bundle, broken bundle, CUDA asked with ``require_cuda`` and missing). ``parawave serve`` and
+the app's lifespan call it through ``service.state.default_engine_loader``.
+
+Implementation notes: make ``synthesize``/``synthesize_batch`` generators (lazy), so the service
+can stop one by closing it; split sentences with ``model.text.split_sentences`` and report each
+chunk's sentence and its character span in the input.
 """
 
 from __future__ import annotations

@@ -376,3 +376,13 @@ def test_settings_from_dotenv(tmp_path):
     env.write_text("PARAWAVE_MAX_BATCH=3\nPARAWAVE_DEVICE=cpu\n")
     s = Settings(_env_file=env)
     assert (s.max_batch, s.device) == (3, "cpu")
+
+
+def test_the_fake_follows_the_engine_protocol(engine):
+    from service.types import SpeechEngine, SynthesisRequest
+
+    assert isinstance(engine, SpeechEngine)
+    chunks = list(engine.synthesize(SynthesisRequest("One. Two!", "fake", "alpha", model="teacher")))
+    assert [c.index for c in chunks] == list(range(len(chunks)))
+    assert [c.is_last for c in chunks] == [False] * (len(chunks) - 1) + [True]
+    assert {c.span for c in chunks} == {(0, 4), (5, 9)}
