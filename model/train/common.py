@@ -95,6 +95,9 @@ class TrainConfig:
     ema_decay: float = 0.9999
     precision: str = "bf16"  # on CUDA: bf16 | fp16 | fp32; CPU runs fp32 whatever this says
     num_workers: int = 2
+    threads: int = (
+        0  # torch CPU threads when training on CPU (0 = torch's default); 1 is safest on busy hosts
+    )
     seed: int = 1234
     log_every: int = 50  # steps between TensorBoard scalar writes
     val_every: int = 1000  # steps between validations (0 = only at the end)
@@ -548,7 +551,6 @@ def run_training(
     loss)], "val" (last validation metrics), "best_val", "checkpoint", "seconds", "steps_per_s"}.
     """
     rank, world, distributed = _distributed()
-    main = rank == 0
     if distributed:
         _setup_distributed(device)
     torch.manual_seed(cfg.seed + rank)
@@ -558,6 +560,18 @@ def run_training(
         torch.backends.cudnn.benchmark = True
 
     max_steps = cfg.steps if max_steps is None else max_steps
+    previous_threads = torch.get_num_threads()
+    if device.type == "cpu" and cfg.threads > 0:
+        torch.set_num_threads(cfg.threads)
+    try:
+        return _train_loop(task, cfg, run, device, resume_from, max_steps, max_minutes, progress, rank, world)
+    finally:
+        torch.set_num_threads(previous_threads)
+
+
+def _train_loop(task, cfg, run, device, resume_from, max_steps, max_minutes, progress, rank, world) -> dict:
+    main = rank == 0
+    distributed = world > 1
     model = task.model.to(device)
     params = [p for p in model.parameters() if p.requires_grad]
     optimizer = make_optimizer(params, cfg)

@@ -53,10 +53,11 @@ TRAIN_PRESETS: dict[str, TeacherTrainConfig] = {
         batch_size=4,
         segment_frames=4,
         val_segment_frames=4,
-        lr=3e-3,
+        lr=1e-2,
         warmup_steps=5,
         ema_decay=0.99,
         num_workers=0,
+        threads=1,
         log_every=5,
         val_every=0,
         val_batches=2,
@@ -237,6 +238,7 @@ def train(args: TrainArgs) -> dict:
             n_speakers=len(corpus.speakers),
         )
     device = resolve_device(args.device)
+    torch.manual_seed(sections["train"].seed)  # the initial weights depend on the seed only
     task = TeacherTask(sections["model"], sections["train"], sections["audio"], corpus)
     return run_training(
         task,

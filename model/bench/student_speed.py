@@ -1,0 +1,229 @@
+"""Student speed through ONNX Runtime on the CPU: each preset and a few candidate sizes, one table.
+
+    python -m model.bench.student_speed [--seconds 4] [--threads 2] [--repeats 5] [--only cpu,c24x16]
+                                        [--checkpoint CKPT] [--list]
+
+For every configuration: build the student (random weights -- speed does not depend on their
+values; the zero-initialised heads are randomised so no flow is a trivial identity), fold weight
+normalisation, export it with plain ``torch.onnx.export`` (TorchScript exporter, opset 17, dynamic
+time axes) into a temporary folder, and time ``InferenceSession.run`` with
+``intra_op_num_threads=threads`` (inter-op 1, all graph optimisations) on one utterance of
+``--seconds`` of audio (mel frames + noise in, audio out: the whole student, conditioning
+included). One warm-up run, then ``--repeats`` timed runs: the table shows the best and the median
+(on a shared machine the best is the capacity, the median what a busy machine gives).
+
+Columns: parameters, multiply-adds per output sample at the sample rate, receptive field, RTF
+(seconds of compute per second of audio; < 1 is faster than real time), x real time, samples/s.
+This is a measurement tool; the production exporter lives in ``export/``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import statistics
+import tempfile
+import time
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+
+from model.student import PRESETS, StudentConfig, StudentIAF, load_student
+from model.wavenet import remove_weight_norm
+
+# Candidate sizes around the cpu preset (name -> config). "naive" reproduces the layout measured
+# before this design (Parallel WaveNet's 64-channel 10/10/10/30; there the per-layer conditioning
+# projection ran at the sample rate, here at frame rate).
+CANDIDATES: dict[str, StudentConfig] = {
+    "pw64-k3": PRESETS["gpu"],
+    "c32-4x6-k2": replace(
+        PRESETS["cpu"], flow_layers=(6, 6, 6, 6), dilation_cycle=6, residual_channels=32, gate_channels=32
+    ),
+    "c32-4x4-k2": replace(PRESETS["cpu"], residual_channels=32, gate_channels=32),
+    "c24-4x4-k2": replace(PRESETS["cpu"], residual_channels=24, gate_channels=24),
+    "c16-4x6-k2": replace(
+        PRESETS["cpu"], flow_layers=(6, 6, 6, 6), dilation_cycle=6, residual_channels=16, gate_channels=16
+    ),
+    "c16-4x4-k2": replace(PRESETS["cpu"], residual_channels=16, gate_channels=16),
+    "c24-4x4-k3": replace(PRESETS["cpu"], kernel_size=3),
+    "c24-4x4-near": replace(PRESETS["cpu"], upsample="nearest"),
+    "c24-3x4-k2": replace(PRESETS["cpu"], flow_layers=(4, 4, 4)),
+}
+
+
+class _Export(nn.Module):
+    """(z (B, T), mel (B, n_mels, F)[, speaker (B,)]) -> audio (B, T)."""
+
+    def __init__(self, model: StudentIAF):
+        super().__init__()
+        self.model = model
+        self.multi = model.cfg.n_speakers > 1
+
+    def forward(self, z, mel, speaker=None):
+        return self.model(z, mel, speaker if self.multi else None)
+
+
+def export_onnx(model: StudentIAF, path: Path, frames: int = 8) -> list[str]:
+    """torch.onnx.export (opset 17, dynamic time) of the student's forward; returns the input names."""
+    import warnings
+
+    cfg = model.cfg
+    z = torch.randn(1, frames * cfg.hop_length)
+    mel = torch.randn(1, cfg.n_mels, frames) - 4.0
+    names, args = ["z", "mel"], (z, mel)
+    axes = {
+        "z": {0: "batch", 1: "samples"},
+        "mel": {0: "batch", 2: "frames"},
+        "audio": {0: "batch", 1: "samples"},
+    }
+    if cfg.n_speakers > 1:
+        names.append("speaker")
+        args = (*args, torch.zeros(1, dtype=torch.long))
+        axes["speaker"] = {0: "batch"}
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # the legacy exporter's deprecation and tracer notes
+        torch.onnx.export(
+            _Export(model).eval(),
+            args,
+            str(path),
+            dynamo=False,
+            opset_version=17,
+            input_names=names,
+            output_names=["audio"],
+            dynamic_axes=axes,
+        )
+    return names
+
+
+def randomize_heads(model: StudentIAF, seed: int = 0) -> StudentIAF:
+    """Small random head weights (trained students are not identities; speed is the same either way)."""
+    g = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for flow in model.flows:
+            flow.head.weight.copy_(torch.randn(flow.head.weight.shape, generator=g) * 1e-3)
+    return model
+
+
+def time_session(path: Path, feeds: dict, threads: int, repeats: int) -> list[float]:
+    import onnxruntime as ort
+
+    opts = ort.SessionOptions()
+    opts.intra_op_num_threads = threads
+    opts.inter_op_num_threads = 1
+    opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    session = ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
+    session.run(None, feeds)  # warm-up
+    times = []
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        session.run(None, feeds)
+        times.append(time.perf_counter() - t0)
+    return times
+
+
+def measure(name: str, model: StudentIAF, seconds: float, threads: int, repeats: int, tmp: Path) -> dict:
+    cfg = model.cfg
+    remove_weight_norm(model).eval()
+    path = tmp / f"{name}.onnx"
+    names = export_onnx(model, path)
+    n_frames = round(seconds * cfg.sample_rate / cfg.hop_length)
+    T = n_frames * cfg.hop_length
+    rng = np.random.default_rng(0)
+    feeds = {
+        "z": rng.standard_normal((1, T)).astype(np.float32),
+        "mel": (rng.standard_normal((1, cfg.n_mels, n_frames)) * 2.0 - 5.0).astype(np.float32),
+    }
+    if "speaker" in names:
+        feeds["speaker"] = np.zeros(1, dtype=np.int64)
+    times = time_session(path, feeds, threads, repeats)
+    audio_s = T / cfg.sample_rate
+    best, median = min(times), statistics.median(times)
+    return {
+        "name": name,
+        "params": model.num_parameters(),
+        "macs": cfg.macs_per_sample(),
+        "rf": cfg.receptive_field,
+        "layers": "/".join(str(n) for n in cfg.flow_layers),
+        "channels": cfg.residual_channels,
+        "kernel": cfg.kernel_size,
+        "rtf_best": best / audio_s,
+        "rtf_median": median / audio_s,
+        "sps_best": T / best,
+        "onnx_mb": path.stat().st_size / 1e6,
+    }
+
+
+def print_table(rows: list[dict]) -> None:
+    head = (
+        f"{'config':<14} {'params':>10} {'layers':>12} {'ch':>3} {'k':>2} {'MACs/sample':>12} {'RF':>6}"
+        f" {'RTF best':>9} {'RTF med':>8} {'x RT best':>9} {'samples/s best':>15}"
+    )
+    print(head)
+    print("-" * len(head))
+    for r in rows:
+        print(
+            f"{r['name']:<14} {r['params']:>10,} {r['layers']:>12} {r['channels']:>3} {r['kernel']:>2}"
+            f" {r['macs']:>12,} {r['rf']:>6} {r['rtf_best']:>9.4f} {r['rtf_median']:>8.4f}"
+            f" {1 / r['rtf_best']:>9.1f} {r['sps_best']:>15,.0f}"
+        )
+
+
+def configs(only: list[str] | None) -> dict[str, StudentConfig]:
+    every = {f"preset:{k}": v for k, v in PRESETS.items() if k != "tiny"} | CANDIDATES
+    if not only:
+        return every
+    chosen = {}
+    for key in only:
+        name = key if key in every else f"preset:{key}"
+        if name not in every:
+            raise SystemExit(f"unknown config {key!r}; choose from {', '.join(every)}")
+        chosen[name] = every[name]
+    return chosen
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--seconds", type=float, default=4.0, help="utterance length")
+    parser.add_argument("--threads", type=int, default=2, help="ONNX Runtime intra-op threads")
+    parser.add_argument("--repeats", type=int, default=5, help="timed runs per configuration")
+    parser.add_argument("--only", default="", help="comma-separated configs (presets by name)")
+    parser.add_argument("--checkpoint", default=None, help="time a trained student checkpoint instead")
+    parser.add_argument("--list", action="store_true", help="list configurations with parameters and exit")
+    args = parser.parse_args(argv)
+    torch.manual_seed(0)
+    torch.set_num_threads(max(1, args.threads))
+    only = [s.strip() for s in args.only.split(",") if s.strip()] or None
+
+    if args.list:
+        for name, cfg in configs(only).items():
+            n = StudentIAF(cfg).num_parameters()
+            print(
+                f"{name:<14} {n:>10,} params  {cfg.macs_per_sample():>10,} MACs/sample  RF {cfg.receptive_field}"
+            )
+        return
+
+    print(
+        f"student ONNX Runtime CPU speed: {args.seconds:g} s utterance, intra_op_num_threads={args.threads}, "
+        f"{args.repeats} timed runs after 1 warm-up; load average {os.getloadavg()[0]:.1f} on "
+        f"{os.cpu_count()} cores ({platform.processor() or platform.machine()})"
+    )
+    rows = []
+    with tempfile.TemporaryDirectory(prefix="student-speed-") as tmp:
+        if args.checkpoint:
+            model, _ = load_student(args.checkpoint)
+            rows.append(measure("checkpoint", model, args.seconds, args.threads, args.repeats, Path(tmp)))
+        else:
+            for name, cfg in configs(only).items():
+                model = randomize_heads(StudentIAF(cfg))
+                rows.append(measure(name, model, args.seconds, args.threads, args.repeats, Path(tmp)))
+                print(f"  measured {name}", flush=True)
+    print()
+    print_table(rows)
+
+
+if __name__ == "__main__":
+    main()

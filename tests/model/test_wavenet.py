@@ -1,0 +1,186 @@
+"""The residual stack: causal convs, frame-rate conditioning + upsampling, one code path for the
+parallel forward and the incremental step."""
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from model.wavenet import (
+    CausalConv1d,
+    ConditioningNetwork,
+    FrameUpsampler,
+    WaveNetStack,
+    apply_weight_norm,
+    dilation_cycle,
+    interpolation_kernel,
+    remove_weight_norm,
+)
+
+
+def _run_steps(conv: CausalConv1d, x: torch.Tensor, add: torch.Tensor | None = None) -> torch.Tensor:
+    queue = conv.init_queue(x.shape[0])
+    out = []
+    for t in range(x.shape[-1]):
+        y, queue = conv.step(x[:, :, t], queue, None if add is None else add[:, :, t])
+        out.append(y)
+    return torch.stack(out, dim=-1)
+
+
+@pytest.mark.parametrize(
+    ("kernel", "dilation", "bias"), [(1, 1, True), (2, 1, True), (2, 4, False), (3, 2, True)]
+)
+def test_causal_conv_step_equals_forward(kernel, dilation, bias):
+    torch.manual_seed(0)
+    conv = CausalConv1d(3, 5, kernel, dilation, bias=bias)
+    x = torch.randn(2, 3, 23)
+    add = torch.randn(2, 5, 23)
+    with torch.no_grad():
+        torch.testing.assert_close(_run_steps(conv, x), conv(x), rtol=1e-5, atol=1e-6)
+        torch.testing.assert_close(_run_steps(conv, x, add), conv(x) + add, rtol=1e-5, atol=1e-6)
+    assert conv.context == (kernel - 1) * dilation
+
+
+def test_causal_conv_is_causal():
+    torch.manual_seed(0)
+    conv = CausalConv1d(2, 2, 3, dilation=3)
+    x = torch.randn(1, 2, 30)
+    x2 = x.clone()
+    x2[:, :, 20] += 1.0
+    with torch.no_grad():
+        y, y2 = conv(x), conv(x2)
+    assert torch.equal(y[:, :, :20], y2[:, :, :20])
+    assert not torch.equal(y[:, :, 20], y2[:, :, 20])
+
+
+def test_dilation_cycle():
+    assert dilation_cycle(6, 2) == (1, 2, 4, 1, 2, 4)
+    assert dilation_cycle(3, 1) == (1, 2, 4)
+    with pytest.raises(ValueError):
+        dilation_cycle(5, 2)
+
+
+def test_linear_upsampling_matches_interpolate_and_nearest_matches_repeat():
+    torch.manual_seed(0)
+    c = torch.randn(2, 6, 7)  # (B, C, F)
+    for hop in (4, 5, 200):
+        linear = FrameUpsampler(hop, "linear")(c)
+        expected = F.interpolate(c, scale_factor=hop, mode="linear", align_corners=False)
+        torch.testing.assert_close(linear, expected, rtol=1e-5, atol=1e-6)
+        torch.testing.assert_close(FrameUpsampler(hop, "nearest")(c), c.repeat_interleave(hop, dim=-1))
+        kernel = interpolation_kernel(hop, "linear")
+        torch.testing.assert_close(kernel.sum(0), torch.ones(hop))
+    with pytest.raises(ValueError):
+        interpolation_kernel(4, "cubic")
+
+
+def test_frame_rate_projection_commutes_with_upsampling():
+    # the design claim: projecting at frame rate then upsampling == upsampling then projecting
+    torch.manual_seed(0)
+    h = torch.randn(2, 8, 9)  # (B, C, F)
+    proj = torch.nn.Conv1d(8, 12, 1)
+    for mode in ("nearest", "linear", "learned"):
+        up = FrameUpsampler(16, mode)
+        with torch.no_grad():
+            torch.testing.assert_close(up(proj(h)), proj(up(h)), rtol=1e-5, atol=1e-5)
+
+
+def test_upsampler_frame_matches_forward_and_learned_kernel_trains():
+    torch.manual_seed(0)
+    up = FrameUpsampler(10, "learned")
+    c = torch.randn(1, 3, 5, requires_grad=True)
+    full = up(c)  # (1, 3, 50)
+    nb = up.neighbours(c)  # (1, 3, 5, 3)
+    for f in range(5):
+        torch.testing.assert_close(up.frame(nb[:, :, f]).permute(1, 2, 0), full[:, :, f * 10 : (f + 1) * 10])
+    full.square().sum().backward()
+    assert up.kernel.grad is not None and up.kernel.grad.abs().sum() > 0
+
+
+def _stack_incremental(stack: WaveNetStack, x: torch.Tensor, cond: torch.Tensor | None) -> torch.Tensor:
+    state = stack.init_state(x.shape[0])
+    out = []
+    for t in range(x.shape[-1]):
+        y, state = stack.step(x[:, :, t], None if cond is None else cond[:, :, t], state)
+        out.append(y)
+    return torch.stack(out, dim=-1)
+
+
+@pytest.mark.parametrize(
+    ("kernel", "skip", "conditioned", "length"),
+    [(2, 6, True, 40), (3, 6, True, 96), (3, 0, True, 40), (2, 6, False, 96), (3, 0, False, 40)],
+)
+def test_stack_incremental_equals_parallel(kernel, skip, conditioned, length):
+    torch.manual_seed(1)
+    hop = 8
+    stack = WaveNetStack(
+        4, 5, skip, kernel, dilation_cycle(6, 2), cond_channels=3 if conditioned else 0, hop_length=hop
+    )
+    x = torch.randn(2, 4, length)
+    with torch.no_grad():
+        if conditioned:
+            c_frames = stack.frame_conditioning(torch.randn(2, 3, length // hop))  # (B, L*2G, F)
+            parallel = stack(x, cond_frames=c_frames)
+            cond = stack.upsampler(c_frames)  # (B, L*2G, T)
+            torch.testing.assert_close(stack(x, cond=cond), parallel)
+        else:
+            cond = None
+            parallel = stack(x)
+        incremental = _stack_incremental(stack, x, cond)
+    assert parallel.shape == (2, skip or 4, length)
+    torch.testing.assert_close(incremental, parallel, rtol=1e-5, atol=1e-5)
+
+
+def test_stack_receptive_field_is_exact():
+    torch.manual_seed(0)
+    stack = WaveNetStack(3, 3, 3, 3, dilation_cycle(4, 2))
+    rf = stack.receptive_field
+    assert rf == 1 + 2 * (1 + 2) * 2
+    x = torch.randn(1, 3, 40)
+    t = 39
+    with torch.no_grad():
+        base = stack(x)[:, :, t]
+        inside, outside = x.clone(), x.clone()
+        inside[:, :, t - rf + 1] += 1.0
+        outside[:, :, t - rf] += 1.0
+        assert not torch.allclose(stack(inside)[:, :, t], base)
+        assert torch.equal(stack(outside)[:, :, t], base)
+
+
+def test_stack_rejects_bad_conditioning():
+    stack = WaveNetStack(2, 2, 2, 2, (1, 2), cond_channels=3, hop_length=4)
+    x = torch.randn(1, 2, 16)
+    with pytest.raises(ValueError):
+        stack(x)  # conditioned stack without conditioning
+    with pytest.raises(ValueError):
+        stack(x, cond_frames=torch.randn(1, stack.cond_size, 3))  # 3 frames * 4 != 16 samples
+
+
+def test_conditioning_network_speaker_dependence():
+    torch.manual_seed(0)
+    net = ConditioningNetwork(n_mels=5, channels=7, layers=2, n_speakers=3, speaker_dim=4)
+    mel = torch.randn(2, 5, 6)
+    with torch.no_grad():
+        a = net(mel, torch.tensor([0, 0]))
+        b = net(mel, torch.tensor([0, 2]))
+    assert a.shape == (2, 7, 6)
+    assert torch.equal(a[0], b[0]) and not torch.allclose(a[1], b[1])
+    with pytest.raises(ValueError):
+        net(mel)  # multi-speaker needs ids
+    with pytest.raises(ValueError):
+        net(torch.randn(2, 4, 6), torch.tensor([0, 0]))  # wrong mel bins
+
+
+def test_weight_norm_keeps_function_and_folds_away():
+    torch.manual_seed(0)
+    stack = WaveNetStack(3, 3, 3, 2, (1, 2), cond_channels=2, hop_length=4)
+    x, h = torch.randn(1, 3, 16), torch.randn(1, 2, 4)
+    with torch.no_grad():
+        before = stack(x, cond_frames=stack.frame_conditioning(h))
+        apply_weight_norm(stack)
+        assert any("parametrizations" in k for k in stack.state_dict())
+        normed = stack(x, cond_frames=stack.frame_conditioning(h))
+        remove_weight_norm(stack)
+        assert not any("parametrizations" in k for k in stack.state_dict())
+        after = stack(x, cond_frames=stack.frame_conditioning(h))
+    torch.testing.assert_close(normed, before, rtol=1e-5, atol=1e-6)
+    torch.testing.assert_close(after, before, rtol=1e-5, atol=1e-6)

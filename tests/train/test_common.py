@@ -1,0 +1,219 @@
+"""Shared training infrastructure: schedule, EMA, --set, checkpoints, the loop (stop, save, resume)."""
+
+import dataclasses
+import math
+import os
+import signal
+from dataclasses import dataclass
+
+import pytest
+import torch
+from torch import nn
+
+from model.train.common import (
+    EMA,
+    RunDir,
+    TrainArgs,
+    TrainConfig,
+    TrainTask,
+    UserError,
+    apply_overrides,
+    load_checkpoint,
+    lr_factor,
+    prepare_run,
+    run_training,
+    save_checkpoint,
+    summary_table,
+)
+
+
+@dataclass(frozen=True)
+class ToyModelConfig:
+    features: int = 4
+    hidden: tuple[int, int] = (8, 8)
+    bias: bool = True
+
+
+class ToyTask(TrainTask):
+    """Linear regression y = x @ w on fixed random data; ``hook(step)`` runs inside the loss."""
+
+    kind = "toy"
+
+    def __init__(self, hook=None):
+        torch.manual_seed(0)
+        self.model = nn.Linear(4, 1)
+        g = torch.Generator().manual_seed(1)
+        self.x = torch.randn(256, 4, generator=g)
+        self.y = self.x @ torch.tensor([[1.0], [-2.0], [0.5], [3.0]])
+        self.hook = hook
+        self.calls = 0
+
+    def config_dict(self):
+        return {"model": {"features": 4}, "train": {}, "data": {"n": 256}}
+
+    def train_batches(self, device):
+        g = torch.Generator().manual_seed(2)
+        while True:
+            idx = torch.randint(0, 256, (16,), generator=g)
+            yield {"x": self.x[idx], "y": self.y[idx]}
+
+    def loss(self, model, batch):
+        self.calls += 1
+        if self.hook is not None:
+            self.hook(self.calls)
+        loss = (model(batch["x"]) - batch["y"]).square().mean()
+        return loss, {"rmse": loss.detach().sqrt()}
+
+    def validate(self, model, device):
+        return {"loss": float((model(self.x) - self.y).square().mean())}
+
+
+CFG = TrainConfig(
+    steps=60,
+    lr=0.1,
+    grad_clip=100.0,
+    warmup_steps=2,
+    ema_decay=0.9,
+    log_every=5,
+    val_every=20,
+    sample_every=-1,
+)
+
+
+def test_lr_schedule_warmup_then_cosine():
+    cfg = TrainConfig(steps=110, warmup_steps=10, min_lr_ratio=0.1)
+    assert lr_factor(0, cfg) == pytest.approx(0.1)
+    assert lr_factor(9, cfg) == pytest.approx(1.0)
+    assert lr_factor(10, cfg) == pytest.approx(1.0)
+    assert lr_factor(60, cfg) == pytest.approx(0.55)
+    assert lr_factor(110, cfg) == pytest.approx(0.1)
+    assert lr_factor(500, cfg) == pytest.approx(0.1)
+    assert lr_factor(50, dataclasses.replace(cfg, decay="constant")) == 1.0
+
+
+def test_ema_update_and_copy():
+    model = nn.Linear(2, 1)
+    with torch.no_grad():
+        model.weight.fill_(0.0)
+    ema = EMA(model, decay=0.5)
+    with torch.no_grad():
+        model.weight.fill_(1.0)
+    ema.update(model, step=100)  # ramp (101/110) > 0.5: decay 0.5
+    assert torch.allclose(ema.shadow["weight"], torch.full((1, 2), 0.5))
+    target = nn.Linear(2, 1)
+    ema.copy_to(target)
+    assert torch.allclose(target.weight, torch.full((1, 2), 0.5))
+    ema2 = EMA(model, decay=0.999)
+    ema2.load_state_dict(ema.state_dict())
+    assert torch.equal(ema2.shadow["weight"], ema.shadow["weight"])
+    start = nn.Linear(2, 1)
+    early = EMA(start, decay=0.999)  # at step 0 the ramp gives decay min(0.999, 1/10) = 0.1
+    fresh = nn.Linear(2, 1)
+    early.update(fresh, step=0)
+    expected = 0.1 * start.weight.detach() + 0.9 * fresh.weight.detach()
+    assert torch.allclose(early.shadow["weight"], expected)
+
+
+def test_apply_overrides():
+    sections = {"model": ToyModelConfig(), "train": TrainConfig()}
+    out = apply_overrides(
+        sections, ["lr=3e-4", "model.features=16", "hidden=4,5", "bias=false", "train.precision=fp32"]
+    )
+    assert out["train"].lr == 3e-4 and out["train"].precision == "fp32"
+    assert out["model"] == ToyModelConfig(features=16, hidden=(4, 5), bias=False)
+    assert sections["model"] == ToyModelConfig()  # inputs untouched (frozen)
+    for bad in ["nope=1", "lr", "model.lr=1", "lr=fast", "bias=maybe", "decay=linear", "other.lr=1"]:
+        with pytest.raises(UserError):
+            apply_overrides(sections, [bad])
+    both = {"a": ToyModelConfig(), "b": ToyModelConfig()}
+    with pytest.raises(UserError, match="ambiguous"):
+        apply_overrides(both, ["features=3"])
+
+
+def test_checkpoint_roundtrip_is_weights_only(tmp_path):
+    ckpt = {
+        "kind": "toy",
+        "step": 3,
+        "model": nn.Linear(2, 2).state_dict(),
+        "config": {"model": dataclasses.asdict(ToyModelConfig()), "train": TrainConfig().to_dict()},
+    }
+    path = tmp_path / "a" / "c.pt"
+    save_checkpoint(path, ckpt)
+    assert [p.name for p in path.parent.iterdir()] == ["c.pt"]  # no temp file left behind
+    loaded = torch.load(path, weights_only=True)
+    assert loaded["config"]["model"]["hidden"] == (8, 8)
+    assert TrainConfig.from_dict(loaded["config"]["train"]) == TrainConfig()
+    with pytest.raises(UserError, match="not found"):
+        load_checkpoint(tmp_path / "missing.pt")
+    (tmp_path / "junk.pt").write_bytes(b"not a checkpoint")
+    with pytest.raises(UserError, match="not a readable checkpoint"):
+        load_checkpoint(tmp_path / "junk.pt")
+
+
+def test_training_loop_learns_saves_and_resumes(tmp_path):
+    run = RunDir(tmp_path / "run")
+    task = ToyTask()
+    summary = run_training(task, CFG, run, device=torch.device("cpu"), max_steps=40, progress=False)
+    assert summary["step"] == 40 and summary["stopped"] == "max_steps"
+    losses = [loss for _, loss in summary["history"]]
+    assert sum(losses[-5:]) / 5 < 0.1 * sum(losses[:5]) / 5
+    assert run.last.is_file() and run.best.is_file() and run.config.is_file() and run.log_file.is_file()
+    assert any(p.name.startswith("events.out.tfevents") for p in run.tb.iterdir())
+    ckpt = load_checkpoint(run.last)
+    assert ckpt["step"] == 40 and ckpt["kind"] == "toy"
+    assert set(ckpt) >= {"model", "ema", "optimizer", "scheduler", "scaler", "config", "versions", "metrics"}
+    assert ckpt["versions"]["torch"] == str(torch.__version__)
+    assert ckpt["scheduler"]["last_epoch"] == 40
+    assert "toy" in summary_table(summary)
+
+    with pytest.raises(UserError, match="--resume"):
+        prepare_run(TrainArgs(data=tmp_path, out=run.path))
+    _, resume_from = prepare_run(TrainArgs(data=tmp_path, out=run.path, resume=True))
+    task2 = ToyTask()
+    summary2 = run_training(
+        task2, CFG, run, device=torch.device("cpu"), resume_from=resume_from, max_steps=50, progress=False
+    )
+    assert summary2["start_step"] == 40 and summary2["step"] == 50 and task2.calls == 10
+    assert load_checkpoint(run.last)["step"] == 50
+    # the optimizer's moments came back: its step count continues from 40
+    state = load_checkpoint(run.last)["optimizer"]["state"]
+    assert int(next(iter(state.values()))["step"]) == 50
+
+
+def test_stop_on_keyboard_interrupt_and_sigterm_saves(tmp_path):
+    def interrupt(call):
+        if call == 4:
+            raise KeyboardInterrupt
+
+    run = RunDir(tmp_path / "int")
+    summary = run_training(ToyTask(interrupt), CFG, run, device=torch.device("cpu"), progress=False)
+    assert summary["stopped"] == "interrupted" and summary["step"] == 3
+    assert load_checkpoint(run.last)["step"] == 3
+
+    def sigterm(call):
+        if call == 6:
+            os.kill(os.getpid(), signal.SIGTERM)
+
+    previous = signal.getsignal(signal.SIGTERM)
+    run = RunDir(tmp_path / "term")
+    summary = run_training(ToyTask(sigterm), CFG, run, device=torch.device("cpu"), progress=False)
+    assert summary["stopped"] == "SIGTERM" and summary["step"] == 6  # finishes the step, then stops
+    assert load_checkpoint(run.last)["step"] == 6
+    assert signal.getsignal(signal.SIGTERM) == previous  # handler restored
+
+
+def test_max_minutes_stops_and_nonfinite_steps_are_skipped(tmp_path):
+    run = RunDir(tmp_path / "t")
+    summary = run_training(ToyTask(), CFG, run, device=torch.device("cpu"), max_minutes=0.0, progress=False)
+    assert summary["stopped"] == "max_minutes" and summary["step"] == 0 and run.last.is_file()
+
+    class NanOnce(ToyTask):
+        def loss(self, model, batch):
+            loss, metrics = super().loss(model, batch)
+            return (loss * math.nan if self.calls == 2 else loss), metrics
+
+    run = RunDir(tmp_path / "nan")
+    task = NanOnce()
+    summary = run_training(task, CFG, run, device=torch.device("cpu"), max_steps=5, progress=False)
+    assert summary["step"] == 5 and task.calls == 6  # one skipped update
+    assert all(math.isfinite(p.sum().item()) for p in task.model.parameters())
