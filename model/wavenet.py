@@ -354,8 +354,8 @@ class WaveNetStack(nn.Module):
             elif cond is not None:
                 c = cond[:, i * size : (i + 1) * size]  # (B, 2G, T)
             x, s = layer(x, c)
-            if self.skip_channels:
-                skip = s if skip is None else skip + s
+            if self.skip_channels:  # the sum is kept in fp32 under autocast
+                skip = s.float() if skip is None else skip + s
         return x if skip is None else skip * self._skip_scale
 
     def init_state(self, batch: int, device=None, dtype=None) -> list[Tensor]:
@@ -364,12 +364,13 @@ class WaveNetStack(nn.Module):
 
     def step(self, x_t: Tensor, c_t: Tensor | None, state: Sequence[Tensor]) -> tuple[Tensor, list[Tensor]]:
         # x_t (B, R); c_t (B, L*2G) or None -> (B, S) skip sum or (B, R) last residual; new state
-        size = 2 * self.gate_channels
+        conds = (
+            [None] * len(self.layers) if c_t is None else c_t.split(2 * self.gate_channels, dim=1)
+        )  # (B, 2G) each
         skip = None
         new_state = []
         for i, layer in enumerate(self.layers):
-            c = None if c_t is None else c_t[:, i * size : (i + 1) * size]  # (B, 2G)
-            x_t, s, q = layer.step(x_t, c, state[i])
+            x_t, s, q = layer.step(x_t, conds[i], state[i])
             new_state.append(q)
             if self.skip_channels:
                 skip = s if skip is None else skip + s

@@ -15,6 +15,7 @@ Distributed: ``torchrun --nproc_per_node N -m model.train.cli teacher ...``.
 from __future__ import annotations
 
 import importlib
+import os
 from pathlib import Path
 
 import typer
@@ -76,7 +77,7 @@ def _run(kind: str, args) -> None:
     except ValueError as exc:  # CorpusError and config validation errors are ValueErrors
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(2) from None
-    if isinstance(summary, dict) and "step" in summary:
+    if isinstance(summary, dict) and "step" in summary and int(os.environ.get("RANK", "0")) == 0:
         typer.echo(summary_table(summary))
 
 

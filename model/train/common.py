@@ -392,10 +392,13 @@ def make_loader(
     if len(dataset) == 0:
         raise UserError("the training split is empty")
     generator = torch.Generator().manual_seed(seed)
+    per_rank = len(dataset)
     if torch.distributed.is_available() and torch.distributed.is_initialized():
         sampler = DistributedSampler(dataset, shuffle=shuffle, seed=seed, drop_last=False)
+        per_rank = len(sampler)
     elif len(dataset) < batch_size:
         sampler = RandomSampler(dataset, replacement=True, num_samples=batch_size * 64, generator=generator)
+        per_rank = batch_size * 64
     else:
         sampler = RandomSampler(dataset, generator=generator) if shuffle else None
     return DataLoader(
@@ -404,7 +407,7 @@ def make_loader(
         sampler=sampler,
         collate_fn=collate_fn,
         num_workers=num_workers,
-        drop_last=len(dataset) >= batch_size,
+        drop_last=per_rank >= batch_size,  # a tiny corpus under DDP gets partial batches rather than none
         pin_memory=device.type == "cuda",
         persistent_workers=num_workers > 0,
     )

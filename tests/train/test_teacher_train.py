@@ -128,3 +128,15 @@ def test_train_cli(corpus, tmp_path):
         app, ["train", "teacher", "--data", str(corpus), "--out", str(tmp_path / "z"), "--preset", "huge"]
     )
     assert unknown.exit_code == 2 and "unknown preset" in unknown.output
+
+
+@pytest.mark.slow
+def test_ddp_two_cpu_processes(corpus, tmp_path):
+    # the same code path under torchrun (gloo on CPU): rank 0 saves, every rank steps together
+    out = tmp_path / "ddp"
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "-m", "model.train.cli"]
+    cmd += ["teacher", "--data", str(corpus), "--out", str(out), "--preset", "tiny", "--max-steps", "4"]
+    proc = subprocess.run([*cmd, "--device", "cpu"], capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert proc.stdout.count("stopped by") == 1  # one summary, from rank 0
+    assert load_checkpoint(out / "checkpoints" / "last.pt")["step"] == 4
