@@ -1,0 +1,490 @@
+"""Acoustic model: phoneme ids -> 80-bin log-mel frames, with an alignment learned from the data.
+
+    phonemes ─embedding─▶ convs ─▶ BiLSTM encoder ─(+speaker)─┬─▶ duration predictor (log domain)
+                 │                                            │
+                 └─▶ aligner ◀─ mel (training only)           ▼
+                        │ MAS (hard alignment) ─durations─▶ length regulator ─▶ decoder
+                                                              (convs + BiLSTM) ─▶ mel ─▶ postnet
+
+Training: durations come from the aligner's hard alignment (see ``model.align``); inference: from
+the duration predictor, scaled by ``1 / speed``. The same ``length_regulate`` (cumsum + comparison
++ matmul, no data-dependent Python control flow) serves both. The BiLSTMs handle padding without
+``pack_padded_sequence`` (the backward direction runs on each sequence reversed within its
+length), so batched inference is exact and the graph stays traceable for ONNX export.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass, fields, replace
+
+import torch
+from torch import nn
+
+from model.align import Aligner, beta_binomial_log_prior, binarization_loss, forward_sum_loss, hard_alignment
+
+MODEL_KIND = "acoustic"
+MIN_SPEED, MAX_SPEED = 0.25, 4.0
+
+
+@dataclass(frozen=True)
+class AcousticConfig:
+    n_symbols: int = 128  # phoneme table size (set from the corpus' symbols.json); id 0 = pad
+    n_speakers: int = 1
+    n_mels: int = 80
+    mel_floor: float = math.log(1e-5)  # log-mel of silence (AudioConfig.log_floor); pads the output
+    d_model: int = 256  # encoder width: embedding, convs, BiLSTM output (2 x d_model/2)
+    enc_convs: int = 3
+    enc_kernel: int = 5
+    speaker_dim: int = 64
+    dur_channels: int = 256
+    dur_kernel: int = 3
+    dec_channels: int = 256  # decoder convs; BiLSTM output is dec_channels (2 x dec_channels/2)
+    dec_convs: int = 3
+    dec_kernel: int = 5
+    dec_dilations: tuple[int, ...] = (1,)  # cycled over the decoder convs
+    dec_lstm: bool = True  # a BiLSTM after the decoder convs (slow on CPU: sequential over frames)
+    postnet_channels: int = 256
+    postnet_layers: int = 5  # 0 disables the postnet
+    postnet_kernel: int = 5
+    align_channels: int = 80
+    align_temperature: float = 2.0  # on normalised mels; 0.5-2 measured to converge in ~200 steps
+    prior_scaling: float = 1.0  # beta-binomial prior sharpness (training only)
+    dropout: float = 0.1
+    max_phoneme_frames: int = 200  # cap on a predicted (unscaled) duration, 2.5 s at 12.5 ms
+
+    def __post_init__(self) -> None:
+        if self.d_model % 2 or self.dec_channels % 2:
+            raise ValueError("d_model and dec_channels must be even (BiLSTM halves)")
+        if self.n_symbols < 2 or self.n_speakers < 1:
+            raise ValueError("need n_symbols >= 2 and n_speakers >= 1")
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict) -> AcousticConfig:
+        names = {f.name for f in fields(cls)}
+        return cls(**{k: (tuple(v) if isinstance(v, list) else v) for k, v in d.items() if k in names})
+
+    @classmethod
+    def preset(cls, name: str, **overrides) -> AcousticConfig:
+        if name not in PRESETS:
+            raise ValueError(f"unknown acoustic preset {name!r}; choose from {', '.join(PRESETS)}")
+        return replace(PRESETS[name], **overrides)
+
+
+PRESETS: dict[str, AcousticConfig] = {
+    # unit tests: a few thousand parameters, trains in seconds
+    "tiny": AcousticConfig(
+        d_model=32,
+        enc_convs=1,
+        speaker_dim=8,
+        dur_channels=32,
+        dec_channels=32,
+        dec_convs=1,
+        postnet_channels=32,
+        postnet_layers=2,
+        align_channels=32,
+        dropout=0.0,
+    ),
+    # a few hundred clips on a shared CPU in minutes
+    "cpu": AcousticConfig(
+        d_model=128,
+        enc_convs=3,
+        speaker_dim=32,
+        dur_channels=128,
+        dec_channels=128,
+        dec_convs=3,
+        dec_dilations=(1, 2, 4),
+        dec_lstm=False,
+        postnet_channels=128,
+        postnet_layers=3,
+        align_channels=64,
+        dropout=0.1,
+    ),
+    # the 3-speaker rendered LJSpeech corpus (~37k clips) on one H100 in ~20-30 minutes
+    "gpu": AcousticConfig(
+        d_model=384,
+        enc_convs=3,
+        speaker_dim=64,
+        dur_channels=256,
+        dec_channels=512,
+        dec_convs=3,
+        postnet_channels=256,
+        postnet_layers=5,
+        align_channels=80,
+        dropout=0.1,
+    ),
+}
+
+
+# ---------------------------------------------------------------------------------------------
+# Building blocks
+# ---------------------------------------------------------------------------------------------
+
+
+def sequence_mask(lengths: torch.Tensor, max_len: int | torch.Tensor) -> torch.Tensor:
+    """(B,) lengths -> (B, T) bool, True on valid positions."""
+    return torch.arange(max_len, device=lengths.device)[None, :] < lengths[:, None]
+
+
+class ConvBlock(nn.Module):
+    """Conv1d -> ReLU -> LayerNorm (over channels) -> dropout, masked; (B, C, T) -> (B, C_out, T)."""
+
+    def __init__(self, c_in: int, c_out: int, kernel: int, dropout: float, dilation: int = 1) -> None:
+        super().__init__()
+        self.conv = nn.Conv1d(c_in, c_out, kernel, padding=dilation * (kernel // 2), dilation=dilation)
+        self.norm = nn.LayerNorm(c_out)
+        self.drop = nn.Dropout(dropout)
+
+    def forward(self, x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:  # mask (B, 1, T)
+        y = torch.relu(self.conv(x * mask))  # (B, C, T)
+        y = self.norm(y.transpose(1, 2)).transpose(1, 2)
+        return self.drop(y) * mask
+
+
+class MaskedBiLSTM(nn.Module):
+    """Bidirectional LSTM exact under right padding, without packing (traceable).
+
+    The backward LSTM reads each sequence reversed within its own length, so padding never leaks
+    into valid positions. (B, T, C_in) -> (B, T, 2 * hidden).
+    """
+
+    def __init__(self, c_in: int, hidden: int) -> None:
+        super().__init__()
+        self.fwd = nn.LSTM(c_in, hidden, batch_first=True)
+        self.bwd = nn.LSTM(c_in, hidden, batch_first=True)
+
+    def forward(self, x: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
+        T = x.shape[1]
+        t = torch.arange(T, device=x.device)[None, :]  # (1, T)
+        rev = torch.where(t < lengths[:, None], lengths[:, None] - 1 - t, t)  # (B, T), an involution
+        idx = rev[:, :, None].expand(-1, -1, x.shape[2])  # (B, T, C_in)
+        y_f, _ = self.fwd(x)  # (B, T, H)
+        y_b, _ = self.bwd(torch.gather(x, 1, idx))  # (B, T, H) in reversed time
+        y_b = torch.gather(y_b, 1, rev[:, :, None].expand(-1, -1, y_b.shape[2]))
+        return torch.cat([y_f, y_b], dim=2)  # (B, T, 2H)
+
+
+def length_regulate(
+    h: torch.Tensor, durations: torch.Tensor, n_frames: torch.Tensor | int | None = None
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Repeat phoneme vectors by their durations (cumsum + comparison, no Python loops).
+
+    h: (B, L, C); durations: (B, L) non-negative ints (0 on padding). n_frames: output length
+    (default: the largest total). Returns (frames (B, F, C), position features (B, F, 2): fraction
+    of the way through the current phoneme and log(1 + its duration), frame lengths (B,)).
+    """
+    durations = durations.long()
+    ends = torch.cumsum(durations, dim=1)  # (B, L)
+    starts = ends - durations  # (B, L)
+    totals = ends[:, -1]  # (B,)
+    if n_frames is None:
+        n_frames = totals.max()
+    t = torch.arange(n_frames, device=h.device)[None, :, None]  # (1, F, 1)
+    assign = (t >= starts[:, None, :]) & (t < ends[:, None, :])  # (B, F, L), one-hot per valid frame
+    w = assign.to(h.dtype)
+    frames = torch.bmm(w, h)  # (B, F, C)
+    d = durations.to(h.dtype)[:, None, :]  # (B, 1, L)
+    frac = (t.to(h.dtype) - starts[:, None, :].to(h.dtype) + 0.5) / d.clamp(min=1.0)  # (B, F, L)
+    pos = torch.stack([(w * frac).sum(2), (w * torch.log1p(d)).sum(2)], dim=2)  # (B, F, 2)
+    return frames, pos, totals
+
+
+def check_speed(speed: float) -> float:
+    """Validate a speed factor; ValueError with a clear message otherwise."""
+    if isinstance(speed, bool) or not isinstance(speed, (int, float)):
+        raise ValueError(f"speed must be a number between {MIN_SPEED} and {MAX_SPEED}, got {speed!r}")
+    if not (math.isfinite(speed) and MIN_SPEED <= speed <= MAX_SPEED):
+        raise ValueError(f"speed must be between {MIN_SPEED} and {MAX_SPEED}, got {speed}")
+    return float(speed)
+
+
+def durations_from_log(
+    log_dur: torch.Tensor, mask: torch.Tensor, speed: torch.Tensor | float
+) -> torch.Tensor:
+    """Predicted log(1 + frames) -> integer frames at ``speed`` (B, L), 0 on padding.
+
+    Each phoneme is rounded on its own (half up) and keeps at least one frame (training never
+    shows a phoneme shorter than one frame), so a speed of s gives round(d / s) frames, which is
+    within one frame of d / s for every phoneme.
+    """
+    d = torch.expm1(log_dur).clamp(min=0.0)  # (B, L) frames at speed 1
+    frames = torch.floor(d / speed + 0.5).clamp(min=1.0)  # (B, L)
+    return (frames * mask.to(frames.dtype)).long()
+
+
+# ---------------------------------------------------------------------------------------------
+# The model
+# ---------------------------------------------------------------------------------------------
+
+
+class AcousticModel(nn.Module):
+    def __init__(self, cfg: AcousticConfig) -> None:
+        super().__init__()
+        self.cfg = cfg
+        D = cfg.d_model
+        self.embed = nn.Embedding(cfg.n_symbols, D, padding_idx=0)
+        self.speaker = nn.Embedding(cfg.n_speakers, cfg.speaker_dim)
+        self.enc_convs = nn.ModuleList(
+            ConvBlock(D, D, cfg.enc_kernel, cfg.dropout) for _ in range(cfg.enc_convs)
+        )
+        self.enc_lstm = MaskedBiLSTM(D, D // 2)
+        self.enc_speaker = nn.Linear(cfg.speaker_dim, D)
+        # duration predictor: log(1 + frames)
+        self.dur_convs = nn.ModuleList(
+            [
+                ConvBlock(D, cfg.dur_channels, cfg.dur_kernel, cfg.dropout),
+                ConvBlock(cfg.dur_channels, cfg.dur_channels, cfg.dur_kernel, cfg.dropout),
+            ]
+        )
+        self.dur_out = nn.Linear(cfg.dur_channels, 1)
+        # aligner (training only)
+        self.aligner = Aligner(D, cfg.n_mels, cfg.align_channels, cfg.align_temperature)
+        # decoder
+        C = cfg.dec_channels
+        self.dec_in = nn.Linear(D + 2, C)
+        self.dec_speaker = nn.Linear(cfg.speaker_dim, C)
+        dil = cfg.dec_dilations
+        self.dec_convs = nn.ModuleList(
+            ConvBlock(C, C, cfg.dec_kernel, cfg.dropout, dil[i % len(dil)]) for i in range(cfg.dec_convs)
+        )
+        self.dec_lstm = MaskedBiLSTM(C, C // 2) if cfg.dec_lstm else None
+        self.dec_out = nn.Linear(C, cfg.n_mels)
+        post: list[nn.Module] = []
+        for i in range(cfg.postnet_layers):
+            c_in = cfg.n_mels if i == 0 else cfg.postnet_channels
+            c_out = cfg.n_mels if i == cfg.postnet_layers - 1 else cfg.postnet_channels
+            post.append(nn.Conv1d(c_in, c_out, cfg.postnet_kernel, padding=cfg.postnet_kernel // 2))
+        self.postnet = nn.ModuleList(post)
+        # per-bin log-mel statistics: the model works on normalised mels (set from the corpus)
+        self.register_buffer("mel_mean", torch.zeros(cfg.n_mels))
+        self.register_buffer("mel_std", torch.ones(cfg.n_mels))
+
+    # -- helpers ------------------------------------------------------------------------------
+
+    def set_mel_stats(self, mean: torch.Tensor, std: torch.Tensor) -> None:
+        self.mel_mean.copy_(mean.reshape(-1))
+        self.mel_std.copy_(std.reshape(-1).clamp(min=1e-3))
+
+    def normalize(self, mel: torch.Tensor) -> torch.Tensor:  # (B, n_mels, F)
+        return (mel - self.mel_mean[None, :, None]) / self.mel_std[None, :, None]
+
+    def denormalize(self, mel: torch.Tensor) -> torch.Tensor:  # (B, n_mels, F)
+        return mel * self.mel_std[None, :, None] + self.mel_mean[None, :, None]
+
+    def encode(
+        self, phonemes: torch.Tensor, text_lens: torch.Tensor, speaker: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+        """phonemes (B, L) -> (embedding (B, D, L), encoding (B, L, D), log durations (B, L), mask (B, L))."""
+        mask = sequence_mask(text_lens, phonemes.shape[1])  # (B, L)
+        m = mask[:, None, :].float()  # (B, 1, L)
+        emb = self.embed(phonemes).transpose(1, 2) * m  # (B, D, L)
+        x = emb
+        for conv in self.enc_convs:
+            x = conv(x, m)  # (B, D, L)
+        h = self.enc_lstm(x.transpose(1, 2), text_lens)  # (B, L, D)
+        h = (h + self.enc_speaker(self.speaker(speaker))[:, None, :]) * mask[:, :, None]  # (B, L, D)
+        y = h.transpose(1, 2)  # (B, D, L)
+        for conv in self.dur_convs:
+            y = conv(y, m)  # (B, Cd, L)
+        log_dur = self.dur_out(y.transpose(1, 2)).squeeze(2) * mask  # (B, L)
+        return emb, h, log_dur, mask
+
+    def decode(
+        self, h: torch.Tensor, durations: torch.Tensor, speaker: torch.Tensor, n_frames=None
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Expand and decode -> (mel before postnet, mel after postnet) normalised (B, n_mels, F), lengths (B,)."""
+        frames, pos, mel_lens = length_regulate(h, durations, n_frames)  # (B, F, D), (B, F, 2), (B,)
+        fmask = sequence_mask(mel_lens, frames.shape[1])  # (B, F)
+        m = fmask[:, None, :].to(h.dtype)  # (B, 1, F)
+        x = self.dec_in(torch.cat([frames, pos], dim=2)) + self.dec_speaker(self.speaker(speaker))[:, None, :]
+        x = x.transpose(1, 2) * m  # (B, C, F)
+        for conv in self.dec_convs:
+            x = x + conv(x, m)  # residual (B, C, F)
+        x = x.transpose(1, 2)  # (B, F, C)
+        if self.dec_lstm is not None:
+            x = self.dec_lstm(x, mel_lens)  # (B, F, C)
+        mel = self.dec_out(x).transpose(1, 2) * m  # (B, n_mels, F)
+        post = mel
+        for i, conv in enumerate(self.postnet):
+            post = conv(post * m)
+            if i < len(self.postnet) - 1:
+                post = torch.dropout(torch.tanh(post), self.cfg.dropout, self.training)
+        mel_post = (mel + post) * m if len(self.postnet) else mel
+        return mel, mel_post, mel_lens
+
+    # -- training -----------------------------------------------------------------------------
+
+    def forward(
+        self,
+        phonemes: torch.Tensor,  # (B, L) long, 0 = pad
+        text_lens: torch.Tensor,  # (B,)
+        mel: torch.Tensor,  # (B, n_mels, F) log-mel (not normalised)
+        mel_lens: torch.Tensor,  # (B,)
+        speaker: torch.Tensor,  # (B,)
+        use_prior: bool = True,
+    ) -> dict[str, torch.Tensor]:
+        """Teacher-forced pass: align, then decode with the hard (MAS) durations."""
+        L = phonemes.shape[1]
+        n_frames = mel.shape[2]
+        mel_n = self.normalize(mel)  # (B, n_mels, F)
+        emb, h, log_dur, mask = self.encode(phonemes, text_lens, speaker)
+        prior = None
+        if use_prior:
+            prior = beta_binomial_log_prior(text_lens, mel_lens, n_frames, L, self.cfg.prior_scaling)
+        with torch.autocast(device_type=mel.device.type, enabled=False):  # distances need fp32
+            logits, soft = self.aligner(emb.float(), mel_n.float(), mask, prior)  # (B, F, L) each
+        fmask = sequence_mask(mel_lens, n_frames)  # (B, F)
+        soft = soft * fmask[:, :, None]
+        hard = hard_alignment(torch.log(soft.clamp(min=1e-12)), text_lens, mel_lens)  # (B, F, L)
+        durations = hard.sum(1).long()  # (B, L), sums to mel_lens
+        mel_pre, mel_post, _ = self.decode(h, durations, speaker, n_frames)
+        return {
+            "mel_pre": mel_pre,  # (B, n_mels, F) normalised
+            "mel_post": mel_post,  # (B, n_mels, F) normalised
+            "mel_target": mel_n,  # (B, n_mels, F) normalised
+            "log_dur": log_dur,  # (B, L) predicted log(1 + frames)
+            "durations": durations,  # (B, L) from the hard alignment
+            "attn_logits": logits,  # (B, F, L)
+            "attn_soft": soft,  # (B, F, L)
+            "attn_hard": hard,  # (B, F, L)
+            "text_mask": mask,  # (B, L)
+            "mel_mask": fmask,  # (B, F)
+        }
+
+    # -- inference ----------------------------------------------------------------------------
+
+    def generate(
+        self, phonemes: torch.Tensor, text_lens: torch.Tensor, speaker: torch.Tensor, speed: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Traceable inference core (no validation): -> mel (B, n_mels, F), durations (B, L), frames (B,).
+
+        Frames past an utterance's length hold ``mel_floor`` (silence).
+        """
+        _, h, log_dur, mask = self.encode(phonemes, text_lens, speaker)
+        log_dur = log_dur.clamp(max=math.log1p(self.cfg.max_phoneme_frames))
+        durations = durations_from_log(log_dur, mask, speed)  # (B, L)
+        _, mel_post, mel_lens = self.decode(h, durations, speaker)
+        mel = self.denormalize(mel_post)  # (B, n_mels, F)
+        fmask = sequence_mask(mel_lens, mel.shape[2])[:, None, :]  # (B, 1, F)
+        mel = torch.where(fmask, mel, torch.full_like(mel, self.cfg.mel_floor))
+        return mel, durations, mel_lens
+
+    @torch.no_grad()
+    def infer(
+        self,
+        phoneme_ids: torch.Tensor,  # (B, L) long, 0 = pad
+        lengths: torch.Tensor,  # (B,)
+        speaker: torch.Tensor,  # (B,)
+        speed: float = 1.0,
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Text -> mel. Returns (mel (B, n_mels, F) log-mel, durations (B, L) frames per phoneme).
+
+        Utterance b has ``durations[b].sum()`` frames; the rest of its row is silence. Always runs
+        in eval mode (deterministic), whatever mode the module is in.
+        """
+        speed = check_speed(speed)
+        phoneme_ids = torch.as_tensor(phoneme_ids, dtype=torch.long)
+        lengths = torch.as_tensor(lengths, dtype=torch.long).reshape(-1)
+        speaker = torch.as_tensor(speaker, dtype=torch.long).reshape(-1)
+        if phoneme_ids.ndim != 2 or not phoneme_ids.shape[0] == lengths.shape[0] == speaker.shape[0]:
+            raise ValueError("phoneme_ids must be (B, L) with one length and one speaker per row")
+        if (lengths < 1).any() or (lengths > phoneme_ids.shape[1]).any():
+            raise ValueError("every length must be in [1, L]")
+        if (speaker < 0).any() or (speaker >= self.cfg.n_speakers).any():
+            raise ValueError(f"speaker ids must be in [0, {self.cfg.n_speakers - 1}]")
+        dev = self.mel_mean.device
+        was_training = self.training
+        self.eval()
+        try:
+            mel, durations, _ = self.generate(
+                phoneme_ids.to(dev), lengths.to(dev), speaker.to(dev), torch.tensor(speed, device=dev)
+            )
+        finally:
+            self.train(was_training)
+        return mel, durations
+
+
+# ---------------------------------------------------------------------------------------------
+# Losses
+# ---------------------------------------------------------------------------------------------
+
+
+def acoustic_losses(out: dict[str, torch.Tensor], text_lens, mel_lens, bin_weight: float) -> dict:
+    """All training terms (means over valid cells). ``total`` is what the optimiser minimises."""
+    fmask = out["mel_mask"][:, None, :].float()  # (B, 1, F)
+    n_cells = fmask.sum() * out["mel_target"].shape[1]
+    target = out["mel_target"]
+
+    def l1_l2(pred):
+        diff = (pred - target) * fmask
+        return diff.abs().sum() / n_cells, (diff**2).sum() / n_cells
+
+    l1_pre, l2_pre = l1_l2(out["mel_pre"])
+    l1_post, l2_post = l1_l2(out["mel_post"])
+    tmask = out["text_mask"].float()  # (B, L)
+    dur_target = torch.log1p(out["durations"].float())  # (B, L)
+    dur = (((out["log_dur"] - dur_target) * tmask) ** 2).sum() / tmask.sum()
+    ctc = forward_sum_loss(out["attn_logits"], text_lens, mel_lens)
+    binl = binarization_loss(out["attn_hard"], out["attn_soft"])
+    mel_loss = l1_pre + l2_pre + l1_post + l2_post
+    total = mel_loss + dur + ctc + bin_weight * binl
+    return {
+        "total": total,
+        "mel": mel_loss,
+        "mel_l1": l1_post,
+        "duration": dur,
+        "forward_sum": ctc,
+        "binarization": binl,
+    }
+
+
+def count_parameters(model: nn.Module) -> int:
+    return sum(p.numel() for p in model.parameters())
+
+
+def acoustic_from_checkpoint(ckpt: dict, *, ema: bool = True) -> AcousticModel:
+    """Build the model of a checkpoint dict (see model.train.common), EMA weights by default, eval mode."""
+    kind = ckpt.get("kind")
+    if kind != MODEL_KIND:
+        raise ValueError(f"checkpoint holds a {kind!r} model, not an acoustic model")
+    model = AcousticModel(AcousticConfig.from_dict(ckpt["config"]["model"]))
+    weights = ckpt.get("ema") if ema and ckpt.get("ema") else ckpt["model"]
+    model.load_state_dict(weights)
+    return model.eval()
+
+
+def text_to_mel(
+    model: AcousticModel, ckpt: dict, text: str, speaker: int = 0, speed: float = 1.0
+) -> tuple[torch.Tensor, list[dict]]:
+    """English text -> log-mel (n_mels, F) with the checkpoint's symbol table, sentence by sentence.
+
+    Returns the concatenated mel and, per sentence, {"text", "phonemes", "frames"}. Needs the text
+    front end (phonemizer), so not for the GPU host. ValueError on empty text or a bad speed.
+    """
+    from model.text import SymbolTable, normalize, phonemize, split_sentences
+
+    check_speed(speed)
+    symbols = ckpt["config"]["data"].get("symbols")
+    table = SymbolTable.from_dict(symbols) if symbols else None
+    if table is None:
+        from model.text import default_symbols
+
+        table = default_symbols()
+    mels, info = [], []
+    for sentence in split_sentences(normalize(text)):
+        phonemes = phonemize(sentence)
+        ids = table.encode(phonemes)
+        if not ids:
+            continue
+        mel, durations = model.infer(
+            torch.tensor([ids]), torch.tensor([len(ids)]), torch.tensor([speaker]), speed
+        )
+        n = int(durations.sum())
+        mels.append(mel[0, :, :n])
+        info.append({"text": sentence, "phonemes": phonemes, "frames": n})
+    if not mels:
+        raise ValueError("the text has nothing to say (no phonemes)")
+    return torch.cat(mels, dim=1), info
