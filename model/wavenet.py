@@ -265,10 +265,12 @@ class ResidualLayer(nn.Module):
         a = self.conv(x)  # (B, 2G, T)
         if c is not None:
             a = a + c
-        G, R = self.gate_channels, self.residual_channels
-        z = torch.tanh(a[:, :G]) * torch.sigmoid(a[:, G:])  # (B, G, T)
-        o = self.out(z)  # (B, R + S, T)
-        return (x + o[:, :R]) * SQRT_HALF, o[:, R:]
+        a_tanh, a_sigmoid = a.chunk(2, dim=1)  # (B, G, T) each
+        z = torch.tanh(a_tanh) * torch.sigmoid(a_sigmoid)  # (B, G, T)
+        res, skip = self.out(z).split(
+            (self.residual_channels, self.skip_channels), dim=1
+        )  # (B, R, T), (B, S, T)
+        return (x + res) * SQRT_HALF, skip
 
     def step(self, x_t: Tensor, c_t: Tensor | None, queue: Tensor) -> tuple[Tensor, Tensor, Tensor]:
         # x_t (B, R); c_t (B, 2G) or None; queue (B, R, context) -> residual (B, R), skip (B, S), new queue
