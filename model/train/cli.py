@@ -69,12 +69,11 @@ def _run(kind: str, args) -> None:
             raise
         typer.echo(f"error: the {kind} trainer ({module_name}) is not available yet", err=True)
         raise typer.Exit(2) from None
+    from model.data.corpus import CorpusError
+
     try:
         summary = trainer(args)
-    except UserError as exc:
-        typer.echo(f"error: {exc}", err=True)
-        raise typer.Exit(2) from None
-    except ValueError as exc:  # CorpusError and config validation errors are ValueErrors
+    except (UserError, CorpusError) as exc:
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(2) from None
     if isinstance(summary, dict) and "step" in summary and int(os.environ.get("RANK", "0")) == 0:
