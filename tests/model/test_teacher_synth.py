@@ -56,7 +56,7 @@ def test_synth_bad_input_is_one_line_error(checkpoint, tmp_path):
         (["--checkpoint", str(tmp_path / "missing.pt"), "--mel", "m.npy"], "not found"),
         (["--checkpoint", str(checkpoint)], "exactly one of"),
         (["--checkpoint", str(checkpoint), "--mel", str(tmp_path / "nope.npy")], "not found"),
-        (["--checkpoint", str(checkpoint), "--model", "student", "--mel", "m.npy"], "unknown --model"),
+        (["--checkpoint", str(checkpoint), "--model", "wavernn", "--mel", "m.npy"], "unknown --model"),
     ]
     bad_mel = tmp_path / "bad.npy"
     np.save(bad_mel, np.zeros((13, 4), dtype=np.float32))
