@@ -35,11 +35,12 @@ install_serve() {
 
 install_dev() {
   command -v flite >/dev/null || apt_install flite
+  command -v nginx >/dev/null || [ -x /usr/sbin/nginx ] || apt_install nginx-light  # tests/docker: nginx -t
   venv
   if ! fresh dev; then
     # CPU torch first: an unpinned torch would pull several GB of CUDA packages.
     "$BIN/pip" install -q "$TORCH"
-    "$BIN/pip" install -q -e '.[cpu,train,eval,dev]'
+    "$BIN/pip" install -q -e '.[cpu,train,eval,dev,load]'
     touch "$VENV/.dev" "$VENV/.serve"
   fi
 }
