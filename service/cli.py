@@ -24,6 +24,7 @@ LAZY_COMMANDS: dict[str, tuple[str, str]] = {
     "say": ("service.commands:say", "Synthesize text to a file with a voice bundle (no torch)."),
     "bench": ("service.commands:bench", "Benchmark a voice bundle with ONNX Runtime."),
     "serve": ("service.commands:serve", "Start the HTTP service (uvicorn)."),
+    "loadtest": ("service.loadtest.sweep:app", "Sweep concurrency levels against a running server; report."),
 }
 
 
