@@ -188,7 +188,7 @@ def length_regulate(
     frames = torch.bmm(w, h)  # (B, F, C)
     d = durations.to(h.dtype)[:, None, :]  # (B, 1, L)
     frac = (t.to(h.dtype) - starts[:, None, :].to(h.dtype) + 0.5) / d.clamp(min=1.0)  # (B, F, L)
-    pos = torch.stack([(w * frac).sum(2), (w * torch.log1p(d)).sum(2)], dim=2)  # (B, F, 2)
+    pos = torch.stack([(w * frac).sum(2), (w * torch.log(1.0 + d)).sum(2)], dim=2)  # (B, F, 2)
     return frames, pos, totals
 
 
@@ -210,7 +210,7 @@ def durations_from_log(
     shows a phoneme shorter than one frame), so a speed of s gives round(d / s) frames, which is
     within one frame of d / s for every phoneme.
     """
-    d = torch.expm1(log_dur).clamp(min=0.0)  # (B, L) frames at speed 1
+    d = (torch.exp(log_dur) - 1.0).clamp(min=0.0)  # (B, L) frames at speed 1 (no expm1: ONNX)
     frames = torch.floor(d / speed + 0.5).clamp(min=1.0)  # (B, L)
     return (frames * mask.to(frames.dtype)).long()
 

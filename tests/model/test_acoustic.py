@@ -188,3 +188,61 @@ def test_config_presets_and_checkpoint_roundtrip():
     assert torch.equal(loaded.infer(ids, lengths, speaker)[0], model.infer(ids, lengths, speaker)[0])
     with pytest.raises(ValueError, match="not an acoustic model"):
         acoustic_from_checkpoint({**ckpt, "kind": "teacher"})
+
+
+def test_generate_exports_to_onnx_with_dynamic_length_and_speed(tmp_path):
+    """The inference core traces to one ONNX graph (issue 6 exports it) that matches PyTorch."""
+    ort = pytest.importorskip("onnxruntime")
+    pytest.importorskip("onnx")
+    import warnings
+
+    import numpy as np
+
+    model = tiny_model(dec_lstm=True).eval()
+    with torch.no_grad():
+        model.dur_out.bias.fill_(math.log(6.0))
+
+    class Core(torch.nn.Module):
+        def __init__(self, m):
+            super().__init__()
+            self.m = m
+
+        def forward(self, ids, lengths, speaker, speed):
+            return self.m.generate(ids, lengths, speaker, speed)
+
+    ids, lengths = batch()
+    speaker = torch.tensor([0, 1, 1])
+    path = tmp_path / "acoustic.onnx"
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        torch.onnx.export(
+            Core(model).eval(),
+            (ids[:1], lengths[:1], speaker[:1], torch.tensor(1.0)),
+            str(path),
+            input_names=["ids", "lengths", "speaker", "speed"],
+            output_names=["mel", "durations", "frames"],
+            dynamic_axes={
+                "ids": {0: "B", 1: "L"},
+                "lengths": {0: "B"},
+                "speaker": {0: "B"},
+                "mel": {0: "B", 2: "F"},
+                "durations": {0: "B", 1: "L"},
+                "frames": {0: "B"},
+            },
+            dynamo=False,
+            opset_version=17,
+        )
+    session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    model.eval()
+    for n, speed in [(1, 1.0), (3, 2.0)]:  # batch of one and a padded batch of three
+        feeds = {
+            "ids": ids[:n].numpy(),
+            "lengths": lengths[:n].numpy(),
+            "speaker": speaker[:n].numpy(),
+            "speed": np.array(speed, dtype=np.float32),
+        }
+        mel, durations, frames = session.run(None, feeds)
+        ref_mel, ref_dur, ref_frames = model.generate(ids[:n], lengths[:n], speaker[:n], torch.tensor(speed))
+        np.testing.assert_array_equal(durations, ref_dur.numpy())
+        np.testing.assert_array_equal(frames, ref_frames.numpy())
+        np.testing.assert_allclose(mel, ref_mel.detach().numpy(), atol=1e-4)
