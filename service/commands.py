@@ -1,7 +1,7 @@
 """Torch-free CLI commands: ``serve``, ``say``, ``bench``.
 
-They need a voice bundle under ``voices/`` (see DESIGN.md, "Voice bundle"). Until the runtime
-engine and a trained voice land, ``say`` and ``bench`` say so clearly and exit non-zero.
+They need a voice bundle under ``voices/`` (see DESIGN.md, "Voice bundle"; ``parawave export``
+writes one). ``say`` and ``bench`` use only the ONNX Runtime engine (``service.engine``), never torch.
 """
 
 from __future__ import annotations
@@ -135,21 +135,229 @@ def _log_config(level: str) -> dict:
     return config
 
 
+SUFFIX_FORMATS = {
+    ".wav": "wav",
+    ".flac": "flac",
+    ".mp3": "mp3",
+    ".ogg": "opus",
+    ".opus": "opus",
+    ".pcm": "pcm",
+    ".raw": "pcm",
+}
+
+BENCH_TEXT = (
+    "The quick brown fox jumps over the lazy dog, while the early train to the city waits at the "
+    "platform. Speech synthesis turns written words into sound; a fast vocoder makes it real time. "
+    "Yesterday, forty two people walked along the river and watched the boats go by."
+)
+
+
+def _fail(message: str) -> typer.Exit:
+    typer.echo(f"error: {message}", err=True)
+    return typer.Exit(2)
+
+
+def _engine(voices_dir: Path, device: str, threads: int | None = None):
+    from service.engine import load_engine
+    from service.types import EngineLoadError
+
+    _require_voice(voices_dir)
+    try:
+        return load_engine(voices_dir, device=device, require_cuda=False, intra_op_threads=threads)
+    except EngineLoadError as exc:
+        raise _fail(f"cannot load voices from {voices_dir}: {exc}") from None
+
+
+def _pick(engine, voice: str | None, speaker: str | None) -> tuple[str, str]:
+    infos = list(engine.voices)
+    if voice is None:
+        info = next((v for v in infos if speaker is None or speaker in v.speakers), infos[0])
+    else:
+        info = next((v for v in infos if v.name == voice), None)
+        if info is None:
+            raise _fail(f"no voice {voice!r} (loaded: {', '.join(v.name for v in infos)})")
+    if speaker is None:
+        speaker = info.speakers[0]
+    elif speaker not in info.speakers:
+        raise _fail(f"voice {info.name!r} has no speaker {speaker!r} (speakers: {', '.join(info.speakers)})")
+    return info.name, speaker
+
+
 def say(
     text: str = typer.Argument(..., help="Text to speak."),
-    output: Path = typer.Option(Path("out.wav"), "-o", "--output", help="Output audio file."),
+    output: Path = typer.Option(
+        Path("out.wav"), "-o", "--output", help="Output file: .wav .flac .mp3 .ogg .pcm"
+    ),
+    voice: str | None = typer.Option(None, help="Voice bundle name [default: the first]."),
+    speaker: str | None = typer.Option(None, help="Speaker name [default: the voice's first]."),
+    speed: float = typer.Option(1.0, min=0.25, max=4.0, help="Speaking rate, 0.25-4 (> 1 is faster)."),
+    model: str = typer.Option("student", help="student (real time) | teacher (autoregressive reference)."),
+    seed: int | None = typer.Option(None, help="Noise seed (same seed, same audio)."),
     voices_dir: Path = typer.Option(DEFAULT_VOICES_DIR, help="Folder of voice bundles."),
+    device: str = typer.Option("cpu", help="auto | cpu | cuda."),
 ) -> None:
     """Synthesize TEXT to an audio file with a voice bundle (ONNX Runtime, no torch)."""
-    _require_voice(voices_dir)
-    typer.echo("error: the inference engine is not built yet in this version.", err=True)
-    raise typer.Exit(2)
+    import time
+
+    import numpy as np
+
+    from service.audio import available_formats, encode
+    from service.types import InputError, SynthesisRequest
+
+    fmt = SUFFIX_FORMATS.get(output.suffix.lower())
+    if fmt is None:
+        raise _fail(f"{output}: unknown audio suffix (use one of {', '.join(SUFFIX_FORMATS)})")
+    if fmt not in available_formats():
+        raise _fail(
+            f"{output}: this libsndfile cannot write {fmt} (available: {', '.join(available_formats())})"
+        )
+    if model not in ("student", "teacher"):
+        raise _fail(f"--model must be student or teacher, got {model!r}")
+    engine = _engine(voices_dir, device)
+    voice_name, speaker_name = _pick(engine, voice, speaker)
+    info = next(v for v in engine.voices if v.name == voice_name)
+    if model not in info.models:
+        raise _fail(f"voice {voice_name!r} does not ship the {model} model")
+    request = SynthesisRequest(text, voice_name, speaker_name, speed, model, seed)  # type: ignore[arg-type]
+    start = time.perf_counter()
+    try:
+        pieces = [chunk.audio for chunk in engine.synthesize(request)]
+    except InputError as exc:
+        raise _fail(str(exc)) from None
+    elapsed = time.perf_counter() - start
+    audio = np.concatenate(pieces) if pieces else np.zeros(0, np.float32)
+    try:
+        output.write_bytes(encode(audio, info.sample_rate, fmt))
+    except OSError as exc:
+        raise _fail(f"{output}: cannot write ({exc.strerror or exc})") from None
+    seconds = len(audio) / info.sample_rate
+    typer.echo(
+        f"{output}: {seconds:.2f} s at {info.sample_rate} Hz ({fmt}), voice {voice_name}/{speaker_name}, "
+        f"{model} on {engine.providers.get(model, '?')}, {elapsed:.2f} s (RTF {elapsed / max(seconds, 1e-9):.3f})",
+        err=True,
+    )
 
 
 def bench(
     voices_dir: Path = typer.Option(DEFAULT_VOICES_DIR, help="Folder of voice bundles."),
+    voice: str | None = typer.Option(None, help="Voice bundle name [default: the first]."),
+    speaker: str | None = typer.Option(None, help="Speaker name [default: the voice's first]."),
+    text: str = typer.Option(BENCH_TEXT, help="Input text (the same for every measurement)."),
+    runs: int = typer.Option(5, min=1, help="Timed runs of the text -> audio path (best and median shown)."),
+    teacher_seconds: float = typer.Option(0.5, min=0.0, help="Audio the teacher generates (0: skip)."),
+    batch: str = typer.Option("1", help="Student batch sizes for samples/s, e.g. 1,4,16."),
+    device: str = typer.Option("cpu", help="auto | cpu | cuda."),
+    threads: int | None = typer.Option(None, help="CPU threads per session [default: onnxruntime's]."),
 ) -> None:
-    """Benchmark a voice bundle (RTF, samples/s, memory)."""
-    _require_voice(voices_dir)
-    typer.echo("error: the inference engine is not built yet in this version.", err=True)
-    raise typer.Exit(2)
+    """Benchmark a voice bundle on one input: text->audio RTF (acoustic + student), student and
+    teacher samples/s and their ratio, peak memory, providers."""
+    import platform
+    import resource
+    import statistics
+    import time
+
+    import numpy as np
+
+    from service.types import InputError, SynthesisRequest
+
+    try:
+        batches = sorted({int(b) for b in batch.split(",") if b.strip()})
+    except ValueError:
+        raise _fail(f"--batch must be comma-separated integers, got {batch!r}") from None
+    if not batches or min(batches) < 1:
+        raise _fail("--batch sizes must be >= 1")
+    engine = _engine(voices_dir, device, threads)
+    voice_name, speaker_name = _pick(engine, voice, speaker)
+    v = engine.voice(voice_name)
+    spk = v.speaker_id(speaker_name)
+    engine.warmup()
+    request = SynthesisRequest(text, voice_name, speaker_name, seed=0)
+    out = typer.echo
+    out(f"voice {voice_name}/{speaker_name}, {v.sample_rate} Hz; providers {dict(engine.providers)}")
+    out(f"machine: {platform.processor() or platform.machine()}, {_cpus()} CPUs, load {_load()}")
+
+    rows: list[tuple[str, str]] = []
+    try:
+        from service.engine import prepare_text
+
+        sentences = prepare_text(text, v.symbols)
+    except InputError as exc:
+        raise _fail(str(exc)) from None
+    t0 = time.perf_counter()
+    mels = [v.mels([s.ids], [spk], [1.0])[0] for s in sentences]
+    acoustic_s = time.perf_counter() - t0
+    mel = np.concatenate(mels, axis=1)  # (n_mels, F): the whole text as one utterance
+    samples = mel.shape[1] * v.hop
+    audio_s = samples / v.sample_rate
+    out(f"input: {len(text)} chars, {len(sentences)} sentences, {audio_s:.2f} s of audio")
+    if "student" in v.models:
+        times = []
+        for _ in range(runs):
+            t0 = time.perf_counter()
+            got = sum(len(c.audio) for c in engine.synthesize(request))
+            times.append(time.perf_counter() - t0)
+        seconds = got / v.sample_rate
+        rtf = [t / seconds for t in times]
+        rows.append(
+            (
+                "text->audio RTF (acoustic+student)",
+                f"best {min(rtf):.4f}  median {statistics.median(rtf):.4f}  ({runs} runs)",
+            )
+        )
+        rows.append(("acoustic alone", f"{acoustic_s:.3f} s for {audio_s:.2f} s of audio"))
+        rng = np.random.default_rng(0)
+        student_best = 0.0
+        for b in batches:
+            z = [rng.standard_normal(samples, dtype=np.float32) for _ in range(b)]
+            best = float("inf")
+            for _ in range(max(2, runs)):
+                t0 = time.perf_counter()
+                v.vocode([mel] * b, [spk] * b, z)
+                best = min(best, time.perf_counter() - t0)
+            rate = b * samples / best
+            student_best = max(student_best, rate) if b == 1 else student_best
+            rows.append(
+                (
+                    f"student samples/s (batch {b})",
+                    f"{rate:,.0f}  ({best * 1000:.1f} ms for {b} x {audio_s:.2f} s)",
+                )
+            )
+        if 1 not in batches:
+            student_best = rate
+    else:
+        student_best = 0.0
+    if "teacher" in v.models and teacher_seconds > 0:
+        frames = max(1, min(mel.shape[1], round(teacher_seconds * v.sample_rate / v.hop)))
+        rng = np.random.default_rng(0)
+        t0 = time.perf_counter()
+        n = sum(len(piece) for piece, _ in v.teacher(mel[:, :frames], spk, rng))
+        t = time.perf_counter() - t0
+        teacher_rate = n / t
+        rows.append(
+            (
+                "teacher samples/s (batch 1)",
+                f"{teacher_rate:,.0f}  ({t:.2f} s for {n / v.sample_rate:.2f} s, RTF {t * v.sample_rate / n:.2f})",
+            )
+        )
+        if student_best:
+            rows.append(("student / teacher speed", f"{student_best / teacher_rate:,.0f}x"))
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # KiB on Linux
+    rows.append(("peak RSS", f"{peak:.0f} MiB"))
+    width = max(len(k) for k, _ in rows)
+    for k, val in rows:
+        out(f"{k:<{width}}  {val}")
+
+
+def _cpus() -> int:
+    import os
+
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 0)
+
+
+def _load() -> str:
+    import os
+
+    try:
+        return " ".join(f"{x:.1f}" for x in os.getloadavg())
+    except OSError:
+        return "?"

@@ -1,0 +1,509 @@
+"""PyTorch -> ONNX: the acoustic model, the Parallel WaveNet student and the WaveNet teacher.
+
+Every graph is exported through a small wrapper module whose ``forward`` calls the model's own
+inference code path (``AcousticModel.generate``, the student's forward, ``TeacherWaveNet.step`` /
+``frame_conditioning``); nothing is patched. Names, dtypes and dynamic axes come from
+:mod:`service.graphs` (the runtime checks sessions against the same specs); the opset is
+``service.graphs.OPSET``. Weight normalisation is folded into plain weights first
+(:func:`prepare`). Exports use the TorchScript-based exporter (``dynamo=False``): it needs nothing
+beyond torch and onnx, which is all the GPU host has.
+
+The teacher. Autoregressive generation needs one network evaluation per sample, 16,000 per second
+of audio. A *step graph* (one sample per ``InferenceSession.run``, caches as explicit inputs and
+outputs) is exported and parity-checked, but the engine does not drive it sample by sample from
+Python: :func:`teacher_block_model` wraps the step graph as the body of an ONNX ``Scan`` over the
+samples of a run of frames, after an in-graph 3-tap upsampling of those frames' conditioning.
+One call then generates ``N * hop`` samples; the caches still cross the Python boundary, but once
+per call instead of once per sample. ``python -m export.bench_teacher`` measures the per-sample
+cost of both; the numbers are in the module docstring there.
+
+fp16 variants (for the CUDA provider): the same wrapper with the model in half precision and casts
+at the edges, so the graph's interface stays float32 (see :class:`Fp16`).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import copy
+import dataclasses
+import io
+import logging
+import warnings
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+import onnx
+import torch
+from onnx import TensorProto, helper, numpy_helper
+from torch import Tensor, nn
+
+from model.wavenet import remove_weight_norm
+from service import graphs
+from service.graphs import GraphSpec
+
+log = logging.getLogger(__name__)
+
+INT64_MAX = np.iinfo(np.int64).max
+TEACHER_UNROLL = 1  # samples per Scan iteration of the teacher_block graph (measured, see module doc)
+
+
+def prepare(model: nn.Module) -> nn.Module:
+    """A copy in eval mode, on the CPU, fp32, weight normalisation folded into plain weights.
+
+    The caller's model is left untouched. (A weight-normalised model is rebuilt from its config
+    without weight norm and given the computed weights: removing the parametrization from a deep
+    copy would also strip it from the original, whose generated class the copy shares.)
+    """
+    cfg = getattr(model, "cfg", None)
+    if getattr(cfg, "weight_norm", False):
+        fresh = type(model)(dataclasses.replace(cfg, weight_norm=False))
+        state = {}
+        for name in fresh.state_dict():
+            owner, _, attr = name.rpartition(".")
+            src = model.get_submodule(owner) if owner else model
+            state[name] = getattr(src, attr).detach().clone()
+        fresh.load_state_dict(state)
+        model = fresh
+    else:
+        model = copy.deepcopy(model)
+        remove_weight_norm(model)
+    return model.cpu().float().eval()
+
+
+# ------------------------------------------------------------------------------------- wrappers
+
+
+class AcousticGraph(nn.Module):
+    """phonemes (B, L), lengths (B,), speaker (B,), speed (B,) -> mel (B, n_mels, F), durations, frames."""
+
+    def __init__(self, acoustic: nn.Module):
+        super().__init__()
+        self.acoustic = acoustic
+
+    def forward(self, phonemes: Tensor, lengths: Tensor, speaker: Tensor, speed: Tensor):
+        # speed per row: (B, 1) broadcasts over phonemes in the duration rounding
+        mel, durations, frames = self.acoustic.generate(phonemes, lengths, speaker, speed[:, None])
+        return mel, durations, frames
+
+
+class StudentGraph(nn.Module):
+    """z (B, T), mel (B, n_mels, F), speaker (B,) -> audio (B, T) (T = F * hop)."""
+
+    def __init__(self, student: nn.Module):
+        super().__init__()
+        self.student = student
+
+    def forward(self, z: Tensor, mel: Tensor, speaker: Tensor) -> Tensor:
+        out = self.student(z, mel, speaker)
+        audio = out[0] if isinstance(out, tuple | list) else out
+        return audio
+
+
+class TeacherCondGraph(nn.Module):
+    """mel (B, n_mels, F), speaker (B,) -> every layer's gate conditioning at frame rate (B, C, F)."""
+
+    def __init__(self, teacher: nn.Module):
+        super().__init__()
+        self.teacher = teacher
+
+    def forward(self, mel: Tensor, speaker: Tensor) -> Tensor:
+        return self.teacher.frame_conditioning(mel, speaker)
+
+
+class TeacherStepGraph(nn.Module):
+    """One sample of ancestral sampling: ``TeacherWaveNet.step`` then ``clamp(mean + exp(log_scale) *
+    noise, -1, 1)`` (the sampling of ``TeacherWaveNet.generate``; noise = temperature * N(0, 1), 0 =
+    greedy). x_prev (B, 1), cond_t (B, C), noise (B,), *state -> sample, mean, log_scale (B,), *state."""
+
+    def __init__(self, teacher: nn.Module):
+        super().__init__()
+        self.teacher = teacher
+
+    def forward(self, x_prev: Tensor, cond_t: Tensor, noise: Tensor, *state: Tensor):
+        mean, log_scale, new_state = self.teacher.step(x_prev, cond_t, list(state))
+        sample = torch.clamp(mean + torch.exp(log_scale) * noise, -1.0, 1.0)  # (B,)
+        return (sample, mean, log_scale, *new_state)
+
+
+# ------------------------------------------------------------------------------------- export
+
+
+def _expm1(g, x):
+    """aten::expm1 has no ONNX symbolic in the TorchScript exporter: exp(x) - 1 (the durations
+    are >= 1 frame, far from where expm1's extra precision matters)."""
+    one = g.op("Constant", value_t=torch.tensor(1.0, dtype=torch.float32))
+    return g.op("Sub", g.op("Exp", x), g.op("CastLike", one, x))
+
+
+_SYMBOLICS_REGISTERED = False
+
+
+@contextlib.contextmanager
+def _quiet_exporter():
+    global _SYMBOLICS_REGISTERED
+    if not _SYMBOLICS_REGISTERED:
+        torch.onnx.register_custom_op_symbolic("aten::expm1", _expm1, graphs.OPSET)
+        _SYMBOLICS_REGISTERED = True
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # legacy-exporter deprecation, tracer warnings on shape math
+        yield
+
+
+def export_graph(module: nn.Module, args: Sequence[Tensor], spec: GraphSpec) -> onnx.ModelProto:
+    """Trace ``module`` on ``args`` into an ONNX model following ``spec`` (names, dynamic axes, opset)."""
+    buf = io.BytesIO()
+    with torch.no_grad(), _quiet_exporter():
+        torch.onnx.export(
+            module,
+            tuple(args),
+            buf,
+            dynamo=False,
+            opset_version=graphs.OPSET,
+            input_names=spec.input_names,
+            output_names=spec.output_names,
+            dynamic_axes=spec.dynamic_axes(),
+            do_constant_folding=True,
+        )
+    model = onnx.load_model_from_string(buf.getvalue())
+    _restore_unused_inputs(model, spec)
+    _check_interface(model, spec)
+    compact(model)
+    model.doc_string = f"parawave {spec.role}"
+    return model
+
+
+def compact(model: onnx.ModelProto) -> onnx.ModelProto:
+    """Shorter files: intermediate values renamed ``v<n>``, node names and doc strings dropped (the
+    tracer's names, e.g. ``/student/flows.0/stack/layers.1/conv/Conv_output_0``, were most of a small
+    model's bytes). Graph inputs, outputs and initializers keep their names. In place."""
+    graph = model.graph
+    keep = (
+        {v.name for v in graph.input} | {v.name for v in graph.output} | {i.name for i in graph.initializer}
+    )
+    names: dict[str, str] = {}
+
+    def short(name: str) -> str:
+        if not name or name in keep:
+            return name
+        if name not in names:
+            names[name] = f"v{len(names)}"
+        return names[name]
+
+    for node in graph.node:
+        node.input[:] = [short(x) for x in node.input]
+        node.output[:] = [short(x) for x in node.output]
+        node.name = ""
+        node.doc_string = ""
+    del graph.value_info[:]
+    graph.doc_string = ""
+    return model
+
+
+def _restore_unused_inputs(model: onnx.ModelProto, spec: GraphSpec) -> None:
+    """The tracer drops inputs the model ignores (``speaker`` of a single-speaker model): put them
+    back, unused, so every graph of a role has the same interface."""
+    have = {i.name: i for i in model.graph.input}
+    if list(have) == spec.input_names:
+        return
+    elem = {"float32": TensorProto.FLOAT, "int64": TensorProto.INT64}
+    inputs = []
+    for t in spec.inputs:
+        if t.name in have:
+            inputs.append(have[t.name])
+        else:
+            dims = [a if a in graphs.DYNAMIC_AXES else None for a in t.axes]
+            inputs.append(helper.make_tensor_value_info(t.name, elem[t.dtype], dims))
+    del model.graph.input[:]
+    model.graph.input.extend(inputs)
+
+
+def _check_interface(model: onnx.ModelProto, spec: GraphSpec) -> None:
+    got_in = [i.name for i in model.graph.input]
+    got_out = [o.name for o in model.graph.output]
+    if got_in != spec.input_names or got_out != spec.output_names:
+        raise RuntimeError(
+            f"{spec.role}: exported graph has inputs {got_in} / outputs {got_out}, expected "
+            f"{spec.input_names} / {spec.output_names} (an input the model ignores is dropped by the tracer)"
+        )
+
+
+def save(model: onnx.ModelProto, path: str | Path) -> Path:
+    path = Path(path)
+    onnx.checker.check_model(model)
+    path.write_bytes(model.SerializeToString())
+    return path
+
+
+# -- acoustic and student --------------------------------------------------------------------------
+
+
+def example_text(batch: int = 2, length: int = 7, n_symbols: int = 10, n_speakers: int = 1):
+    g = torch.Generator().manual_seed(0)
+    phonemes = torch.randint(1, max(2, n_symbols), (batch, length), generator=g)
+    lengths = torch.full((batch,), length, dtype=torch.long)
+    lengths[-1] = max(1, length - 2)
+    phonemes[-1, lengths[-1] :] = 0
+    speaker = torch.arange(batch) % n_speakers
+    speed = torch.linspace(0.9, 1.1, batch)
+    return phonemes, lengths, speaker, speed
+
+
+def export_acoustic(acoustic: nn.Module) -> onnx.ModelProto:
+    cfg = acoustic.cfg
+    args = example_text(2, 7, cfg.n_symbols, cfg.n_speakers)
+    return export_graph(AcousticGraph(prepare(acoustic)), args, graphs.ACOUSTIC)
+
+
+def example_mel(batch: int, frames: int, n_mels: int, n_speakers: int, seed: int = 0):
+    g = torch.Generator().manual_seed(seed)
+    mel = torch.randn(batch, n_mels, frames, generator=g) * 2.0 - 5.0  # (B, n_mels, F), log-mel-like
+    speaker = torch.arange(batch) % n_speakers
+    return mel, speaker
+
+
+def export_student(student: nn.Module) -> onnx.ModelProto:
+    cfg = student.cfg
+    mel, speaker = example_mel(2, 3, cfg.n_mels, cfg.n_speakers)
+    z = torch.randn(2, 3 * cfg.hop_length, generator=torch.Generator().manual_seed(1))
+    return export_graph(StudentGraph(prepare(student)), (z, mel, speaker), graphs.STUDENT)
+
+
+# -- teacher -----------------------------------------------------------------------------------------
+
+
+def export_teacher_cond(teacher: nn.Module) -> onnx.ModelProto:
+    cfg = teacher.cfg
+    mel, speaker = example_mel(2, 3, cfg.n_mels, cfg.n_speakers)
+    return export_graph(TeacherCondGraph(prepare(teacher)), (mel, speaker), graphs.TEACHER_COND)
+
+
+def export_teacher_step(teacher: nn.Module) -> onnx.ModelProto:
+    teacher = prepare(teacher)
+    state = teacher.init_state(2)
+    C = teacher.stack.cond_size
+    g = torch.Generator().manual_seed(0)
+    args = (torch.zeros(2, 1), torch.randn(2, C, generator=g), torch.randn(2, generator=g), *state)
+    return export_graph(TeacherStepGraph(teacher), args, graphs.teacher_step(len(state)))
+
+
+def _const(name: str, value) -> onnx.NodeProto:
+    return helper.make_node("Constant", [], [name], value=numpy_helper.from_array(np.array(value, np.int64)))
+
+
+def teacher_block_model(step: onnx.ModelProto, kernel: np.ndarray, unroll: int = 1) -> onnx.ModelProto:
+    """The ``teacher_block`` graph: in-graph upsampling of N frames + ``Scan`` of the step graph.
+
+    step: the ``teacher_step`` model; kernel (3, hop): the teacher's upsampling kernel
+    (``FrameUpsampler.kernel``: sample p of frame f = sum_j kernel[j, p] * cond[f - 1 + j]);
+    unroll: samples per Scan iteration (the body chains that many copies of the step graph, which
+    share one set of weights), a divisor of hop. Scan's fixed cost per iteration is then paid once
+    per ``unroll`` samples.
+    """
+    hop = kernel.shape[1]
+    if unroll < 1 or hop % unroll:
+        raise ValueError(f"unroll ({unroll}) must divide the hop length ({hop})")
+    K = unroll
+    n_states = graphs.count_states([i.name for i in step.graph.input])
+    spec = graphs.teacher_block(n_states)
+    step_spec = graphs.teacher_step(n_states)
+    if [i.name for i in step.graph.input] != step_spec.input_names:
+        raise ValueError("not a teacher_step graph")
+    states_in = graphs.state_names(n_states)
+    states_out = graphs.state_names(n_states, out=True)
+    step_in = {i.name: i for i in step.graph.input}
+    step_out = {o.name: o for o in step.graph.output}
+
+    def value(name: str, src: onnx.ValueInfoProto) -> onnx.ValueInfoProto:
+        v = copy.deepcopy(src)
+        v.name = name
+        return v
+
+    # Weights live in the outer graph (the body reads them from the enclosing scope), once for all
+    # K copies; body names are prefixed so they cannot clash with the outer graph's.
+    w = "w/"
+    initializers = []
+    for init in step.graph.initializer:
+        t = copy.deepcopy(init)
+        t.name = w + t.name
+        initializers.append(t)
+    weights = {i.name for i in step.graph.initializer}
+
+    b = "body/"
+    body_nodes = [
+        _const(b + "axis0", [0]),
+        _const(b + "axis1", [1]),
+        _const(b + "ones", [1] * K),
+        # per-iteration inputs (K, B, C) and (K, B) -> K slices
+        helper.make_node("Split", [b + "cond_k", b + "ones"], [f"{b}cond_{k}" for k in range(K)], axis=0),
+        helper.make_node("Split", [b + "noise_k", b + "ones"], [f"{b}noise_{k}" for k in range(K)], axis=0),
+    ]
+    x, state = b + "x_prev", [b + s for s in states_in]
+    samples = []
+    for k in range(K):
+        p = f"{b}s{k}/"
+        body_nodes.append(helper.make_node("Squeeze", [f"{b}cond_{k}", b + "axis0"], [p + "cond_t"]))
+        body_nodes.append(helper.make_node("Squeeze", [f"{b}noise_{k}", b + "axis0"], [p + "noise"]))
+        names = {"x_prev": x, "cond_t": p + "cond_t", "noise": p + "noise"}
+        names.update(zip(states_in, state, strict=True))
+
+        def rename(v: str, p=p, names=names) -> str:
+            if not v:
+                return v
+            if v in names:
+                return names[v]
+            return w + v if v in weights else p + v
+
+        for node in step.graph.node:
+            n = copy.deepcopy(node)
+            n.input[:] = [rename(v) for v in n.input]
+            n.output[:] = [rename(v) for v in n.output]
+            n.name = ""
+            body_nodes.append(n)
+        body_nodes.append(
+            helper.make_node("Unsqueeze", [p + "sample", b + "axis1"], [p + "x_next"])
+        )  # (B, 1)
+        body_nodes.append(
+            helper.make_node("Unsqueeze", [p + "sample", b + "axis0"], [p + "sample_1"])
+        )  # (1, B)
+        x, state = p + "x_next", [p + s for s in states_out]
+        samples.append(p + "sample_1")
+    # loop-carried outputs must be fresh names: Identity from the last copy
+    body_nodes.append(helper.make_node("Identity", [x], [b + "x_out"]))
+    body_nodes += [helper.make_node("Identity", [s], [b + o]) for s, o in zip(state, states_out, strict=True)]
+    body_nodes.append(helper.make_node("Concat", samples, [b + "samples"], axis=0))  # (K, B)
+
+    cond_dim = step_in["cond_t"].type.tensor_type.shape.dim[1]
+    cond_k = helper.make_tensor_value_info(b + "cond_k", TensorProto.FLOAT, [K, "batch", None])
+    cond_k.type.tensor_type.shape.dim[2].CopyFrom(cond_dim)
+    body_inputs = [value(b + "x_prev", step_in["x_prev"])]
+    body_inputs += [value(b + s, step_in[s]) for s in states_in]
+    body_inputs += [cond_k, helper.make_tensor_value_info(b + "noise_k", TensorProto.FLOAT, [K, "batch"])]
+    body_outputs = [value(b + "x_out", step_in["x_prev"])]
+    body_outputs += [value(b + s, step_out[s]) for s in states_out]
+    body_outputs += [helper.make_tensor_value_info(b + "samples", TensorProto.FLOAT, [K, "batch"])]
+    body = helper.make_graph(body_nodes, "teacher_step_body", body_inputs, body_outputs)
+
+    nodes = [
+        _const(name, v)
+        for name, v in (
+            ("c_axis", [2]),
+            ("c_0", [0]),
+            ("c_1", [1]),
+            ("c_2", [2]),
+            ("c_m1", [-1]),
+            ("c_m2", [-2]),
+            ("c_end", [INT64_MAX]),
+            ("c_3", [3]),
+            ("c_cond_shape", [0, 0, -1, K]),
+            ("c_noise_shape", [0, -1, K]),
+            ("c_audio_shape", [0, -1]),
+        )
+    ]
+    nodes += [
+        # neighbours: [c[f-1], c[f], c[f+1]] for the N frames of the window -> (B, C, N, 3)
+        helper.make_node("Slice", ["cond", "c_0", "c_m2", "c_axis"], ["prev"]),
+        helper.make_node("Slice", ["cond", "c_1", "c_m1", "c_axis"], ["this"]),
+        helper.make_node("Slice", ["cond", "c_2", "c_end", "c_axis"], ["next"]),
+        helper.make_node("Unsqueeze", ["prev", "c_3"], ["prev4"]),
+        helper.make_node("Unsqueeze", ["this", "c_3"], ["this4"]),
+        helper.make_node("Unsqueeze", ["next", "c_3"], ["next4"]),
+        helper.make_node("Concat", ["prev4", "this4", "next4"], ["neighbours"], axis=3),
+        # per-phase interpolation: (B, C, N, 3) @ (3, hop) -> (B, C, N, hop) -> (B, C, N*hop/K, K)
+        helper.make_node("MatMul", ["neighbours", "upsample_kernel"], ["up4"]),
+        helper.make_node("Reshape", ["up4", "c_cond_shape"], ["up"]),
+        helper.make_node("Transpose", ["up"], ["cond_scan"], perm=[2, 3, 0, 1]),  # (T/K, K, B, C)
+        helper.make_node("Reshape", ["noise", "c_noise_shape"], ["noise3"]),  # (B, T/K, K)
+        helper.make_node("Transpose", ["noise3"], ["noise_scan"], perm=[1, 2, 0]),  # (T/K, K, B)
+        helper.make_node(
+            "Scan",
+            ["x_prev", *states_in, "cond_scan", "noise_scan"],
+            ["x_last", *states_out, "samples_scan"],
+            body=body,
+            num_scan_inputs=2,
+        ),
+        helper.make_node("Transpose", ["samples_scan"], ["samples_b"], perm=[2, 0, 1]),  # (B, T/K, K)
+        helper.make_node("Reshape", ["samples_b", "c_audio_shape"], ["audio"]),  # (B, T)
+    ]
+    initializers.append(numpy_helper.from_array(np.ascontiguousarray(kernel, np.float32), "upsample_kernel"))
+
+    def io(t: graphs.TensorSpec, shapes: dict[str, onnx.ValueInfoProto]) -> onnx.ValueInfoProto:
+        if t.name in shapes:  # states: keep the static channel/context sizes of the step graph
+            return value(t.name, shapes[t.name])
+        d = [a if a in graphs.DYNAMIC_AXES else None for a in t.axes]
+        if t.axes[-1] == "one":
+            d[-1] = 1
+        return helper.make_tensor_value_info(t.name, TensorProto.FLOAT, d)
+
+    inputs = [io(t, {s: step_in[s] for s in states_in}) for t in spec.inputs]
+    inputs[0].type.tensor_type.shape.dim[1].CopyFrom(cond_dim)
+    outputs = [io(t, {s: step_out[s] for s in states_out}) for t in spec.outputs]
+    graph = helper.make_graph(nodes, "teacher_block", inputs, outputs, initializer=initializers)
+    model = helper.make_model(graph, opset_imports=list(step.opset_import), producer_name="parawave")
+    model.ir_version = step.ir_version
+    model.doc_string = f"parawave teacher_block (unroll {K})"
+    _check_interface(model, spec)
+    return model
+
+
+def export_teacher_block(
+    teacher: nn.Module, step: onnx.ModelProto | None = None, unroll: int = TEACHER_UNROLL
+) -> onnx.ModelProto:
+    step = step if step is not None else export_teacher_step(teacher)
+    kernel = teacher.stack.upsampler.kernel.detach().float().cpu().numpy()  # (3, hop)
+    return teacher_block_model(step, kernel, unroll)
+
+
+# -- fp16 ----------------------------------------------------------------------------------------------
+
+
+def to_fp16(model: onnx.ModelProto) -> onnx.ModelProto:
+    """A float16 copy of a float32 graph with the same float32 interface (casts at the edges).
+
+    Every float initializer and Constant becomes float16, ``Cast(to=float)`` casts to float16
+    instead, float inputs are cast down right after the graph input and float outputs cast up right
+    before the graph output. Integer (shape) computations are untouched. For the CUDA provider
+    (ONNX Runtime's CPU provider has few float16 kernels).
+    """
+    model = copy.deepcopy(model)
+    graph = model.graph
+    f32, f16 = TensorProto.FLOAT, TensorProto.FLOAT16
+
+    def half(t: onnx.TensorProto) -> onnx.TensorProto:
+        if t.data_type != f32:
+            return t
+        arr = numpy_helper.to_array(t).astype(np.float16)
+        return numpy_helper.from_array(arr, t.name)
+
+    for i, init in enumerate(graph.initializer):
+        graph.initializer[i].CopyFrom(half(init))
+    for node in graph.node:
+        for attr in node.attribute:
+            if attr.type == onnx.AttributeProto.TENSOR:
+                attr.t.CopyFrom(half(attr.t))
+            elif attr.name == "to" and attr.i == f32 and node.op_type == "Cast":
+                attr.i = f16
+            elif attr.type == onnx.AttributeProto.GRAPH:
+                raise ValueError("to_fp16 does not convert subgraphs")
+    renamed: dict[str, str] = {}
+    head = []
+    for inp in graph.input:
+        if inp.type.tensor_type.elem_type == f32:
+            renamed[inp.name] = inp.name + "_fp16"
+            head.append(helper.make_node("Cast", [inp.name], [renamed[inp.name]], to=f16))
+    for node in graph.node:
+        node.input[:] = [renamed.get(x, x) for x in node.input]
+    tail = []
+    for out in graph.output:
+        if out.type.tensor_type.elem_type == f32:
+            inner = out.name + "_fp16"
+            for node in graph.node:
+                node.output[:] = [inner if x == out.name else x for x in node.output]
+                node.input[:] = [inner if x == out.name else x for x in node.input]
+            tail.append(helper.make_node("Cast", [inner], [out.name], to=f32))
+    nodes = head + list(graph.node) + tail
+    del graph.node[:]
+    graph.node.extend(nodes)
+    del graph.value_info[:]
+    model.doc_string += " (fp16)"
+    return model

@@ -1,0 +1,230 @@
+"""Exported graphs vs PyTorch: the same inputs through both, max absolute error, checked against a bound.
+
+Each ``*_parity`` function takes the PyTorch model and the exported ONNX model (ModelProto or path),
+runs both on random inputs at several lengths (and batch 2 with unequal lengths where the graph
+batches) and returns a :class:`Parity` (the worst absolute error, per-case details). ``check``
+raises :class:`ParityError` when it is over the bound. ``parawave export`` runs them on every graph
+it writes and records the errors in the bundle's provenance.
+
+The teacher is checked the way it generates: the step graph run sample by sample, and the block
+graph run a few frames per call, must reproduce ``TeacherWaveNet.generate`` with the same fixed
+noise sequence (ancestral sampling, every sample fed back), not just one isolated step.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import onnx
+import onnxruntime as ort
+import torch
+from torch import nn
+
+from service import graphs
+
+log = logging.getLogger(__name__)
+
+# Bounds on max |onnx - torch|. fp32 graphs differ by float reassociation only; the teacher's
+# error can grow through the feedback loop over a few thousand samples, still far below 1 LSB of
+# 16-bit audio (3e-5) for the bound to mean something.
+BOUNDS = {"fp32": 1e-4, "teacher": 1e-4, "fp16": 5e-2}
+
+
+class ParityError(AssertionError):
+    pass
+
+
+@dataclass
+class Parity:
+    graph: str
+    max_abs: float = 0.0
+    cases: list[tuple[str, float]] = field(default_factory=list)
+    bound: float = BOUNDS["fp32"]
+
+    def add(self, case: str, ref: np.ndarray, got: np.ndarray) -> None:
+        if ref.shape != got.shape:
+            raise ParityError(f"{self.graph} [{case}]: shape {got.shape} != PyTorch {ref.shape}")
+        err = float(np.max(np.abs(ref.astype(np.float64) - got.astype(np.float64)))) if ref.size else 0.0
+        self.cases.append((case, err))
+        self.max_abs = max(self.max_abs, err)
+
+    def check(self) -> Parity:
+        if not self.max_abs <= self.bound:
+            raise ParityError(
+                f"{self.graph}: max abs error {self.max_abs:.3g} > {self.bound:g} ({self.cases})"
+            )
+        return self
+
+    def __str__(self) -> str:
+        cases = ", ".join(f"{c}: {e:.2g}" for c, e in self.cases)
+        return f"{self.graph:<14} max abs error {self.max_abs:.3g} (bound {self.bound:g}; {cases})"
+
+
+def session(model: onnx.ModelProto | str | Path, batch_one: bool = False) -> ort.InferenceSession:
+    """A CPU session on an exported model (single-threaded: parity, not speed)."""
+    so = ort.SessionOptions()
+    so.intra_op_num_threads = 1
+    so.inter_op_num_threads = 1
+    so.log_severity_level = 3
+    if batch_one:
+        so.add_free_dimension_override_by_name("batch", 1)
+    src = model.SerializeToString() if isinstance(model, onnx.ModelProto) else str(model)
+    return ort.InferenceSession(src, so, providers=["CPUExecutionProvider"])
+
+
+def _np(t: torch.Tensor) -> np.ndarray:
+    return t.detach().cpu().numpy()
+
+
+# -- acoustic ------------------------------------------------------------------------------------------
+
+
+def acoustic_parity(model: nn.Module, onnx_model, lengths=(3, 11, 29), seed: int = 0) -> Parity:
+    """Text of several lengths, alone and as a padded batch of 2 (unequal lengths, speeds, speakers)."""
+    sess = session(onnx_model)
+    cfg = model.cfg
+    p = Parity("acoustic")
+    g = torch.Generator().manual_seed(seed)
+    cases = [[n] for n in lengths] + [[lengths[-1], lengths[0]]]
+    for rows in cases:
+        B, L = len(rows), max(rows)
+        phonemes = torch.zeros(B, L, dtype=torch.long)
+        for b, n in enumerate(rows):
+            phonemes[b, :n] = torch.randint(1, cfg.n_symbols, (n,), generator=g)
+        lens = torch.tensor(rows)
+        speaker = torch.arange(B) % cfg.n_speakers
+        speed = torch.tensor([1.0, 1.3][:B])
+        with torch.no_grad():
+            mel, dur, frames = model.eval().generate(phonemes, lens, speaker, speed[:, None])
+        got = sess.run(
+            None,
+            {"phonemes": _np(phonemes), "lengths": _np(lens), "speaker": _np(speaker), "speed": _np(speed)},
+        )
+        case = f"L={rows}"
+        if not (np.array_equal(got[1], _np(dur)) and np.array_equal(got[2], _np(frames))):
+            raise ParityError(f"acoustic [{case}]: durations differ from PyTorch ({got[1]} vs {_np(dur)})")
+        p.add(case, _np(mel), got[0])
+    return p.check()
+
+
+# -- student -------------------------------------------------------------------------------------------
+
+
+def student_parity(
+    model: nn.Module, onnx_model, frames=(1, 7, 40), seed: int = 0, precision: str = "fp32"
+) -> Parity:
+    sess = session(onnx_model)
+    cfg = model.cfg
+    p = Parity("student" if precision == "fp32" else f"student_{precision}", bound=BOUNDS[precision])
+    g = torch.Generator().manual_seed(seed)
+    cases = [(1, n) for n in frames] + [(2, frames[-1])]
+    for B, F in cases:
+        mel = torch.randn(B, cfg.n_mels, F, generator=g) * 2.0 - 5.0
+        z = torch.randn(B, F * cfg.hop_length, generator=g)
+        speaker = torch.arange(B) % cfg.n_speakers
+        with torch.no_grad():
+            ref = model.eval()(z, mel, speaker)
+        got = sess.run(None, {"z": _np(z), "mel": _np(mel), "speaker": _np(speaker)})[0]
+        p.add(f"B={B},F={F}", _np(ref), got)
+    return p.check()
+
+
+# -- teacher -------------------------------------------------------------------------------------------
+
+
+def teacher_cond_parity(model: nn.Module, onnx_model, frames=(1, 6, 33), seed: int = 0) -> Parity:
+    sess = session(onnx_model)
+    cfg = model.cfg
+    p = Parity("teacher_cond")
+    g = torch.Generator().manual_seed(seed)
+    for B, F in [(1, n) for n in frames] + [(2, frames[-1])]:
+        mel = torch.randn(B, cfg.n_mels, F, generator=g) * 2.0 - 5.0
+        speaker = torch.arange(B) % cfg.n_speakers
+        with torch.no_grad():
+            ref = model.eval().frame_conditioning(mel, speaker)
+        got = sess.run(None, {"mel": _np(mel), "speaker": _np(speaker)})[0]
+        p.add(f"B={B},F={F}", _np(ref), got)
+    return p.check()
+
+
+def _teacher_reference(model, frames: int, batch: int, seed: int):
+    """mel, speaker, noise and PyTorch's cached generation on them (audio (B, T))."""
+    cfg = model.cfg
+    g = torch.Generator().manual_seed(seed)
+    mel = torch.randn(batch, cfg.n_mels, frames, generator=g) * 2.0 - 5.0
+    speaker = torch.arange(batch) % cfg.n_speakers
+    noise = torch.randn(batch, frames * cfg.hop_length, generator=g)
+    audio = model.eval().generate(mel, speaker, noise=noise, temperature=1.0)
+    with torch.no_grad():
+        cond = model.frame_conditioning(mel, speaker)  # (B, C, F)
+    return mel, speaker, noise, audio, cond
+
+
+def teacher_step_parity(
+    model: nn.Module, onnx_model, frames: int = 3, batch: int = 2, seed: int = 0
+) -> Parity:
+    """The step graph, one call per sample, reproduces ``generate`` with the same noise."""
+    sess = session(onnx_model)
+    _, _, noise, ref, cond = _teacher_reference(model, frames, batch, seed)
+    up = _np(model.stack.upsampler(cond))  # (B, C, T) per-sample conditioning
+    n_states = graphs.count_states([i.name for i in sess.get_inputs()])
+    state = [_np(s) for s in model.init_state(batch)]
+    if len(state) != n_states:
+        raise ParityError(f"teacher_step: graph has {n_states} caches, the model {len(state)}")
+    names = graphs.teacher_step(n_states).input_names
+    x = np.zeros((batch, 1), np.float32)
+    z = _np(noise)
+    out = np.zeros_like(z)
+    for t in range(z.shape[1]):
+        res = sess.run(None, dict(zip(names, [x, up[:, :, t], z[:, t], *state], strict=True)))
+        out[:, t] = res[0]
+        x = res[0][:, None]
+        state = res[3:]
+    p = Parity("teacher_step", bound=BOUNDS["teacher"])
+    p.add(f"B={batch},T={z.shape[1]}", _np(ref), out)
+    return p.check()
+
+
+def run_teacher_block(
+    sess: ort.InferenceSession, cond: np.ndarray, noise: np.ndarray, hop: int, runs
+) -> np.ndarray:
+    """Generate with the block graph, ``runs`` frames per call in turn (cycled): cond (B, C, F)
+    frame-rate conditioning, noise (B, F*hop) -> audio (B, F*hop)."""
+    B, _, F = cond.shape
+    padded = np.concatenate(
+        [cond[:, :, :1], cond, cond[:, :, -1:]], axis=2
+    )  # (B, C, F + 2), edges replicated
+    n_states = graphs.count_states([i.name for i in sess.get_inputs()])
+    names = graphs.teacher_block(n_states).input_names
+    state = [
+        np.zeros((B, i.shape[1], i.shape[2]), np.float32)
+        for i in sess.get_inputs()
+        if i.name.startswith("state_")
+    ]
+    x = np.zeros((B, 1), np.float32)
+    out = []
+    f0, k = 0, 0
+    while f0 < F:
+        n = min(runs[k % len(runs)], F - f0)
+        feeds = [padded[:, :, f0 : f0 + n + 2], noise[:, f0 * hop : (f0 + n) * hop], x, *state]
+        res = sess.run(None, dict(zip(names, feeds, strict=True)))
+        out.append(res[0])
+        x, state = res[1], res[2:]
+        f0, k = f0 + n, k + 1
+    return np.concatenate(out, axis=1)
+
+
+def teacher_block_parity(model: nn.Module, onnx_model, frames: int = 7, seed: int = 0) -> Parity:
+    """The block graph (in-graph upsampling + Scan), a varying number of frames per call, reproduces
+    ``generate`` with the same noise: at batch 1 (as the engine runs it, with the batch dimension
+    fixed) and at batch 2 (dynamic)."""
+    p = Parity("teacher_block", bound=BOUNDS["teacher"])
+    for batch in (1, 2):
+        sess = session(onnx_model, batch_one=batch == 1)
+        _, _, noise, ref, cond = _teacher_reference(model, frames, batch, seed + batch)
+        got = run_teacher_block(sess, _np(cond), _np(noise), model.cfg.hop_length, runs=(1, 2, 3))
+        p.add(f"B={batch},F={frames} in runs of 1,2,3", _np(ref), got)
+    return p.check()

@@ -1,0 +1,598 @@
+"""The ONNX Runtime inference engine (torch-free): voice bundles -> audio chunks.
+
+    text --model.text: split_sentences, normalize, phonemize, encode--> phoneme ids per sentence
+         --acoustic graph--> log-mel (n_mels, F)
+         --student graph (noise z from a seeded numpy RNG, one pass)--> F*hop samples   (one chunk per sentence)
+         --teacher: teacher_cond once, then teacher_block a few frames per call-->      (small chunks)
+
+:func:`load_engine` is what the service calls (``service.state.default_engine_loader``);
+:class:`Voice` is one loaded bundle with its sessions; :class:`OnnxEngine` implements
+``service.types.SpeechEngine``.
+
+Providers. ``device="cuda"`` (or ``"auto"`` when onnxruntime has it) runs the acoustic model and
+the student on the CUDA provider (cuDNN heuristic algorithm search, a memory limit, the fp16
+student when the bundle ships one, I/O binding) with the CPU provider as fallback for unsupported
+nodes; otherwise everything runs on the CPU provider. The teacher always runs on the CPU: its
+generation is a chain of ~200 tiny kernels per sample, where a GPU kernel launch costs more than
+the CPU's arithmetic. The provider a session actually got (``get_providers()[0]``, which is what
+runs when the CUDA provider failed to load) is logged and reported by :attr:`OnnxEngine.providers`.
+
+Threading. ``InferenceSession.run`` is safe to call from several threads at once; every request
+has its own numpy RNG; the one piece of shared mutable state (the teacher's calibrated frames per
+call) is guarded by a lock. ``synthesize``/``synthesize_batch`` are lazy generators.
+
+Environment: ``PARAWAVE_INTRA_OP_THREADS`` (CPU threads per session; default: ONNX Runtime's, the
+number of physical cores), ``PARAWAVE_GPU_MEM_LIMIT_MB`` (CUDA arena limit per session, default
+no limit).
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import os
+import re
+import threading
+import time
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from model.text import SymbolTable, normalize, phonemize, split_sentences
+from service import bundle as bundle_io
+from service import graphs
+from service.types import (
+    AudioChunk,
+    CancelFlag,
+    EngineLoadError,
+    InputError,
+    ModelKind,
+    SynthesisRequest,
+    VoiceInfo,
+)
+
+log = logging.getLogger(__name__)
+
+CPU = "CPUExecutionProvider"
+CUDA = "CUDAExecutionProvider"
+MIN_SPEED, MAX_SPEED = 0.25, 4.0
+TEACHER_CALL_SECONDS = 0.1  # aim for this much work per teacher_block call (cancel latency)
+TEACHER_MAX_FRAMES = 64  # frames per teacher_block call at most
+STUDENT_PAD_WASTE = {CPU: 0.15, CUDA: 1.0}  # padding allowed in a batched student run, by provider
+WARMUP_PHONEMES = (8, 32, 128)  # acoustic length buckets
+WARMUP_FRAMES_CUDA = (64, 256, 1024)  # student length buckets on CUDA (0.8 s, 3.2 s, 12.8 s)
+WARMUP_BATCHES_CUDA = (1, 4, 8)
+
+
+# ------------------------------------------------------------------------------------- text
+
+
+@dataclass(frozen=True)
+class Sentence:
+    text: str  # as split from the input
+    span: tuple[int, int]  # [start, end) in the input
+    ids: np.ndarray  # (L,) int64 phoneme ids, L >= 1
+
+
+def _locate(text: str, sentence: str, start: int) -> tuple[int, int]:
+    """Where ``sentence`` (whitespace-normalized by split_sentences) is in ``text``, from ``start``."""
+    words = sentence.split()
+    if words:
+        m = re.compile(r"\s+".join(re.escape(w) for w in words)).search(text, start)
+        if m:
+            return m.start(), m.end()
+    return start, start
+
+
+def prepare_text(text: str, table: SymbolTable) -> list[Sentence]:
+    """Sentences with their phoneme ids; sentences with nothing to say are dropped.
+
+    Raises InputError when nothing at all is left.
+    """
+    out: list[Sentence] = []
+    pos = 0
+    for s in split_sentences(text):
+        span = _locate(text, s, pos)
+        pos = max(pos, span[1])
+        ids = table.encode(phonemize(normalize(s)))
+        ids = [i for i in ids if i != table.pad_id]
+        if not any(ch.isalnum() for ch in s) or not ids:
+            continue
+        out.append(Sentence(s, span, np.asarray(ids, dtype=np.int64)))
+    if not out:
+        raise InputError("the input has nothing to speak after text normalization")
+    return out
+
+
+# ------------------------------------------------------------------------------------- sessions
+
+
+def _ort():
+    try:
+        import onnxruntime
+    except ImportError as exc:
+        raise EngineLoadError(
+            f"onnxruntime is not installed ({exc}); pip install -e '.[cpu]' (or '.[gpu]' for CUDA)"
+        ) from None
+    return onnxruntime
+
+
+def _env_int(name: str) -> int | None:
+    raw = os.environ.get(name, "").strip()
+    if not raw:
+        return None
+    try:
+        value = int(raw)
+    except ValueError:
+        raise EngineLoadError(f"{name}={raw!r} is not an integer") from None
+    if value < 0:
+        raise EngineLoadError(f"{name} must be >= 0")
+    return value
+
+
+def cuda_provider(mem_limit_mb: int | None = None) -> tuple[str, dict[str, Any]]:
+    """The CUDA provider with our options: cuDNN heuristic conv search (no benchmarking per new
+    shape), an arena that grows only by what is asked, an optional memory limit."""
+    opts: dict[str, Any] = {
+        "device_id": 0,
+        "cudnn_conv_algo_search": "HEURISTIC",
+        "arena_extend_strategy": "kSameAsRequested",
+        "do_copy_in_default_stream": True,
+    }
+    if mem_limit_mb:
+        opts["gpu_mem_limit"] = int(mem_limit_mb) * 1024 * 1024
+    return CUDA, opts
+
+
+def _provider_name(p: str | tuple[str, dict]) -> str:
+    return p if isinstance(p, str) else p[0]
+
+
+class Graph:
+    """One InferenceSession plus its spec: feeds by name, checked interface, provider in use."""
+
+    def __init__(
+        self, role: str, path: Path, providers: Sequence, threads: int | None, batch_one: bool = False
+    ):
+        ort = _ort()
+        so = ort.SessionOptions()
+        so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        so.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+        so.inter_op_num_threads = 1
+        so.log_severity_level = 3
+        if threads:
+            so.intra_op_num_threads = threads
+        if batch_one:  # static batch: ORT folds every shape computation on the batch dimension
+            so.add_free_dimension_override_by_name("batch", 1)
+        try:
+            self.session = ort.InferenceSession(str(path), so, providers=list(providers))
+        except Exception as exc:  # onnxruntime raises its own Fail/InvalidGraph/... types
+            first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+            raise EngineLoadError(f"{path}: onnxruntime cannot load the {role} graph: {first}") from None
+        inputs, outputs = self.session.get_inputs(), self.session.get_outputs()
+        self.spec = graphs.spec_for(role, [i.name for i in inputs])
+        problem = self.spec.mismatch(inputs, outputs)
+        if problem:
+            raise EngineLoadError(f"{path}: {problem}")
+        self.role = role
+        self.path = path
+        self.provider = self.session.get_providers()[0]
+        self.inputs = {i.name: i for i in inputs}
+        self._output_names = self.spec.output_names
+
+    def run(self, *feeds: np.ndarray) -> list[np.ndarray]:
+        return self.session.run(self._output_names, dict(zip(self.spec.input_names, feeds, strict=True)))
+
+    def run_bound(self, *feeds: np.ndarray) -> list[np.ndarray]:
+        """Same as :meth:`run` through I/O binding (CUDA: inputs copied once, outputs to the host)."""
+        binding = self.session.io_binding()
+        for name, value in zip(self.spec.input_names, feeds, strict=True):
+            binding.bind_cpu_input(name, np.ascontiguousarray(value))
+        for name in self._output_names:
+            binding.bind_output(name, "cpu")
+        self.session.run_with_iobinding(binding)
+        return binding.copy_outputs_to_cpu()
+
+
+# ------------------------------------------------------------------------------------- a voice
+
+
+class Voice:
+    """One loaded voice bundle: its manifest, symbol table, speakers and ONNX sessions."""
+
+    def __init__(self, path: Path, manifest: bundle_io.VoiceBundle, graphs_: dict[str, Graph]):
+        self.path = path
+        self.manifest = manifest
+        self.name = manifest.name
+        self.sample_rate = manifest.sample_rate
+        self.hop = manifest.audio.hop_length
+        self.n_mels = manifest.audio.n_mels
+        self.symbols = SymbolTable.from_dict(manifest.symbols)
+        self.speakers = tuple(manifest.speakers)
+        self._speaker_ids = {s: i for i, s in enumerate(self.speakers)}
+        self.graphs = graphs_
+        self.acoustic = graphs_["acoustic"]
+        self.student = graphs_.get("student")
+        self.teacher_cond = graphs_.get("teacher_cond")
+        self.teacher_block = graphs_.get("teacher_block")
+        self.models: tuple[ModelKind, ...] = tuple(manifest.models)  # type: ignore[assignment]
+        self._lock = threading.Lock()
+        self._teacher_frame_seconds: float | None = None  # measured cost of one frame, teacher
+        if self.teacher_block is not None:
+            self._state_shapes = [
+                (int(i.shape[1]), int(i.shape[2]))
+                for name, i in self.teacher_block.inputs.items()
+                if name.startswith("state_")
+            ]
+
+    @classmethod
+    def load(
+        cls,
+        path: str | os.PathLike,
+        providers: Sequence[str | tuple[str, dict]] = (CPU,),
+        *,
+        intra_op_threads: int | None = None,
+        prefer_fp16: bool = True,
+    ) -> Voice:
+        """Load ``path`` (a bundle folder): verify it, open its sessions on ``providers`` (the
+        teacher always on the CPU). With CUDA first and ``prefer_fp16``, fp16 variants are used
+        when the bundle has them."""
+        path = Path(path)
+        manifest = bundle_io.load(path)
+        providers = list(providers)
+        on_cuda = _provider_name(providers[0]) == CUDA
+        loaded: dict[str, Graph] = {}
+        for role in ("acoustic", "student"):
+            if role not in manifest.files:
+                continue
+            file_role = (
+                f"{role}_fp16" if on_cuda and prefer_fp16 and f"{role}_fp16" in manifest.files else role
+            )
+            loaded[role] = Graph(
+                file_role, path / manifest.files[file_role].path, providers, intra_op_threads
+            )
+        if "teacher" in manifest.models:
+            loaded["teacher_cond"] = Graph(
+                "teacher_cond", path / manifest.files["teacher_cond"].path, [CPU], intra_op_threads
+            )
+            loaded["teacher_block"] = Graph(
+                "teacher_block", path / manifest.files["teacher_block"].path, [CPU], 1, batch_one=True
+            )
+        voice = cls(path, manifest, loaded)
+        for role, g in loaded.items():
+            log.info("voice %s: %s (%s) runs on %s", voice.name, role, g.path.name, g.provider)
+        return voice
+
+    @property
+    def info(self) -> VoiceInfo:
+        return VoiceInfo(self.name, self.sample_rate, self.speakers, self.models)
+
+    def speaker_id(self, name: str) -> int:
+        try:
+            return self._speaker_ids[name]
+        except KeyError:
+            raise InputError(
+                f"voice {self.name!r} has no speaker {name!r} (speakers: {', '.join(self.speakers)})"
+            ) from None
+
+    # -- acoustic ---------------------------------------------------------------------------------
+
+    def mels(
+        self, ids: Sequence[np.ndarray], speakers: Sequence[int], speeds: Sequence[float]
+    ) -> list[np.ndarray]:
+        """Phoneme ids of several utterances -> one log-mel (n_mels, F_b) each, in one batched run."""
+        B, L = len(ids), max(len(x) for x in ids)
+        phonemes = np.zeros((B, L), np.int64)  # (B, L), 0 = pad
+        for b, x in enumerate(ids):
+            phonemes[b, : len(x)] = x
+        lengths = np.array([len(x) for x in ids], np.int64)
+        run = self.acoustic.run_bound if self.acoustic.provider == CUDA else self.acoustic.run
+        mel, _, frames = run(
+            phonemes, lengths, np.asarray(speakers, np.int64), np.asarray(speeds, np.float32)
+        )  # (B, n_mels, F), (B, L), (B,)
+        return [mel[b, :, : int(frames[b])] for b in range(B)]
+
+    # -- student ----------------------------------------------------------------------------------
+
+    def vocode(
+        self, mels: Sequence[np.ndarray], speakers: Sequence[int], noise: Sequence[np.ndarray]
+    ) -> list[np.ndarray]:
+        """The student on several mels at once: mels (n_mels, F_b), noise (F_b * hop,) -> audio (F_b * hop,).
+
+        Rows are padded to the longest (mel: its last frame repeated; noise: zeros), run in one
+        session call and trimmed. Samples depend only on the past noise and the conditioning, which
+        looks ahead two frames, so a padded row differs from running it alone only in its last two
+        frames.
+        """
+        assert self.student is not None
+        B, F = len(mels), max(m.shape[1] for m in mels)
+        mel = np.empty((B, self.n_mels, F), np.float32)
+        z = np.zeros((B, F * self.hop), np.float32)
+        for b, m in enumerate(mels):
+            n = m.shape[1]
+            mel[b, :, :n] = m
+            mel[b, :, n:] = m[:, -1:]
+            z[b, : n * self.hop] = noise[b]
+        run = self.student.run_bound if self.student.provider == CUDA else self.student.run
+        audio = run(z, mel, np.asarray(speakers, np.int64))[0]  # (B, F*hop)
+        return [audio[b, : m.shape[1] * self.hop] for b, m in enumerate(mels)]
+
+    def plan_student_batches(self, frames: Sequence[int]) -> list[list[int]]:
+        """Group rows (by index) into student runs: sorted by length, a row joins the current run
+        while the padding stays under the provider's waste bound (CPU: ~none pays; CUDA: batching
+        pays as long as the GPU is not full)."""
+        waste = STUDENT_PAD_WASTE.get(self.student.provider if self.student else CPU, 0.15)
+        order = sorted(range(len(frames)), key=lambda i: frames[i])
+        groups: list[list[int]] = []
+        for i in order:
+            if groups:
+                g = groups[-1]
+                total = sum(frames[j] for j in g) + frames[i]
+                if (len(g) + 1) * frames[i] <= (1.0 + waste) * total:  # frames[i] is the new max
+                    g.append(i)
+                    continue
+            groups.append([i])
+        return groups
+
+    # -- teacher ----------------------------------------------------------------------------------
+
+    def _frames_per_call(self) -> int:
+        with self._lock:
+            sec = self._teacher_frame_seconds
+        if sec is None:
+            return 1
+        return int(min(TEACHER_MAX_FRAMES, max(1, math.floor(TEACHER_CALL_SECONDS / max(sec, 1e-6)))))
+
+    def _note_teacher_speed(self, frames: int, seconds: float) -> None:
+        per = seconds / frames
+        with self._lock:
+            old = self._teacher_frame_seconds
+            self._teacher_frame_seconds = per if old is None else 0.7 * old + 0.3 * per
+
+    def teacher(
+        self,
+        mel: np.ndarray,
+        speaker: int,
+        rng: np.random.Generator,
+        cancel: CancelFlag | None = None,
+        temperature: float = 1.0,
+    ) -> Iterator[tuple[np.ndarray, bool]]:
+        """Autoregressive generation of mel (n_mels, F): yields (audio piece, is the last piece).
+
+        A few frames per ``teacher_block`` call, as many as take ~TEACHER_CALL_SECONDS (measured),
+        so ``cancel`` is looked at that often. Noise: temperature * N(0, 1) from ``rng``.
+        """
+        assert self.teacher_cond is not None and self.teacher_block is not None
+        cond = self.teacher_cond.run(mel[None].astype(np.float32), np.array([speaker], np.int64))[
+            0
+        ]  # (1, C, F)
+        padded = np.concatenate([cond[:, :, :1], cond, cond[:, :, -1:]], axis=2)  # (1, C, F + 2)
+        n_frames = cond.shape[2]
+        state = [np.zeros((1, c, k), np.float32) for c, k in self._state_shapes]
+        x = np.zeros((1, 1), np.float32)
+        f0 = 0
+        while f0 < n_frames:
+            if cancel is not None and cancel.is_set():
+                return
+            n = min(self._frames_per_call(), n_frames - f0)
+            noise = rng.standard_normal((1, n * self.hop), dtype=np.float32)
+            if temperature != 1.0:
+                noise *= temperature
+            t0 = time.perf_counter()
+            out = self.teacher_block.run(padded[:, :, f0 : f0 + n + 2], noise, x, *state)
+            self._note_teacher_speed(n, time.perf_counter() - t0)
+            x, state = out[1], out[2:]
+            f0 += n
+            yield out[0][0], f0 >= n_frames
+
+    def warmup(self, max_batch: int = 8) -> None:
+        """Run every graph over the expected shapes (CUDA: length buckets x batch sizes)."""
+        rng = np.random.default_rng(0)
+        ids_len = WARMUP_PHONEMES
+        mel = None
+        for n in ids_len:
+            ids = rng.integers(1, len(self.symbols), n).astype(np.int64)
+            mel = self.mels([ids], [0], [1.0])[0]
+            if self.student is not None:
+                self.vocode([mel], [0], [rng.standard_normal(mel.shape[1] * self.hop).astype(np.float32)])
+        if self.student is not None and self.student.provider == CUDA:
+            for frames in WARMUP_FRAMES_CUDA:
+                for b in WARMUP_BATCHES_CUDA:
+                    if b > max_batch:
+                        continue
+                    m = np.full((self.n_mels, frames), -5.0, np.float32)
+                    z = [np.zeros(frames * self.hop, np.float32)] * b
+                    self.vocode([m] * b, [0] * b, z)
+        if self.teacher_block is not None and mel is not None:
+            for i, _ in enumerate(self.teacher(mel[:, :4], 0, rng)):  # calibrates frames per call
+                if i >= 2:
+                    break
+
+
+# ------------------------------------------------------------------------------------- the engine
+
+
+class OnnxEngine:
+    """``service.types.SpeechEngine`` over loaded :class:`Voice` s."""
+
+    def __init__(self, voices: Sequence[Voice], max_batch: int = 8):
+        if not voices:
+            raise EngineLoadError("no voice loaded")
+        self._voices = list(voices)
+        self._by_name = {v.name: v for v in self._voices}
+        self.max_batch = max_batch
+
+    @property
+    def voices(self) -> Sequence[VoiceInfo]:
+        return [v.info for v in self._voices]
+
+    @property
+    def providers(self) -> Mapping[ModelKind, str]:
+        out: dict[ModelKind, str] = {}
+        for v in self._voices:
+            if v.student is not None:
+                out.setdefault("student", v.student.provider)
+            if v.teacher_block is not None:
+                out.setdefault("teacher", v.teacher_block.provider)
+        return out
+
+    def voice(self, name: str) -> Voice:
+        try:
+            return self._by_name[name]
+        except KeyError:
+            raise InputError(f"unknown voice {name!r} (loaded: {', '.join(self._by_name)})") from None
+
+    def warmup(self) -> None:
+        t0 = time.perf_counter()
+        for v in self._voices:
+            v.warmup(self.max_batch)
+        log.info("warm-up done in %.2f s", time.perf_counter() - t0)
+
+    # -- requests ---------------------------------------------------------------------------------
+
+    def _check(self, request: SynthesisRequest) -> tuple[Voice, int, list[Sentence]]:
+        voice = self.voice(request.voice)
+        if request.model not in voice.models:
+            raise InputError(f"voice {voice.name!r} does not ship the {request.model} model")
+        speaker = voice.speaker_id(request.speaker)
+        speed = request.speed
+        if not (isinstance(speed, int | float) and math.isfinite(speed) and MIN_SPEED <= speed <= MAX_SPEED):
+            raise InputError(f"speed must be between {MIN_SPEED} and {MAX_SPEED}, got {speed!r}")
+        if not request.text or not request.text.strip():
+            raise InputError("the input text is empty")
+        return voice, speaker, prepare_text(request.text, voice.symbols)
+
+    def synthesize(self, request: SynthesisRequest, cancel: CancelFlag | None = None) -> Iterator[AudioChunk]:
+        voice, speaker, sentences = self._check(request)
+        rng = np.random.default_rng(request.seed)
+        last = len(sentences) - 1
+        if request.model == "student":
+            for i, s in enumerate(sentences):
+                if cancel is not None and cancel.is_set():
+                    return
+                mel = voice.mels([s.ids], [speaker], [request.speed])[0]
+                z = rng.standard_normal(mel.shape[1] * voice.hop, dtype=np.float32)
+                audio = voice.vocode([mel], [speaker], [z])[0]
+                yield AudioChunk(audio, voice.sample_rate, i, i == last, s.text, s.span)
+            return
+        index = 0
+        for i, s in enumerate(sentences):
+            if cancel is not None and cancel.is_set():
+                return
+            mel = voice.mels([s.ids], [speaker], [request.speed])[0]
+            for piece, final in voice.teacher(mel, speaker, rng, cancel):
+                yield AudioChunk(piece, voice.sample_rate, index, final and i == last, s.text, s.span)
+                index += 1
+
+    def synthesize_batch(
+        self,
+        requests: Sequence[SynthesisRequest],
+        cancels: Sequence[CancelFlag | None] | None = None,
+    ) -> Iterator[tuple[int, AudioChunk | InputError]]:
+        cancels = list(cancels) if cancels is not None else [None] * len(requests)
+        live: dict[int, tuple[Voice, int, list[Sentence], np.random.Generator]] = {}
+        for i, r in enumerate(requests):
+            try:
+                if r.model != "student":
+                    raise InputError("synthesize_batch serves the student only")
+                voice, speaker, sentences = self._check(r)
+            except InputError as exc:
+                yield i, exc
+                continue
+            live[i] = (voice, speaker, sentences, np.random.default_rng(r.seed))
+
+        def stopped(i: int) -> bool:
+            c = cancels[i]
+            return c is not None and c.is_set()
+
+        rounds = max((len(v[2]) for v in live.values()), default=0)
+        for k in range(rounds):  # round k: the k-th sentence of every request still speaking
+            todo = [i for i, v in live.items() if k < len(v[2]) and not stopped(i)]
+            by_voice: dict[str, list[int]] = {}
+            for i in todo:
+                by_voice.setdefault(live[i][0].name, []).append(i)
+            for rows in by_voice.values():
+                voice = live[rows[0]][0]
+                mels = voice.mels(
+                    [live[i][2][k].ids for i in rows],
+                    [live[i][1] for i in rows],
+                    [requests[i].speed for i in rows],
+                )
+                for group in voice.plan_student_batches([m.shape[1] for m in mels]):
+                    if all(stopped(rows[j]) for j in group):
+                        continue
+                    noise = [
+                        live[rows[j]][3].standard_normal(mels[j].shape[1] * voice.hop, dtype=np.float32)
+                        for j in group
+                    ]
+                    audio = voice.vocode([mels[j] for j in group], [live[rows[j]][1] for j in group], noise)
+                    for j, a in zip(group, audio, strict=True):
+                        i = rows[j]
+                        if stopped(i):
+                            continue
+                        s = live[i][2][k]
+                        yield i, AudioChunk(a, voice.sample_rate, k, k == len(live[i][2]) - 1, s.text, s.span)
+
+
+# ------------------------------------------------------------------------------------- loading
+
+
+def resolve_providers(device: str, require_cuda: bool) -> list:
+    """ONNX Runtime providers for ``device`` ("auto" | "cpu" | "cuda")."""
+    if device not in ("auto", "cpu", "cuda"):
+        raise EngineLoadError(f"device must be auto, cpu or cuda, got {device!r}")
+    ort = _ort()
+    available = ort.get_available_providers()
+    if device == "cpu":
+        return [CPU]
+    if CUDA in available:
+        return [cuda_provider(_env_int("PARAWAVE_GPU_MEM_LIMIT_MB")), CPU]
+    if device == "cuda":
+        msg = (
+            f"CUDA asked for but onnxruntime {ort.__version__} has no CUDA provider "
+            f"(available: {', '.join(available)}); install onnxruntime-gpu"
+        )
+        if require_cuda:
+            raise EngineLoadError(msg)
+        log.warning("%s; running on the CPU", msg)
+    return [CPU]
+
+
+def bundle_dirs(voices_dir: Path) -> list[Path]:
+    return sorted(p.parent for p in Path(voices_dir).glob(f"*/{bundle_io.MANIFEST}"))
+
+
+def load_engine(
+    voices_dir: Path,
+    *,
+    device: str = "auto",
+    require_cuda: bool = False,
+    intra_op_threads: int | None = None,
+    max_batch: int = 8,
+) -> OnnxEngine:
+    """Load every bundle under ``voices_dir``; EngineLoadError (one line) when it cannot."""
+    voices_dir = Path(voices_dir)
+    dirs = bundle_dirs(voices_dir)
+    if not dirs:
+        raise EngineLoadError(f"no voice bundle in {voices_dir} (expected <name>/{bundle_io.MANIFEST})")
+    providers = resolve_providers(device, require_cuda)
+    if intra_op_threads is None:
+        intra_op_threads = _env_int("PARAWAVE_INTRA_OP_THREADS")
+    voices = [Voice.load(d, providers, intra_op_threads=intra_op_threads) for d in dirs]
+    if _provider_name(providers[0]) == CUDA and require_cuda:
+        for v in voices:
+            for role in ("acoustic", "student"):
+                g = v.graphs.get(role)
+                if g is not None and g.provider != CUDA:
+                    raise EngineLoadError(
+                        f"{v.path}: the {role} graph fell back to {g.provider} (the CUDA provider failed to load; "
+                        "check the CUDA/cuDNN libraries onnxruntime-gpu needs)"
+                    )
+    engine = OnnxEngine(voices, max_batch=max_batch)
+    log.info(
+        "engine: %d voice(s) %s; providers %s", len(voices), [v.name for v in voices], dict(engine.providers)
+    )
+    return engine

@@ -1,0 +1,234 @@
+"""Voice bundles: the committed fixture is current and verifies; broken bundles are refused with one
+clear line; ``parawave export`` writes a loadable bundle from checkpoints."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+from typer.testing import CliRunner
+
+from service import bundle
+from service.engine import CPU, Voice, load_engine
+from service.types import EngineLoadError, SynthesisRequest
+
+FIXTURES = Path(__file__).resolve().parents[1] / "fixtures"
+TINY = FIXTURES / "voices" / "tiny"
+sys.path.insert(0, str(FIXTURES))
+
+import make_fixture_bundle  # noqa: E402
+
+runner = CliRunner()
+
+
+@pytest.fixture
+def tiny_copy(tmp_path) -> Path:
+    dst = tmp_path / "voices" / "tiny"
+    shutil.copytree(TINY, dst)
+    return dst
+
+
+def test_fixture_bundle_is_small_and_verifies():
+    manifest = bundle.load(TINY)
+    assert manifest.name == "tiny" and manifest.speakers == ("alpha", "beta")
+    assert manifest.models == ("student", "teacher")
+    total = sum(p.stat().st_size for p in TINY.iterdir())
+    assert total < 200_000, f"the fixture bundle grew to {total} bytes"
+    assert set(manifest.provenance.parity) == {"acoustic", "student", "teacher_cond", "teacher_block"}
+    assert max(manifest.provenance.parity.values()) < 1e-4
+
+
+def test_fixture_bundle_is_up_to_date(tmp_path):
+    """Rebuilding with the script gives byte-identical files (rerun the script when it does not)."""
+    out = subprocess.run(
+        [sys.executable, str(FIXTURES / "make_fixture_bundle.py"), "--out", str(tmp_path)],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert out.returncode == 0, out.stderr
+    fresh = bundle.load(tmp_path / "tiny")
+    committed = bundle.load(TINY)
+    assert fresh.to_dict() == committed.to_dict(), (
+        "tests/fixtures/voices/tiny is stale: run .venv/bin/python tests/fixtures/make_fixture_bundle.py"
+    )
+
+
+def test_tampered_onnx_file_is_rejected(tiny_copy):
+    path = tiny_copy / "student.onnx"
+    data = bytearray(path.read_bytes())
+    data[len(data) // 2] ^= 0x01  # flip one bit of a weight
+    path.write_bytes(bytes(data))
+    with pytest.raises(EngineLoadError) as err:
+        bundle.load(tiny_copy)
+    message = str(err.value)
+    assert "student.onnx" in message and "sha256" in message and "\n" not in message
+    with pytest.raises(EngineLoadError, match="sha256"):
+        load_engine(tiny_copy.parent, device="cpu", require_cuda=False)
+
+
+@pytest.mark.parametrize(
+    ("edit", "expected"),
+    [
+        (lambda d: d.update(format_version=2), "format version 2"),
+        (lambda d: d.pop("speakers"), "missing field 'speakers'"),
+        (lambda d: d["files"].pop("acoustic"), "no acoustic model"),
+        (lambda d: d["files"].pop("teacher_block"), "teacher needs both"),
+        (lambda d: d["files"]["student"].update(path="../student.onnx"), "plain file name"),
+        (lambda d: d["files"]["student"].update(path="nowhere.onnx"), "nowhere.onnx (student) is missing"),
+        (lambda d: d.update(name="other"), "names the voice 'other'"),
+        (lambda d: d.update(extra=1), "unknown fields ['extra']"),
+        (lambda d: d.update(sample_rate=22050), "differs from audio.sample_rate"),
+    ],
+)
+def test_broken_manifest_is_rejected(tiny_copy, edit, expected):
+    path = tiny_copy / "voice.json"
+    data = json.loads(path.read_text())
+    edit(data)
+    path.write_text(json.dumps(data))
+    with pytest.raises(EngineLoadError) as err:
+        bundle.load(tiny_copy)
+    assert expected in str(err.value)
+    assert str(err.value).startswith(str(tiny_copy))
+
+
+def test_unreadable_manifest_is_rejected(tiny_copy):
+    (tiny_copy / "voice.json").write_text("{not json")
+    with pytest.raises(EngineLoadError, match="not valid JSON"):
+        bundle.load(tiny_copy)
+
+
+def test_graph_with_the_wrong_interface_is_rejected(tiny_copy):
+    """A file whose hash matches but which is the wrong graph for its role."""
+    shutil.copy(tiny_copy / "teacher_cond.onnx", tiny_copy / "student.onnx")
+    data = json.loads((tiny_copy / "voice.json").read_text())
+    data["files"]["student"]["sha256"] = bundle.sha256_file(tiny_copy / "student.onnx")
+    (tiny_copy / "voice.json").write_text(json.dumps(data))
+    with pytest.raises(EngineLoadError, match="student graph inputs"):
+        Voice.load(tiny_copy, [CPU])
+
+
+def test_manifest_round_trip():
+    manifest = bundle.load(TINY)
+    assert bundle.VoiceBundle.from_dict(json.loads(json.dumps(manifest.to_dict()))) == manifest
+
+
+def test_audio_params_mirror_audio_config():
+    from dataclasses import fields
+
+    from model.data.config import AudioConfig
+
+    assert [f.name for f in fields(bundle.AudioParams)] == [f.name for f in fields(AudioConfig)]
+    assert bundle.AudioParams() == bundle.AudioParams(**AudioConfig().to_dict())
+
+
+# -- parawave export -----------------------------------------------------------------------------------
+
+
+def _checkpoint(path: Path, kind: str, model: torch.nn.Module, audio: dict, data: dict) -> Path:
+    from model.train.common import save_checkpoint
+
+    save_checkpoint(
+        path,
+        {
+            "format": 1,
+            "kind": kind,
+            "step": 123,
+            "model": model.state_dict(),
+            "ema": None,
+            "config": {"model": model.cfg.to_dict(), "audio": audio, "data": data},
+            "metrics": {"loss": 1.5},
+        },
+    )
+    return path
+
+
+@pytest.fixture(scope="module")
+def checkpoints(tmp_path_factory):
+    audio, table, acoustic, student, teacher = make_fixture_bundle.build_models(seed=3)
+    folder = tmp_path_factory.mktemp("ckpt")
+    speakers = make_fixture_bundle.SPEAKERS
+    data = {"corpus": "/data/tiny", "speakers": speakers, "symbols": table.to_dict()}
+    return {
+        "acoustic": _checkpoint(folder / "a.pt", "acoustic", acoustic, audio.to_dict(), data),
+        "student": _checkpoint(folder / "s.pt", "student", student, audio.to_dict(), {"speakers": ["x"]}),
+        "teacher": _checkpoint(folder / "t.pt", "teacher", teacher, audio.to_dict(), data),
+        "teacher_wrong_speakers": _checkpoint(
+            folder / "t2.pt", "teacher", teacher, audio.to_dict(), {**data, "speakers": ["beta", "alpha"]}
+        ),
+    }
+
+
+def test_export_command_writes_a_loadable_bundle(checkpoints, tmp_path):
+    from service.cli import app
+
+    args = ["export", "voice", "--name", "v1", "--out", str(tmp_path), "--fp16"]
+    args += ["--acoustic", str(checkpoints["acoustic"]), "--student", str(checkpoints["student"])]
+    result = runner.invoke(app, args)
+    assert result.exit_code == 0, result.output
+    assert "student_fp16" in result.output and "max abs error" in result.output
+    manifest = bundle.load(tmp_path / "v1")
+    assert manifest.models == ("student",)
+    assert manifest.files["student_fp16"].precision == "fp16"
+    assert manifest.provenance.steps == {"acoustic": 123, "student": 123}
+    assert manifest.provenance.metrics["acoustic"] == {"loss": 1.5}
+    assert manifest.provenance.corpus == "/data/tiny"
+    engine = load_engine(tmp_path, device="cpu", require_cuda=False)
+    chunks = list(engine.synthesize(SynthesisRequest("Hi there.", "v1", "beta", seed=1)))
+    assert len(chunks) == 1 and chunks[0].audio.size > 0
+    # the same name again needs --overwrite
+    again = runner.invoke(app, args)
+    assert again.exit_code == 2 and "exists" in again.output
+
+
+def test_export_command_refuses_inconsistent_checkpoints(checkpoints, tmp_path):
+    from service.cli import app
+
+    args = [
+        "export",
+        "voice",
+        "--name",
+        "v2",
+        "--out",
+        str(tmp_path),
+        "--acoustic",
+        str(checkpoints["acoustic"]),
+    ]
+    result = runner.invoke(app, [*args, "--teacher", str(checkpoints["teacher_wrong_speakers"])])
+    assert result.exit_code == 2
+    assert "same speakers in the same order" in result.output
+    assert not (tmp_path / "v2").exists() and not list(tmp_path.glob(".v2*"))
+    swapped = runner.invoke(
+        app,
+        [
+            "export",
+            "voice",
+            "--name",
+            "v3",
+            "--out",
+            str(tmp_path),
+            "--acoustic",
+            str(checkpoints["teacher"]),
+            "--student",
+            str(checkpoints["student"]),
+        ],
+    )
+    assert swapped.exit_code == 2 and "expected 'acoustic'" in swapped.output
+    novocoder = runner.invoke(app, args)
+    assert novocoder.exit_code == 2 and "needs a vocoder" in novocoder.output
+
+
+def test_export_check_command(tiny_copy):
+    from service.cli import app
+
+    ok = runner.invoke(app, ["export", "check", str(tiny_copy)])
+    assert ok.exit_code == 0, ok.output
+    assert "sha256 ok" in ok.output
+    (tiny_copy / "acoustic.onnx").write_bytes(b"garbage")
+    bad = runner.invoke(app, ["export", "check", str(tiny_copy)])
+    assert bad.exit_code == 2 and "acoustic.onnx" in bad.output and "Traceback" not in bad.output

@@ -1,0 +1,284 @@
+"""The ONNX Runtime engine on the committed tiny bundle (random weights): the SpeechEngine contract."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import threading
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from service import engine as engine_mod
+from service.engine import CPU, OnnxEngine, Voice, load_engine, prepare_text
+from service.types import EngineLoadError, InputError, SpeechEngine, SynthesisRequest, VoiceInfo
+
+VOICES = Path(__file__).resolve().parents[1] / "fixtures" / "voices"
+HOP = 200
+TEXT = "Hello world. This is a test of the engine!  Dr. Smith paid $5."
+
+
+@pytest.fixture(scope="module")
+def engine() -> OnnxEngine:
+    e = load_engine(VOICES, device="cpu", require_cuda=False)
+    e.warmup()
+    return e
+
+
+def req(text=TEXT, speaker="alpha", **kw) -> SynthesisRequest:
+    return SynthesisRequest(text, "tiny", speaker, **kw)
+
+
+def test_engine_satisfies_the_protocol(engine):
+    assert isinstance(engine, SpeechEngine)
+    assert list(engine.voices) == [VoiceInfo("tiny", 16000, ("alpha", "beta"), ("student", "teacher"))]
+    assert dict(engine.providers) == {"student": CPU, "teacher": CPU}
+
+
+def test_student_yields_one_chunk_per_sentence_with_spans(engine):
+    chunks = list(engine.synthesize(req(seed=1)))
+    assert [c.text for c in chunks] == ["Hello world.", "This is a test of the engine!", "Dr. Smith paid $5."]
+    for c in chunks:
+        assert TEXT[c.span[0] : c.span[1]] == c.text
+        assert c.audio.dtype == np.float32 and c.audio.ndim == 1
+        assert c.audio.size > 0 and c.audio.size % HOP == 0
+        assert np.all(np.abs(c.audio) <= 1.0) and np.isfinite(c.audio).all()
+        assert c.sample_rate == 16000
+    assert [c.index for c in chunks] == [0, 1, 2]
+    assert [c.is_last for c in chunks] == [False, False, True]
+
+
+def test_seed_makes_audio_reproducible(engine):
+    a = [c.audio for c in engine.synthesize(req(seed=7))]
+    b = [c.audio for c in engine.synthesize(req(seed=7))]
+    c = [c.audio for c in engine.synthesize(req(seed=8))]
+    assert all(np.array_equal(x, y) for x, y in zip(a, b, strict=True))
+    assert not np.array_equal(a[0], c[0])
+
+
+def test_speed_and_speaker_change_the_audio(engine):
+    normal = sum(c.audio.size for c in engine.synthesize(req("A short sentence here.", seed=1)))
+    fast = sum(c.audio.size for c in engine.synthesize(req("A short sentence here.", seed=1, speed=2.0)))
+    slow = sum(c.audio.size for c in engine.synthesize(req("A short sentence here.", seed=1, speed=0.5)))
+    assert slow > normal > fast
+    alpha = next(engine.synthesize(req("Same words.", "alpha", seed=1))).audio
+    beta = next(engine.synthesize(req("Same words.", "beta", seed=1))).audio
+    assert alpha.shape != beta.shape or not np.array_equal(alpha, beta)
+
+
+@pytest.mark.parametrize(
+    ("request_", "message"),
+    [
+        (req(speaker="gamma"), "no speaker 'gamma'"),
+        (req("   "), "empty"),
+        (req("... !!! ---"), "nothing to speak"),
+        (SynthesisRequest("Hi.", "nope", "alpha"), "unknown voice 'nope'"),
+        (req(speed=9.0), "speed must be between"),
+    ],
+)
+def test_bad_requests_raise_input_error(engine, request_, message):
+    with pytest.raises(InputError, match=message):
+        list(engine.synthesize(request_))
+
+
+def test_teacher_streams_small_chunks(engine):
+    chunks = list(engine.synthesize(req("Hello world. Bye now.", model="teacher", seed=3)))
+    assert len(chunks) > 2
+    assert [c.index for c in chunks] == list(range(len(chunks)))
+    assert [c.is_last for c in chunks] == [False] * (len(chunks) - 1) + [True]
+    assert {c.text for c in chunks} == {"Hello world.", "Bye now."}
+    total = sum(c.audio.size for c in chunks)
+    assert total % HOP == 0
+    # same seed, same audio, whatever the chunking
+    again = np.concatenate(
+        [c.audio for c in engine.synthesize(req("Hello world. Bye now.", model="teacher", seed=3))]
+    )
+    np.testing.assert_array_equal(np.concatenate([c.audio for c in chunks]), again)
+
+
+def test_teacher_matches_the_block_graph_run_in_one_call(engine):
+    """Chunked generation (state carried across calls) == one call over the whole mel."""
+    voice = engine.voice("tiny")
+    s = prepare_text("Testing one two.", voice.symbols)[0]
+    mel = voice.mels([s.ids], [1], [1.0])[0]
+    pieces = [p for p, _ in voice.teacher(mel, 1, np.random.default_rng(5))]
+    cond = voice.teacher_cond.run(mel[None], np.array([1]))[0]
+    padded = np.concatenate([cond[:, :, :1], cond, cond[:, :, -1:]], axis=2)
+    noise = np.random.default_rng(5).standard_normal((1, mel.shape[1] * HOP), dtype=np.float32)
+    state = [np.zeros((1, c, k), np.float32) for c, k in voice._state_shapes]
+    whole = voice.teacher_block.run(padded, noise, np.zeros((1, 1), np.float32), *state)[0][0]
+    np.testing.assert_allclose(np.concatenate(pieces), whole, atol=1e-6)
+
+
+def test_teacher_stops_when_cancelled(engine):
+    cancel = threading.Event()
+    got = []
+    for chunk in engine.synthesize(
+        req("A long sentence for the teacher to speak slowly.", model="teacher"), cancel
+    ):
+        got.append(chunk)
+        cancel.set()
+    assert len(got) == 1 and not got[0].is_last
+
+
+def test_student_stops_when_cancelled(engine):
+    cancel = threading.Event()
+    got = []
+    for chunk in engine.synthesize(req(seed=1), cancel):
+        got.append(chunk)
+        cancel.set()
+    assert len(got) == 1
+
+
+def test_batch_isolates_bad_requests_and_matches_single_runs(engine):
+    requests = [
+        req("Hello world. This is a test.", seed=1),
+        req("...", seed=2),
+        req("Other words, other speaker.", "beta", seed=3, speed=1.5),
+    ]
+    out: dict[int, list] = {}
+    for i, item in engine.synthesize_batch(requests):
+        out.setdefault(i, []).append(item)
+    assert len(out[1]) == 1 and isinstance(out[1][0], InputError)
+    for i in (0, 2):
+        chunks = out[i]
+        assert [c.index for c in chunks] == list(range(len(chunks)))
+        assert chunks[-1].is_last
+        single = list(engine.synthesize(requests[i]))
+        assert [c.text for c in chunks] == [c.text for c in single]
+        for a, b in zip(chunks, single, strict=True):
+            assert a.audio.shape == b.audio.shape
+            # batched rows may differ from a lone run only in their last 2 frames (conditioning look-ahead)
+            np.testing.assert_allclose(a.audio[: -2 * HOP], b.audio[: -2 * HOP], atol=1e-5)
+
+
+def test_batch_runs_the_student_once_for_similar_lengths(engine, monkeypatch):
+    voice = engine.voice("tiny")
+    calls = []
+    original = voice.vocode
+
+    def counting(mels, speakers, noise):
+        calls.append(len(mels))
+        return original(mels, speakers, noise)
+
+    monkeypatch.setattr(voice, "vocode", counting)
+    requests = [req("The same sentence.", seed=s) for s in range(4)]
+    items = list(engine.synthesize_batch(requests))
+    assert len(items) == 4 and calls == [4]
+
+
+def test_batch_cancel_stops_one_request(engine):
+    cancels = [threading.Event(), None]
+    requests = [req("One. Two. Three.", seed=1), req("One. Two. Three.", seed=2)]
+    seen: dict[int, int] = {0: 0, 1: 0}
+    for i, _ in engine.synthesize_batch(requests, cancels):
+        seen[i] += 1
+        if i == 0:
+            cancels[0].set()
+    assert seen == {0: 1, 1: 3}
+
+
+def test_padded_student_batch_differs_only_at_the_row_end(engine):
+    voice = engine.voice("tiny")
+    rng = np.random.default_rng(0)
+    mels = [rng.normal(-5, 1, (20, n)).astype(np.float32) for n in (9, 4)]
+    noise = [rng.standard_normal(m.shape[1] * HOP).astype(np.float32) for m in mels]
+    together = voice.vocode(mels, [0, 0], noise)
+    alone = [voice.vocode([m], [0], [z])[0] for m, z in zip(mels, noise, strict=True)]
+    np.testing.assert_allclose(together[0], alone[0], atol=1e-6)  # the longest row is not padded
+    np.testing.assert_allclose(together[1][: -2 * HOP], alone[1][: -2 * HOP], atol=1e-6)
+
+
+def test_student_batch_planning_bounds_padding():
+    class Fake:
+        student = None
+
+    plan = Voice.plan_student_batches
+    assert plan(Fake(), [100, 101, 99, 100]) == [[2, 0, 3, 1]]
+    assert plan(Fake(), [10, 100, 11]) == [[0, 2], [1]]
+
+
+def test_concurrent_callers_get_their_own_audio(engine):
+    texts = [f"Caller number {i} says hello." for i in range(4)]
+    expected = [
+        np.concatenate([c.audio for c in engine.synthesize(req(t, seed=i))]) for i, t in enumerate(texts)
+    ]
+    results: dict[int, np.ndarray] = {}
+
+    def work(i: int) -> None:
+        for _ in range(3):
+            results[i] = np.concatenate([c.audio for c in engine.synthesize(req(texts[i], seed=i))])
+
+    threads = [threading.Thread(target=work, args=(i,)) for i in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(60)
+    for i in range(4):
+        np.testing.assert_array_equal(results[i], expected[i])
+
+
+def test_prepare_text_spans_survive_whitespace():
+    from model.text import default_symbols
+
+    text = "First   one.\n\nSecond\tone here."
+    sentences = prepare_text(text, default_symbols())
+    assert [text[a:b] for a, b in (s.span for s in sentences)] == ["First   one.", "Second\tone here."]
+
+
+# -- loading ---------------------------------------------------------------------------------------------
+
+
+def test_no_bundle_is_a_load_error(tmp_path):
+    with pytest.raises(EngineLoadError, match="no voice bundle"):
+        load_engine(tmp_path, device="cpu", require_cuda=False)
+
+
+def test_cuda_required_but_missing_is_a_load_error(monkeypatch):
+    import onnxruntime
+
+    monkeypatch.setattr(onnxruntime, "get_available_providers", lambda: [CPU])
+    with pytest.raises(EngineLoadError, match="no CUDA provider"):
+        load_engine(VOICES, device="cuda", require_cuda=True)
+    fallback = load_engine(VOICES, device="cuda", require_cuda=False)
+    assert fallback.providers["student"] == CPU
+
+
+def test_cuda_provider_options():
+    name, opts = engine_mod.cuda_provider(512)
+    assert name == "CUDAExecutionProvider"
+    assert opts["cudnn_conv_algo_search"] == "HEURISTIC"
+    assert opts["gpu_mem_limit"] == 512 * 1024 * 1024
+
+
+def test_intra_op_threads_from_the_environment(monkeypatch):
+    monkeypatch.setenv("PARAWAVE_INTRA_OP_THREADS", "1")
+    e = load_engine(VOICES, device="cpu", require_cuda=False)
+    opts = e.voice("tiny").student.session.get_session_options()
+    assert opts.intra_op_num_threads == 1
+    monkeypatch.setenv("PARAWAVE_INTRA_OP_THREADS", "many")
+    with pytest.raises(EngineLoadError, match="PARAWAVE_INTRA_OP_THREADS"):
+        load_engine(VOICES, device="cpu", require_cuda=False)
+
+
+def test_service_and_engine_work_without_torch():
+    """torch made unimportable: the runtime imports, loads the bundle and speaks."""
+    code = (
+        "import sys\n"
+        "class Block:\n"
+        "    def find_spec(self, name, path=None, target=None):\n"
+        "        if name == 'torch' or name.startswith('torch.') or name == 'model.acoustic':\n"
+        "            raise ImportError(f'{name} blocked for this test')\n"
+        "sys.meta_path.insert(0, Block())\n"
+        "import service, service.engine, service.bundle, service.graphs, service.app\n"
+        "from service.types import SynthesisRequest\n"
+        f"e = service.engine.load_engine({str(VOICES)!r}, device='cpu', require_cuda=False)\n"
+        "n = sum(c.audio.size for c in e.synthesize(SynthesisRequest('Hello.', 'tiny', 'alpha', seed=1)))\n"
+        "assert n > 0\n"
+        "assert not any(m == 'torch' or m.startswith('torch.') for m in sys.modules)\n"
+        "print('ok')\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == "ok"

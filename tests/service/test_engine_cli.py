@@ -1,0 +1,81 @@
+"""``parawave say`` and ``parawave bench`` on the committed tiny bundle."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import soundfile as sf
+from typer.testing import CliRunner
+
+from service.audio import available_formats
+from service.cli import app
+
+VOICES = str(Path(__file__).resolve().parents[1] / "fixtures" / "voices")
+runner = CliRunner()
+
+
+@pytest.mark.parametrize("suffix", [".wav", ".flac", ".ogg", ".mp3"])
+def test_say_writes_the_format_of_the_suffix(tmp_path, suffix):
+    fmt = {".wav": "wav", ".flac": "flac", ".ogg": "opus", ".mp3": "mp3"}[suffix]
+    if fmt not in available_formats():
+        pytest.skip(f"this libsndfile cannot write {fmt}")
+    out = tmp_path / f"out{suffix}"
+    result = runner.invoke(
+        app, ["say", "Hello there. Bye.", "-o", str(out), "--voices-dir", VOICES, "--seed", "1"]
+    )
+    assert result.exit_code == 0, result.output
+    info = sf.info(str(out))
+    assert info.samplerate == 16000 and info.frames > 0
+    assert "RTF" in result.output
+
+
+def test_say_teacher_speaker_speed(tmp_path):
+    out = tmp_path / "t.wav"
+    args = ["say", "Hi.", "-o", str(out), "--voices-dir", VOICES, "--model", "teacher", "--speaker", "beta"]
+    result = runner.invoke(app, [*args, "--speed", "1.5"])
+    assert result.exit_code == 0, result.output
+    assert "teacher" in result.output and "tiny/beta" in result.output
+    assert sf.info(str(out)).frames > 0
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--speaker", "nobody"], "no speaker 'nobody'"),
+        (["--voice", "nope"], "no voice 'nope'"),
+        (["--model", "both"], "--model must be student or teacher"),
+        (["-o", "out.xyz"], "unknown audio suffix"),
+    ],
+)
+def test_say_bad_options_are_one_line_errors(tmp_path, args, message):
+    result = runner.invoke(app, ["say", "Hi.", "-o", str(tmp_path / "o.wav"), "--voices-dir", VOICES, *args])
+    assert result.exit_code == 2
+    assert message in result.output and "Traceback" not in result.output
+
+
+def test_say_unspeakable_text(tmp_path):
+    result = runner.invoke(app, ["say", "...", "-o", str(tmp_path / "o.wav"), "--voices-dir", VOICES])
+    assert result.exit_code == 2 and "nothing to speak" in result.output
+
+
+def test_say_without_a_bundle(tmp_path):
+    result = runner.invoke(app, ["say", "Hi.", "-o", str(tmp_path / "o.wav"), "--voices-dir", str(tmp_path)])
+    assert result.exit_code == 2 and "no voice bundle" in result.output
+
+
+def test_bench_prints_every_measurement():
+    result = runner.invoke(
+        app, ["bench", "--voices-dir", VOICES, "--runs", "2", "--teacher-seconds", "0.1", "--batch", "1,2"]
+    )
+    assert result.exit_code == 0, result.output
+    for row in (
+        "text->audio RTF (acoustic+student)",
+        "student samples/s (batch 1)",
+        "student samples/s (batch 2)",
+        "teacher samples/s (batch 1)",
+        "student / teacher speed",
+        "peak RSS",
+        "CPUExecutionProvider",
+    ):
+        assert row in result.output, result.output
