@@ -2,6 +2,7 @@
 
     parawave synth --model teacher --checkpoint RUN/checkpoints/best.pt --wav in.wav -o out.wav
     parawave synth --model teacher --checkpoint CKPT --mel mel.npy -o out.wav [--temperature 0.9 | --greedy] [--seed 1]
+    parawave synth --model student --checkpoint STUDENT_RUN/checkpoints/best.pt --wav in.wav -o out.wav
 
 Copy-synthesis: the log-mel comes from ``--mel`` (a ``.npy`` of shape (n_mels, F)) or is computed
 from ``--wav`` with the checkpoint's audio config (resampled when the rates differ). Mel sources
@@ -25,6 +26,7 @@ app = typer.Typer(add_completion=False, help="Synthesize with PyTorch checkpoint
 # --model name -> "module:loader" (loader(ckpt: dict, device) -> Vocoder). The student adds itself here.
 VOCODERS: dict[str, str] = {
     "teacher": "model.synth:load_teacher_vocoder",
+    "student": "model.synth:load_student_vocoder",
 }
 
 
@@ -62,6 +64,28 @@ def load_teacher_vocoder(ckpt: dict, device) -> Vocoder:
         return out[0].float().cpu().numpy()  # (F*hop,)
 
     return Vocoder("teacher", audio, list(ckpt["config"]["data"]["speakers"]), generate)
+
+
+def load_student_vocoder(ckpt: dict, device) -> Vocoder:
+    """The Parallel WaveNet student: one parallel pass; ``--greedy`` = zero noise (the flows' mean path)."""
+    import numpy as np
+    import torch
+
+    from model.data.config import AudioConfig
+    from model.student import student_from_checkpoint
+
+    model = student_from_checkpoint(ckpt).to(device)
+    audio = AudioConfig.from_dict(ckpt["config"]["audio"])
+
+    def generate(mel: np.ndarray, speaker: int, temperature: float, greedy: bool, seed: int) -> np.ndarray:
+        mel_t = torch.from_numpy(np.ascontiguousarray(mel, dtype=np.float32))[None].to(
+            device
+        )  # (1, n_mels, F)
+        spk = torch.tensor([speaker], device=device)
+        out = model.generate(mel_t, spk, temperature=0.0 if greedy else temperature, seed=seed)
+        return out[0].float().cpu().numpy()  # (F*hop,)
+
+    return Vocoder("student", audio, list(ckpt["config"]["data"]["speakers"]), generate)
 
 
 def input_mel(audio_cfg, mel: Path | None, wav: Path | None):
@@ -127,7 +151,9 @@ def _load_vocoder(model: str, checkpoint: Path, device):
 
 @app.command()
 def synth(
-    model: str = typer.Option("teacher", "--model", "-m", help="Vocoder: teacher (autoregressive WaveNet)."),
+    model: str = typer.Option(
+        "teacher", "--model", "-m", help="Vocoder: teacher (autoregressive WaveNet) | student (parallel IAF)."
+    ),
     checkpoint: Path = typer.Option(..., "--checkpoint", "-c", help="Vocoder checkpoint (.pt)."),
     mel: Path | None = typer.Option(None, "--mel", help="Log-mel .npy of shape (n_mels, frames)."),
     wav: Path | None = typer.Option(None, "--wav", help="Copy-synthesis: vocode the log-mel of this wav."),

@@ -13,7 +13,11 @@ included). One warm-up run, then ``--repeats`` timed runs: the table shows the b
 (on a shared machine the best is the capacity, the median what a busy machine gives).
 
 Columns: parameters, multiply-adds per output sample at the sample rate, receptive field, RTF
-(seconds of compute per second of audio; < 1 is faster than real time), x real time, samples/s.
+(wall seconds per second of audio; < 1 is faster than real time), x real time, samples/s, and
+"CPU s/s": process CPU seconds per second of audio (best run) -- the work itself, which other
+processes on a shared machine inflate much less than the wall time; with 2 threads an idle machine
+gives roughly RTF = CPU s/s / 2 (or somewhat more: the threads do not split every op evenly). ORT's
+idle-thread spinning is off (``--spin`` turns it on) so the CPU time is work, not busy-waiting.
 This is a measurement tool; the production exporter lives in ``export/``.
 """
 
@@ -35,23 +39,34 @@ from torch import nn
 from model.student import PRESETS, StudentConfig, StudentIAF, load_student
 from model.wavenet import remove_weight_norm
 
-# Candidate sizes around the cpu preset (name -> config). "naive" reproduces the layout measured
-# before this design (Parallel WaveNet's 64-channel 10/10/10/30; there the per-layer conditioning
-# projection ran at the sample rate, here at frame rate).
+
+def _candidate(layers: tuple[int, ...], channels: int, cycle: int, kernel: int = 2, **kw) -> StudentConfig:
+    return replace(
+        PRESETS["cpu"],
+        flow_layers=layers,
+        dilation_cycle=cycle,
+        residual_channels=channels,
+        gate_channels=channels,
+        kernel_size=kernel,
+        **kw,
+    )
+
+
+# Candidate sizes around the cpu preset: name = channels - flows x layers per flow - kernel (nn:
+# nearest-neighbour upsampling). preset:gpu is Parallel WaveNet's 64-channel 10/10/10/30 layout,
+# measured before this design at RTF ~1.1 with the per-layer conditioning projection at the
+# sample rate (here it runs at frame rate).
 CANDIDATES: dict[str, StudentConfig] = {
-    "pw64-k3": PRESETS["gpu"],
-    "c32-4x6-k2": replace(
-        PRESETS["cpu"], flow_layers=(6, 6, 6, 6), dilation_cycle=6, residual_channels=32, gate_channels=32
-    ),
-    "c32-4x4-k2": replace(PRESETS["cpu"], residual_channels=32, gate_channels=32),
-    "c24-4x4-k2": replace(PRESETS["cpu"], residual_channels=24, gate_channels=24),
-    "c16-4x6-k2": replace(
-        PRESETS["cpu"], flow_layers=(6, 6, 6, 6), dilation_cycle=6, residual_channels=16, gate_channels=16
-    ),
-    "c16-4x4-k2": replace(PRESETS["cpu"], residual_channels=16, gate_channels=16),
-    "c24-4x4-k3": replace(PRESETS["cpu"], kernel_size=3),
-    "c24-4x4-near": replace(PRESETS["cpu"], upsample="nearest"),
-    "c24-3x4-k2": replace(PRESETS["cpu"], flow_layers=(4, 4, 4)),
+    "c32-4x6-k2": _candidate((6, 6, 6, 6), 32, 6),
+    "c32-4x4-k2": _candidate((4, 4, 4, 4), 32, 4),
+    "c24-4x4-k2": _candidate((4, 4, 4, 4), 24, 4),
+    "c24-4x4-k3": _candidate((4, 4, 4, 4), 24, 4, kernel=3),
+    "c20-3x6-k2": _candidate((6, 6, 6), 20, 6),
+    "c16-4x6-k2": _candidate((6, 6, 6, 6), 16, 6),
+    "c20-4x5-k2": _candidate((5, 5, 5, 5), 20, 5),
+    "c16-4x4-k2": _candidate((4, 4, 4, 4), 16, 4),
+    "c24-2x8-k2": _candidate((8, 8), 24, 8),
+    "c24-4x4-nn": _candidate((4, 4, 4, 4), 24, 4, upsample="nearest"),
 }
 
 
@@ -99,33 +114,41 @@ def export_onnx(model: StudentIAF, path: Path, frames: int = 8) -> list[str]:
     return names
 
 
-def randomize_heads(model: StudentIAF, seed: int = 0) -> StudentIAF:
-    """Small random head weights (trained students are not identities; speed is the same either way)."""
+def randomize_heads(model: StudentIAF, seed: int = 0, scale: float = 1e-3) -> StudentIAF:
+    """Random head weights (trained students are not identities; speed is the same either way)."""
     g = torch.Generator().manual_seed(seed)
     with torch.no_grad():
         for flow in model.flows:
-            flow.head.weight.copy_(torch.randn(flow.head.weight.shape, generator=g) * 1e-3)
+            flow.head.weight.copy_(torch.randn(flow.head.weight.shape, generator=g) * scale)
     return model
 
 
-def time_session(path: Path, feeds: dict, threads: int, repeats: int) -> list[float]:
+def time_session(
+    path: Path, feeds: dict, threads: int, repeats: int, spin: bool = False
+) -> tuple[list[float], list[float]]:
+    """Wall-clock and process CPU seconds of ``repeats`` runs after one warm-up."""
     import onnxruntime as ort
 
     opts = ort.SessionOptions()
     opts.intra_op_num_threads = threads
     opts.inter_op_num_threads = 1
     opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    if not spin:  # idle threads sleep instead of spinning: process CPU time = work done
+        opts.add_session_config_entry("session.intra_op.allow_spinning", "0")
     session = ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
     session.run(None, feeds)  # warm-up
-    times = []
+    times, cpu = [], []
     for _ in range(repeats):
-        t0 = time.perf_counter()
+        t0, c0 = time.perf_counter(), time.process_time()
         session.run(None, feeds)
         times.append(time.perf_counter() - t0)
-    return times
+        cpu.append(time.process_time() - c0)
+    return times, cpu
 
 
-def measure(name: str, model: StudentIAF, seconds: float, threads: int, repeats: int, tmp: Path) -> dict:
+def measure(
+    name: str, model: StudentIAF, seconds: float, threads: int, repeats: int, tmp: Path, spin: bool = False
+) -> dict:
     cfg = model.cfg
     remove_weight_norm(model).eval()
     path = tmp / f"{name}.onnx"
@@ -139,7 +162,7 @@ def measure(name: str, model: StudentIAF, seconds: float, threads: int, repeats:
     }
     if "speaker" in names:
         feeds["speaker"] = np.zeros(1, dtype=np.int64)
-    times = time_session(path, feeds, threads, repeats)
+    times, cpu = time_session(path, feeds, threads, repeats, spin)
     audio_s = T / cfg.sample_rate
     best, median = min(times), statistics.median(times)
     return {
@@ -153,6 +176,7 @@ def measure(name: str, model: StudentIAF, seconds: float, threads: int, repeats:
         "rtf_best": best / audio_s,
         "rtf_median": median / audio_s,
         "sps_best": T / best,
+        "cpu_best": min(cpu) / audio_s,
         "onnx_mb": path.stat().st_size / 1e6,
     }
 
@@ -160,7 +184,7 @@ def measure(name: str, model: StudentIAF, seconds: float, threads: int, repeats:
 def print_table(rows: list[dict]) -> None:
     head = (
         f"{'config':<14} {'params':>10} {'layers':>12} {'ch':>3} {'k':>2} {'MACs/sample':>12} {'RF':>6}"
-        f" {'RTF best':>9} {'RTF med':>8} {'x RT best':>9} {'samples/s best':>15}"
+        f" {'RTF best':>9} {'RTF med':>8} {'x RT best':>9} {'samples/s best':>15} {'CPU s/s':>8}"
     )
     print(head)
     print("-" * len(head))
@@ -168,7 +192,7 @@ def print_table(rows: list[dict]) -> None:
         print(
             f"{r['name']:<14} {r['params']:>10,} {r['layers']:>12} {r['channels']:>3} {r['kernel']:>2}"
             f" {r['macs']:>12,} {r['rf']:>6} {r['rtf_best']:>9.4f} {r['rtf_median']:>8.4f}"
-            f" {1 / r['rtf_best']:>9.1f} {r['sps_best']:>15,.0f}"
+            f" {1 / r['rtf_best']:>9.1f} {r['sps_best']:>15,.0f} {r['cpu_best']:>8.4f}"
         )
 
 
@@ -185,11 +209,22 @@ def configs(only: list[str] | None) -> dict[str, StudentConfig]:
     return chosen
 
 
+def _cpu_name() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--seconds", type=float, default=4.0, help="utterance length")
     parser.add_argument("--threads", type=int, default=2, help="ONNX Runtime intra-op threads")
     parser.add_argument("--repeats", type=int, default=5, help="timed runs per configuration")
+    parser.add_argument("--spin", action="store_true", help="let ORT's idle threads spin (its default)")
     parser.add_argument("--only", default="", help="comma-separated configs (presets by name)")
     parser.add_argument("--checkpoint", default=None, help="time a trained student checkpoint instead")
     parser.add_argument("--list", action="store_true", help="list configurations with parameters and exit")
@@ -209,17 +244,21 @@ def main(argv: list[str] | None = None) -> None:
     print(
         f"student ONNX Runtime CPU speed: {args.seconds:g} s utterance, intra_op_num_threads={args.threads}, "
         f"{args.repeats} timed runs after 1 warm-up; load average {os.getloadavg()[0]:.1f} on "
-        f"{os.cpu_count()} cores ({platform.processor() or platform.machine()})"
+        f"{os.cpu_count()} cores ({_cpu_name()})"
     )
     rows = []
     with tempfile.TemporaryDirectory(prefix="student-speed-") as tmp:
         if args.checkpoint:
             model, _ = load_student(args.checkpoint)
-            rows.append(measure("checkpoint", model, args.seconds, args.threads, args.repeats, Path(tmp)))
+            rows.append(
+                measure("checkpoint", model, args.seconds, args.threads, args.repeats, Path(tmp), args.spin)
+            )
         else:
             for name, cfg in configs(only).items():
                 model = randomize_heads(StudentIAF(cfg))
-                rows.append(measure(name, model, args.seconds, args.threads, args.repeats, Path(tmp)))
+                rows.append(
+                    measure(name, model, args.seconds, args.threads, args.repeats, Path(tmp), args.spin)
+                )
                 print(f"  measured {name}", flush=True)
     print()
     print_table(rows)

@@ -1,0 +1,384 @@
+"""``parawave train student --teacher CKPT``: probability density distillation of the IAF student.
+
+Per step, on random frame-aligned windows (:class:`model.data.dataset.VocoderDataset`):
+
+    z ~ N(0, I)                                    (B, T)
+    x, mean_q, log_scale_q = student(z, mel, speaker, return_params=True)     one parallel pass
+    mean_p, log_scale_p    = teacher(x, mel, speaker)    one teacher-forced pass over the student's
+                                                          own sample; the teacher is frozen (EMA
+                                                          weights), gradients flow through it into x
+    loss = kl_weight * mean_t KL(q_t || p_t)  +  reg_weight * mean_t (log s_q - log s_p)^2
+         + stft_weight * multi-resolution STFT(x, real audio)
+
+(see :mod:`model.losses`). The teacher is not part of the trained model: it is neither saved in
+the student's checkpoints nor averaged by the EMA; its path, step and config are recorded in the
+checkpoint's config ("teacher") and a resumed run checks that the same teacher is given.
+
+Initialisation: every flow starts as the identity (zero heads, see :mod:`model.student`); when the
+student's conditioning network has the teacher's shape (same channels, layers, kernel, speakers),
+it starts from the teacher's trained one (``init_cond_from_teacher``).
+
+Validation (EMA weights, fixed windows and fixed noise): kl, reg, stft and their weighted sum
+"loss" (selects best.pt). Samples: the first ``sample_seconds`` of the first validation clip,
+synthesized in one pass (TensorBoard audio + mel figure with the real one).
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+import torch
+from torch import Tensor, nn
+
+from model.data.config import AudioConfig
+from model.losses import MultiResolutionSTFTLoss, distillation_kl
+from model.student import MODEL_KIND, PRESETS, StudentConfig, StudentIAF
+from model.teacher import TeacherWaveNet, teacher_from_checkpoint
+from model.train.common import (
+    TrainArgs,
+    TrainConfig,
+    TrainTask,
+    UserError,
+    apply_overrides,
+    check_resume_overrides,
+    config_sections_from_checkpoint,
+    infinite_batches,
+    load_checkpoint,
+    make_loader,
+    plot_mels,
+    prepare_run,
+    resolve_device,
+    run_training,
+)
+
+__all__ = ["TRAIN_PRESETS", "StudentTask", "StudentTrainConfig", "init_conditioning_from_teacher", "train"]
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class StudentTrainConfig(TrainConfig):
+    segment_frames: int = 20  # training window: 20 frames = 0.25 s at hop 200 / 16 kHz
+    val_segment_frames: int = 40
+    kl_weight: float = 1.0
+    reg_weight: float = 4.0  # ClariNet's lambda on (log s_q - log s_p)^2
+    stft_weight: float = 1.0
+    stft_ffts: tuple[int, ...] = (1024, 512, 256)  # hop fft/4, Hann window of the FFT's length
+    stft_sc_weight: float = 1.0
+    stft_mag_weight: float = 1.0
+    stft_power_weight: float = 0.0  # Parallel WaveNet's power loss (on log power), off by default
+    init_cond_from_teacher: bool = True
+    sample_seconds: float = 2.0  # synthesized per TensorBoard sample (one parallel pass: cheap)
+    sample_temperature: float = 1.0
+
+
+TRAIN_PRESETS: dict[str, StudentTrainConfig] = {
+    "tiny": StudentTrainConfig(
+        steps=200,
+        batch_size=4,
+        segment_frames=4,
+        val_segment_frames=4,
+        stft_ffts=(256, 128, 64),
+        lr=3e-3,
+        warmup_steps=5,
+        ema_decay=0.99,
+        num_workers=0,
+        threads=1,
+        log_every=5,
+        val_every=0,
+        val_batches=2,
+        sample_every=-1,
+        sample_seconds=0.1,
+    ),
+    "cpu": StudentTrainConfig(
+        steps=50_000,
+        batch_size=4,
+        segment_frames=20,
+        lr=1e-3,
+        warmup_steps=500,
+        ema_decay=0.999,
+        num_workers=1,
+        log_every=50,
+        val_every=1000,
+        val_batches=8,
+        sample_every=5000,
+        checkpoint_minutes=10.0,
+    ),
+    "gpu": StudentTrainConfig(
+        steps=100_000,
+        batch_size=16,
+        segment_frames=40,
+        val_segment_frames=80,
+        stft_ffts=(2048, 1024, 512, 256),
+        lr=1e-3,
+        warmup_steps=1000,
+        ema_decay=0.9999,
+        precision="bf16",
+        num_workers=8,
+        log_every=100,
+        val_every=2000,
+        val_batches=16,
+        sample_every=10_000,
+        checkpoint_minutes=5.0,
+    ),
+}
+
+
+def _eval_split(corpus) -> str:
+    for split in ("val", "test"):
+        if corpus.ids(split):
+            return split
+    log.warning("corpus has no val/test clips: validating on fixed train windows")
+    return "train"
+
+
+def init_conditioning_from_teacher(student: StudentIAF, teacher: TeacherWaveNet) -> bool:
+    """Copy the teacher's conditioning network into the student's when every tensor has the same
+    name and shape (same mel normalisation, channels, layers, kernel, speaker embedding). Returns
+    whether it did."""
+    s_cfg, t_cfg = student.cfg, teacher.cfg
+    if (s_cfg.mel_mean, s_cfg.mel_std) != (t_cfg.mel_mean, t_cfg.mel_std):
+        return False
+    mine, theirs = student.conditioning.state_dict(), teacher.conditioning.state_dict()
+    if mine.keys() != theirs.keys() or any(mine[k].shape != theirs[k].shape for k in mine):
+        return False
+    student.conditioning.load_state_dict(theirs)
+    return True
+
+
+class StudentTask(TrainTask):
+    kind = MODEL_KIND
+
+    def __init__(
+        self,
+        model_cfg: StudentConfig,
+        train_cfg: StudentTrainConfig,
+        audio: AudioConfig,
+        corpus,
+        teacher: TeacherWaveNet,
+        teacher_info: dict,
+    ):
+        if model_cfg.hop_length != audio.hop_length:  # the upsampling factor must be the feature hop
+            raise ValueError(f"model hop {model_cfg.hop_length} != audio hop {audio.hop_length}")
+        if model_cfg.sample_rate != audio.sample_rate or model_cfg.n_mels != audio.n_mels:
+            raise ValueError("model sample_rate/n_mels do not match the audio config")
+        t = teacher.cfg
+        for name in ("sample_rate", "hop_length", "n_mels", "n_speakers"):
+            if getattr(t, name) != getattr(model_cfg, name):
+                raise UserError(f"teacher {name} {getattr(t, name)} != student's {getattr(model_cfg, name)}")
+        self.model_cfg = model_cfg
+        self.train_cfg = train_cfg
+        self.audio = audio
+        self.corpus = corpus
+        self.teacher_info = teacher_info
+        self.teacher = teacher.eval()
+        for p in self.teacher.parameters():
+            p.requires_grad_(False)
+        self.model = StudentIAF(model_cfg)
+        self.stft = MultiResolutionSTFTLoss(
+            train_cfg.stft_ffts,
+            train_cfg.stft_sc_weight,
+            train_cfg.stft_mag_weight,
+            train_cfg.stft_power_weight,
+        )
+        self.eval_split = _eval_split(corpus)
+        self.cond_from_teacher = False
+        if train_cfg.init_cond_from_teacher:
+            self.cond_from_teacher = init_conditioning_from_teacher(self.model, self.teacher)
+            if self.cond_from_teacher:
+                log.info("student conditioning network initialised from the teacher's")
+            else:
+                log.info("student conditioning network differs in shape from the teacher's: random init")
+
+    def config_dict(self) -> dict:
+        return {
+            "model": self.model_cfg.to_dict(),
+            "train": self.train_cfg.to_dict(),
+            "audio": self.audio.to_dict(),
+            "data": {"corpus": str(self.corpus.path), "speakers": list(self.corpus.speakers)},
+            "teacher": dict(self.teacher_info),
+        }
+
+    def _on(self, device: torch.device) -> None:
+        self.teacher.to(device)
+        self.stft.to(device)
+
+    def train_batches(self, device: torch.device):
+        from model.data.dataset import VocoderDataset, collate_vocoder
+
+        self._on(device)
+        cfg = self.train_cfg
+        dataset = VocoderDataset(self.corpus, "train", self.audio, cfg.segment_frames)
+        loader = make_loader(dataset, cfg.batch_size, collate_vocoder, cfg.num_workers, cfg.seed, device)
+        return infinite_batches(loader)
+
+    def losses(self, model: nn.Module, batch: dict, noise: Tensor | None = None) -> dict[str, Tensor]:
+        """Every term for one batch: {"loss", "kl", "reg", "stft", "sc", "logmag", "power", "log_scale"}."""
+        cfg = self.train_cfg
+        audio, mel, speaker = batch["audio"], batch["mel"], batch["speaker"]  # (B, T), (B, n_mels, F), (B,)
+        z = torch.randn_like(audio) if noise is None else noise
+        x, mean_q, log_scale_q = model(z, mel, speaker, return_params=True)  # (B, T) each, fp32
+        mean_p, log_scale_p = self.teacher(x, mel, speaker)  # teacher forced on the student's sample
+        kl, reg = distillation_kl(mean_q, log_scale_q, mean_p, log_scale_p, self.teacher.cfg.log_scale_min)
+        stft = self.stft(x, audio)
+        kl, reg = kl.mean(), reg.mean()
+        loss = cfg.kl_weight * kl + cfg.reg_weight * reg + cfg.stft_weight * stft["loss"]
+        return {
+            "loss": loss,
+            "kl": kl,
+            "reg": reg,
+            "stft": stft["loss"],
+            "sc": stft["sc"],
+            "logmag": stft["logmag"],
+            "power": stft["power"],
+            "log_scale": log_scale_q.detach().mean(),
+        }
+
+    def loss(self, model: nn.Module, batch: dict) -> tuple[Tensor, dict]:
+        terms = self.losses(model, batch)
+        loss = terms.pop("loss")
+        return loss, {k: v.detach() for k, v in terms.items()}
+
+    def validate(self, model: nn.Module, device: torch.device) -> dict[str, float]:
+        from torch.utils.data import DataLoader
+
+        from model.data.dataset import VocoderDataset, collate_vocoder
+
+        self._on(device)
+        cfg = self.train_cfg
+        dataset = VocoderDataset(self.corpus, self.eval_split, self.audio, cfg.val_segment_frames, seed=0)
+        loader = DataLoader(dataset, batch_size=cfg.batch_size, shuffle=False, collate_fn=collate_vocoder)
+        gen = torch.Generator().manual_seed(0)  # the same noise at every validation
+        totals: dict[str, float] = {}
+        count = 0
+        for i, batch in enumerate(loader):
+            if i >= cfg.val_batches:
+                break
+            batch = {k: (v.to(device) if isinstance(v, Tensor) else v) for k, v in batch.items()}
+            noise = torch.randn(batch["audio"].shape, generator=gen).to(device)
+            n = batch["audio"].shape[0]
+            for k, v in self.losses(model, batch, noise).items():
+                totals[k] = totals.get(k, 0.0) + float(v) * n
+            count += n
+        return {k: v / max(count, 1) for k, v in totals.items()}
+
+    def log_samples(self, model: nn.Module, writer, step: int, device: torch.device) -> None:
+        import numpy as np
+
+        from model.data.dataset import load_clip
+        from model.data.features import log_mel
+
+        clip_id = self.corpus.ids(self.eval_split)[0]
+        mel, audio = load_clip(self.corpus, clip_id, self.audio)  # (n_mels, F), (F*hop,)
+        frames = max(1, min(mel.shape[1], round(self.train_cfg.sample_seconds * self.audio.frame_rate)))
+        mel, audio = mel[:, :frames], audio[: frames * self.audio.hop_length]
+        speaker = torch.tensor([self.corpus.speaker_id(clip_id)], device=device)
+        generated = (
+            model.generate(
+                torch.from_numpy(mel)[None].to(device),
+                speaker,
+                temperature=self.train_cfg.sample_temperature,
+                seed=step,
+            )[0]
+            .float()
+            .cpu()
+        )  # (T,)
+        sr = self.audio.sample_rate
+        writer.add_audio("sample/real", torch.from_numpy(audio)[None], step, sample_rate=sr)
+        writer.add_audio("sample/student", generated[None], step, sample_rate=sr)
+        gen_mel = log_mel(generated.numpy().astype(np.float32), self.audio)
+        fig = plot_mels({f"real {clip_id}": mel, "student": gen_mel}, title=f"step {step}")
+        writer.add_figure("sample/mel", fig, step)
+
+
+_AUDIO_FIELDS = ("sample_rate", "hop_length", "n_mels")
+
+
+def _load_teacher(path: Path | None) -> tuple[TeacherWaveNet, dict]:
+    if path is None:
+        raise UserError("the student needs a teacher: pass --teacher CKPT")
+    ckpt = load_checkpoint(path)
+    if ckpt.get("kind") != "teacher":
+        raise UserError(f"{path} holds a {ckpt.get('kind')!r} model, not a teacher")
+    teacher = teacher_from_checkpoint(ckpt, ema=True)  # EMA weights, weight norm folded, eval mode
+    info = {
+        "path": str(path),
+        "step": int(ckpt.get("step", 0)),
+        "config": dict(ckpt["config"]["model"]),
+        "speakers": list(ckpt["config"].get("data", {}).get("speakers", [])),
+        "audio": dict(ckpt["config"]["audio"]),
+    }
+    return teacher, info
+
+
+def train(args: TrainArgs) -> dict:
+    """Entry point of ``parawave train student`` (see model.train.cli). Returns run_training's summary."""
+    from model.data.corpus import Corpus, CorpusError
+
+    run, ckpt = prepare_run(args)
+    try:
+        corpus = Corpus(args.data)
+    except CorpusError as exc:
+        raise UserError(str(exc)) from None
+    teacher, teacher_info = _load_teacher(args.teacher)
+    if teacher_info["speakers"] and teacher_info["speakers"] != list(corpus.speakers):
+        raise UserError(
+            f"corpus speakers {corpus.speakers} differ from the teacher's {teacher_info['speakers']}"
+        )
+    classes = {"model": StudentConfig, "train": StudentTrainConfig, "audio": AudioConfig}
+    for item in args.sets:
+        key = item.split("=", 1)[0].strip()
+        if key in {f"model.{f}" for f in _AUDIO_FIELDS}:
+            raise UserError(
+                f"--set {key}: set audio.{key.split('.', 1)[1]} instead (the model follows the audio config)"
+            )
+    if ckpt is not None:
+        if ckpt["kind"] != MODEL_KIND:
+            raise UserError(f"{run.last} holds a {ckpt['kind']!r} model, not a student")
+        saved = config_sections_from_checkpoint(ckpt, classes)
+        sections = apply_overrides(saved, args.sets)
+        check_resume_overrides(saved, sections, ("model", "audio"))
+        saved_speakers = ckpt["config"]["data"]["speakers"]
+        if list(saved_speakers) != list(corpus.speakers):
+            raise UserError(
+                f"corpus speakers {corpus.speakers} differ from the checkpoint's {saved_speakers}"
+            )
+        saved_teacher = ckpt["config"].get("teacher", {}).get("config")
+        if saved_teacher is not None and saved_teacher != teacher_info["config"]:
+            raise UserError(
+                f"{args.teacher} is not the teacher this student was distilled from (its config differs)"
+            )
+    else:
+        if args.preset not in PRESETS:
+            raise UserError(f"unknown preset {args.preset!r}; choose from {', '.join(PRESETS)}")
+        sections = {
+            "model": PRESETS[args.preset],
+            "train": TRAIN_PRESETS[args.preset],
+            "audio": AudioConfig.from_dict(teacher_info["audio"]),  # the teacher's features
+        }
+        sections = apply_overrides(sections, args.sets)
+        audio = sections["audio"]
+        if audio != AudioConfig.from_dict(teacher_info["audio"]):
+            raise UserError("the student must use the teacher's audio/mel settings (audio.* cannot change)")
+        sections["model"] = replace(
+            sections["model"],
+            sample_rate=audio.sample_rate,
+            hop_length=audio.hop_length,
+            n_mels=audio.n_mels,
+            n_speakers=len(corpus.speakers),
+        )
+    device = resolve_device(args.device)
+    task = StudentTask(sections["model"], sections["train"], sections["audio"], corpus, teacher, teacher_info)
+    if ckpt is None and sections["train"].init_cond_from_teacher and not task.cond_from_teacher:
+        log.warning("the teacher's conditioning network has another shape: the student's starts random")
+    return run_training(
+        task,
+        sections["train"],
+        run,
+        device=device,
+        resume_from=ckpt,
+        max_steps=args.max_steps,
+        max_minutes=args.max_minutes,
+    )
