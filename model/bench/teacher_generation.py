@@ -13,7 +13,8 @@
   steps). The per-layer conditioning at the sample rate is precomputed once and not timed (again in
   naive's favour). Timing all steps naively would take hours, so ``--naive-steps`` steps spread
   evenly over the utterance, each at a full receptive field, are timed; the table says so. The
-  naive means are checked against the cached run's (same model, same fed-back samples).
+  naive means are checked against the cached run's (same model, same fed-back samples). Both wall
+  time and process CPU time are reported: on a shared host the CPU time is the fairer comparison.
 
 Weights are random unless ``--checkpoint`` is given: speed does not depend on their values.
 """
@@ -21,12 +22,25 @@ Weights are random unless ``--checkpoint`` is given: speed does not depend on th
 from __future__ import annotations
 
 import argparse
+import os
 import platform
 import time
 
 import torch
 
 from model.teacher import PRESETS, TeacherWaveNet, load_teacher
+
+
+class _Timer:
+    """Wall-clock and process CPU time of a block (CPU time is less sensitive to a busy host)."""
+
+    def __enter__(self) -> _Timer:
+        self._wall, self._cpu = time.perf_counter(), time.process_time()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.wall = time.perf_counter() - self._wall
+        self.cpu = time.process_time() - self._cpu
 
 
 def _model(args) -> TeacherWaveNet:
@@ -95,30 +109,26 @@ def main(argv: list[str] | None = None) -> None:
     speaker = torch.zeros(args.batch, dtype=torch.long)
 
     model.generate(mel[:, :, :2], speaker, seed=0, num_threads=args.threads)  # warm-up
-    t0 = time.perf_counter()
-    audio, means, _ = model.generate(mel, speaker, seed=0, return_params=True, num_threads=args.threads)
-    cached_s = time.perf_counter() - t0
-    cached_sps = args.batch * T / cached_s
+    with _Timer() as cached_t:
+        audio, means, _ = model.generate(mel, speaker, seed=0, return_params=True, num_threads=args.threads)
+    rows = [("cached", f"{T} (all)", T, cached_t)]
 
     with torch.inference_mode():
         cond = model.stack.upsampler(model.frame_conditioning(mel, speaker))  # (B, L*2G, T), untimed
     k = max(1, min(args.naive_steps, T - rf + 1))
     positions = torch.linspace(rf - 1, T - 1, k).round().long().tolist()
     naive_means(model, audio, cond, positions[:2])  # warm-up
-    t0 = time.perf_counter()
-    nm = naive_means(model, audio, cond, positions)
-    naive_s = time.perf_counter() - t0
-    naive_sps = args.batch * k / naive_s
+    with _Timer() as naive_t:
+        nm = naive_means(model, audio, cond, positions)
+    rows.append(("naive-rf", f"{k} of {T} (RF window)", k, naive_t))
     max_diff = float((nm - means[:, positions]).abs().max())
-    prefix_row = None
     if args.prefix_steps > 0:
         # evenly spaced prefix lengths: their mean time estimates the mean over all T steps
         kp = min(args.prefix_steps, T)
         prefix_positions = [round((i + 0.5) * T / kp) - 1 for i in range(kp)]
-        t0 = time.perf_counter()
-        pm = naive_means(model, audio, cond, prefix_positions, prefix=True)
-        prefix_s = time.perf_counter() - t0
-        prefix_row = (kp, prefix_s, args.batch * kp / prefix_s)
+        with _Timer() as prefix_t:
+            pm = naive_means(model, audio, cond, prefix_positions, prefix=True)
+        rows.append(("naive-pre", f"{kp} of {T} (prefix)", kp, prefix_t))
         max_diff = max(max_diff, float((pm - means[:, prefix_positions]).abs().max()))
 
     source = args.checkpoint or f"preset {args.preset} (random weights)"
@@ -127,27 +137,25 @@ def main(argv: list[str] | None = None) -> None:
         f"  {model.num_parameters():,} parameters, {cfg.layers} layers, receptive field {rf} samples; "
         f"{args.seconds:g} s = {T} samples at {cfg.sample_rate} Hz, batch {args.batch}"
     )
-    print(
-        f"  torch {torch.__version__}, {torch.get_num_threads()} thread(s), {platform.processor() or platform.machine()}"
-    )
+    cpu = platform.processor() or platform.machine()
+    print(f"  torch {torch.__version__}, {torch.get_num_threads()} thread(s), {cpu}, {os.cpu_count()} cores")
     print()
-    print(f"  {'method':<10} {'steps timed':>22} {'seconds':>9} {'samples/s':>11} {'x real time':>12}")
-    print(
-        f"  {'cached':<10} {f'{T} (all)':>22} {cached_s:>9.2f} {cached_sps:>11.1f} {cached_sps / cfg.sample_rate:>12.4f}"
-    )
-    rows = [("naive-rf", f"{k} of {T} (RF window)", naive_s, naive_sps)]
-    if prefix_row is not None:
-        kp, prefix_s, prefix_sps = prefix_row
-        rows.append(("naive-pre", f"{kp} of {T} (prefix)", prefix_s, prefix_sps))
-    for name, label, secs, sps in rows:
-        print(f"  {name:<10} {label:>22} {secs:>9.2f} {sps:>11.2f} {sps / cfg.sample_rate:>12.6f}")
+    print(f"  {'method':<10} {'steps timed':>22} {'wall s':>8} {'CPU s':>8} {'samples/s':>10} {'(CPU)':>9}")
+    rates = {}
+    for name, label, steps, t in rows:
+        wall_sps, cpu_sps = args.batch * steps / t.wall, args.batch * steps / t.cpu
+        rates[name] = (wall_sps, cpu_sps)
+        print(f"  {name:<10} {label:>22} {t.wall:>8.2f} {t.cpu:>8.2f} {wall_sps:>10.2f} {cpu_sps:>9.2f}")
     print()
-    print(f"  speed-up cached / naive-rf (the cheapest exact naive): {cached_sps / naive_sps:.1f}x")
-    if prefix_row is not None:
-        print(f"  speed-up cached / naive-prefix: {cached_sps / prefix_row[2]:.1f}x")
+    cached = rates["cached"]
+    for name, what in (("naive-rf", "the cheapest exact naive"), ("naive-pre", "whole prefix")):
+        if name in rates:
+            wall, cpu_ = cached[0] / rates[name][0], cached[1] / rates[name][1]
+            print(f"  speed-up cached / {name} ({what}): {wall:.1f}x wall time, {cpu_:.1f}x CPU time")
     print(
-        f"  naive-rf over all {T} steps would take ~{args.batch * T / naive_sps / 60:.1f} min "
-        "(extrapolated from the timed steps, each with a full receptive field)"
+        f"  cached: {cached[0] / cfg.sample_rate:.4f}x real time; naive-rf over all {T} steps would take "
+        f"~{args.batch * T / rates['naive-rf'][0] / 60:.0f} min (extrapolated from the timed steps, each with "
+        "a full receptive field)"
     )
     print(f"  max |mean(naive) - mean(cached)| over the timed steps: {max_diff:.2e}")
 
