@@ -94,6 +94,18 @@ def check_consistency(
             )
 
 
+def student_context(student: nn.Module) -> tuple[int, int]:
+    """Mel frames before/after a frame that the student's audio for that frame depends on.
+
+    Audio sample t depends on noise and conditioning over the receptive field (t - rf + 1 .. t);
+    the conditioning of a sample on its own and the neighbouring frames (3-tap upsampling), those on
+    mel frames ``cond_layers * (cond_kernel // 2)`` further (non-causal convs over frames).
+    """
+    cfg = student.cfg
+    cond = cfg.cond_layers * (cfg.cond_kernel // 2) + 1
+    return -(-(cfg.receptive_field - 1) // cfg.hop_length) + cond, cond
+
+
 def write_bundle(
     out_dir: str | os.PathLike,
     name: str,
@@ -147,6 +159,9 @@ def write_bundle(
             },
             parity={r.graph: float(f"{r.max_abs:.3g}") for r in results},
         )
+        context = {}
+        if student is not None:
+            context["student"] = student_context(student.model)
         manifest = VoiceBundle(
             name=name,
             sample_rate=int(audio["sample_rate"]),
@@ -155,6 +170,7 @@ def write_bundle(
             speakers=tuple(speakers),
             files=files,
             provenance=provenance,
+            context=context,
         )
         manifest.save(tmp)
         if final.exists():

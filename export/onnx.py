@@ -129,22 +129,8 @@ class TeacherStepGraph(nn.Module):
 # ------------------------------------------------------------------------------------- export
 
 
-def _expm1(g, x):
-    """aten::expm1 has no ONNX symbolic in the TorchScript exporter: exp(x) - 1 (the durations
-    are >= 1 frame, far from where expm1's extra precision matters)."""
-    one = g.op("Constant", value_t=torch.tensor(1.0, dtype=torch.float32))
-    return g.op("Sub", g.op("Exp", x), g.op("CastLike", one, x))
-
-
-_SYMBOLICS_REGISTERED = False
-
-
 @contextlib.contextmanager
 def _quiet_exporter():
-    global _SYMBOLICS_REGISTERED
-    if not _SYMBOLICS_REGISTERED:
-        torch.onnx.register_custom_op_symbolic("aten::expm1", _expm1, graphs.OPSET)
-        _SYMBOLICS_REGISTERED = True
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # legacy-exporter deprecation, tracer warnings on shape math
         yield

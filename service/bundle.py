@@ -14,6 +14,7 @@ One typed dataclass, :class:`VoiceBundle`, is both what ``parawave export`` writ
       "files": {"acoustic": {"path": "acoustic.onnx", "sha256": "...", "precision": "fp32",
                              "bytes": 123456}, "student": {...}, "student_fp16": {...},
                 "teacher_cond": {...}, "teacher_block": {...}},
+      "context": {"student": [12, 3]},        # frames of mel a vocoder output depends on, before/after
       "provenance": {"corpus": "...", "steps": {"acoustic": 40000, ...}, "metrics": {...},
                      "git_commit": "...", "date": "2026-...Z", "parawave": "0.1.0",
                      "checkpoints": {...}, "parity": {"student": 3e-7, ...}}
@@ -91,6 +92,9 @@ class VoiceBundle:
     speakers: tuple[str, ...]
     files: dict[str, BundleFile]
     provenance: Provenance = field(default_factory=Provenance)
+    # role -> [left, right]: mel frames before/after a frame that its audio depends on (receptive
+    # field + conditioning look-ahead); lets the engine vocode long utterances in exact pieces
+    context: dict[str, tuple[int, int]] = field(default_factory=dict)
     format_version: int = FORMAT_VERSION
 
     def __post_init__(self) -> None:
@@ -115,6 +119,9 @@ class VoiceBundle:
             return "the teacher needs both teacher_cond and teacher_block"
         if "student" not in self.files and not all(has_teacher):
             return "no vocoder: ship the student and/or the teacher (teacher_cond + teacher_block)"
+        for role, ctx in self.context.items():
+            if len(ctx) != 2 or min(ctx) < 0:
+                return f"context.{role} must be [left, right] frames >= 0, got {list(ctx)}"
         for role, f in self.files.items():
             if graphs.base_role(role) not in graphs.ROLES:
                 return f"file {role}: unknown role (expected one of {graphs.ROLES}, optionally _fp16)"
@@ -142,16 +149,9 @@ class VoiceBundle:
     def to_dict(self) -> dict[str, Any]:
         d = dataclasses.asdict(self)
         d["speakers"] = list(self.speakers)
-        order = [
-            "format_version",
-            "name",
-            "sample_rate",
-            "audio",
-            "symbols",
-            "speakers",
-            "files",
-            "provenance",
-        ]
+        d["context"] = {k: list(v) for k, v in self.context.items()}
+        order = ["format_version", "name", "sample_rate", "audio", "symbols", "speakers", "files", "context"]
+        order.append("provenance")
         return {k: d[k] for k in order}
 
     @classmethod
@@ -174,6 +174,7 @@ class VoiceBundle:
             speakers=tuple(str(s) for s in d["speakers"]),
             files={str(r): BundleFile(**_known(f, BundleFile, f"files.{r}")) for r, f in files.items()},
             provenance=Provenance(**_known(d.get("provenance", {}), Provenance, "provenance")),
+            context={str(k): (int(v[0]), int(v[1])) for k, v in dict(d.get("context", {})).items()},
             format_version=int(version),
         )
 

@@ -232,3 +232,66 @@ def test_export_check_command(tiny_copy):
     (tiny_copy / "acoustic.onnx").write_bytes(b"garbage")
     bad = runner.invoke(app, ["export", "check", str(tiny_copy)])
     assert bad.exit_code == 2 and "acoustic.onnx" in bad.output and "Traceback" not in bad.output
+
+
+# -- student context: exact pieces ------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def wide_voice(tmp_path_factory):
+    """A bundle whose student sees several frames back (receptive field > 2 hops) and two
+    conditioning layers, to check that the recorded context makes piecewise vocoding exact."""
+    from export.bundle import ModelSource, student_context, write_bundle
+    from model.student import StudentConfig, StudentIAF
+
+    audio, table, acoustic, _, _ = make_fixture_bundle.build_models()
+    torch.manual_seed(0)
+    cfg = StudentConfig(
+        n_mels=audio.n_mels,
+        cond_channels=4,
+        cond_layers=2,
+        upsample="linear",
+        flow_layers=(7, 7),
+        dilation_cycle=7,
+        residual_channels=4,
+        gate_channels=4,
+        kernel_size=3,
+    )
+    student = StudentIAF(cfg)
+    g = torch.Generator().manual_seed(4)
+    with torch.no_grad():
+        for p in student.parameters():
+            p.add_(0.2 * torch.randn(p.shape, generator=g))
+    assert cfg.receptive_field > 2 * cfg.hop_length
+    out = tmp_path_factory.mktemp("wide")
+    write_bundle(
+        out,
+        "wide",
+        audio=audio.to_dict(),
+        symbols=table.to_dict(),
+        speakers=make_fixture_bundle.SPEAKERS,
+        acoustic=ModelSource(acoustic),
+        student=ModelSource(student.eval()),
+        check=False,
+    )
+    voice = Voice.load(out / "wide", [CPU])
+    assert voice.manifest.context["student"] == student_context(student)
+    return voice
+
+
+def test_student_pieces_equal_one_whole_run(wide_voice, monkeypatch):
+    import numpy as np
+
+    rng = np.random.default_rng(0)
+    mel = rng.normal(-5.0, 1.5, (20, 23)).astype(np.float32)
+    z = rng.standard_normal(23 * 200).astype(np.float32)
+    whole = wide_voice.student.run(z[None], mel[None], np.array([0]))[0][0]
+    pieces = wide_voice.vocode_pieces(mel, 0, z, frames=4)
+    np.testing.assert_allclose(pieces, whole, atol=1e-5)
+    monkeypatch.setattr(wide_voice, "_context", (0, 0))  # without the context the seams show
+    assert np.abs(wide_voice.vocode_pieces(mel, 0, z, frames=4) - whole).max() > 1e-3
+    left, right = wide_voice.manifest.context["student"]
+    monkeypatch.setattr(wide_voice, "_context", (left, right - 1))  # one look-ahead frame short
+    assert np.abs(wide_voice.vocode_pieces(mel, 0, z, frames=4) - whole).max() > 1e-3
+    monkeypatch.setattr(wide_voice, "_context", (left - 3, right))  # the receptive field cut
+    assert np.abs(wide_voice.vocode_pieces(mel, 0, z, frames=4) - whole).max() > 1e-5

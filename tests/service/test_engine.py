@@ -282,3 +282,20 @@ def test_service_and_engine_work_without_torch():
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip() == "ok"
+
+
+def test_long_utterances_are_vocoded_in_exact_pieces_on_cpu(engine, monkeypatch):
+    voice = engine.voice("tiny")
+    assert voice.chunk_frames == engine_mod.STUDENT_CHUNK_FRAMES
+    assert voice.manifest.context["student"] == (3, 2)
+    rng = np.random.default_rng(1)
+    n = voice.chunk_frames * 2 + 17
+    mel = rng.normal(-5.0, 1.0, (20, n)).astype(np.float32)
+    z = rng.standard_normal(n * HOP).astype(np.float32)
+    calls = []
+    run = voice.student.run
+    monkeypatch.setattr(voice.student, "run", lambda *a: calls.append(a[0].shape) or run(*a))
+    pieces = voice.vocode([mel], [0], [z])[0]
+    assert len(calls) == 3
+    whole = run(z[None], mel[None], np.array([0]))[0][0]
+    np.testing.assert_allclose(pieces, whole, atol=1e-5)

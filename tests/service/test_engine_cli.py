@@ -74,7 +74,7 @@ def test_bench_prints_every_measurement():
         "student samples/s (batch 1)",
         "student samples/s (batch 2)",
         "teacher samples/s (batch 1)",
-        "student / teacher speed",
+        "student (batch 1) / teacher speed",
         "peak RSS",
         "CPUExecutionProvider",
     ):
