@@ -38,11 +38,10 @@ import time
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from model.text import SymbolTable, normalize, phonemize, split_sentences
 from service import bundle as bundle_io
 from service import graphs
 from service.types import (
@@ -54,6 +53,9 @@ from service.types import (
     SynthesisRequest,
     VoiceInfo,
 )
+
+if TYPE_CHECKING:
+    from model.text import SymbolTable
 
 log = logging.getLogger(__name__)
 
@@ -97,6 +99,8 @@ def prepare_text(text: str, table: SymbolTable) -> list[Sentence]:
 
     Raises InputError when nothing at all is left.
     """
+    from model.text import normalize, phonemize, split_sentences
+
     out: list[Sentence] = []
     pos = 0
     for s in split_sentences(text):
@@ -221,7 +225,7 @@ class Voice:
         self.sample_rate = manifest.sample_rate
         self.hop = manifest.audio.hop_length
         self.n_mels = manifest.audio.n_mels
-        self.symbols = SymbolTable.from_dict(manifest.symbols)
+        self._symbols: SymbolTable | None = None
         self.speakers = tuple(manifest.speakers)
         self._speaker_ids = {s: i for i, s in enumerate(self.speakers)}
         self.graphs = graphs_
@@ -286,6 +290,20 @@ class Voice:
         for role, g in loaded.items():
             log.info("voice %s: %s (%s) runs on %s", voice.name, role, g.path.name, g.provider)
         return voice
+
+    @property
+    def symbols(self) -> SymbolTable:
+        """The phoneme table (the text front end, ``model.text``, is imported on first use: the
+        graphs run without it, e.g. ``parawave bench`` on a GPU host that lacks its packages)."""
+        if self._symbols is None:
+            from model.text import SymbolTable
+
+            self._symbols = SymbolTable.from_dict(self.manifest.symbols)
+        return self._symbols
+
+    @property
+    def n_symbols(self) -> int:
+        return len(self.manifest.symbols.get("symbols", ())) or 2
 
     @property
     def info(self) -> VoiceInfo:
@@ -436,7 +454,7 @@ class Voice:
         ids_len = WARMUP_PHONEMES
         mel = None
         for n in ids_len:
-            ids = rng.integers(1, len(self.symbols), n).astype(np.int64)
+            ids = rng.integers(1, self.n_symbols, n).astype(np.int64)
             mel = self.mels([ids], [0], [1.0])[0]
             if self.student is not None:
                 self.vocode([mel], [0], [rng.standard_normal(mel.shape[1] * self.hop).astype(np.float32)])
