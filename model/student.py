@@ -34,6 +34,18 @@ T = F * hop, clamped to [-1, 1]: no loop over time, no data-dependent control fl
 test Python configuration only), noise as an input. For a split graph,
 :meth:`frame_conditioning` (mel, speaker -> (B, n_cond, F), cheap, frame rate) and
 :meth:`synthesize` (z, cond_frames -> audio) compose to ``forward``. Temperature = scale z.
+
+Chunking (streaming, bounded memory). Output sample t depends on z[t - rf + 1 .. t] (rf =
+:attr:`StudentConfig.receptive_field`) and on mel frames within a few frames of t, so synthesizing
+frames [a, b) from the mel and noise of frames [a - left, b + right) (``left, right =
+cfg.context_frames``) and keeping the middle gives exactly the samples of the whole-utterance pass.
+
+Speed (``python -m model.bench.student_speed``): through ONNX Runtime on this 2-core CPU the cost is
+roughly proportional to layers x channels -- the small convolutions and the gate's elementwise ops
+are memory-bound -- and independent of the dilations, so the cpu preset spends its budget on depth
+and receptive field at 16 channels. Measured and left out: int8 dynamic quantisation (3x slower),
+an export-time rebuild folding the residual scaling and splitting the gate convs (<= 10 %),
+nearest-neighbour instead of learned upsampling (~8 %).
 """
 
 from __future__ import annotations
@@ -130,6 +142,14 @@ class StudentConfig:
             (self.kernel_size - 1) * sum(self.dilations(k)) + self.input_kernel for k in range(self.n_flows)
         )
 
+    @property
+    def context_frames(self) -> tuple[int, int]:
+        """Mel frames (left, right) beyond a chunk that its samples depend on (see the module docstring):
+        the conditioning network's look-around, the upsampler's neighbour frame and, on the left, the
+        noise receptive field."""
+        around = self.cond_layers * (self.cond_kernel // 2) + 1
+        return around + -(-(self.receptive_field - 1) // self.hop_length), around
+
     def macs_per_sample(self) -> int:
         """Multiply-adds per output sample at the sample rate (frame-rate work excluded): dilated
         convs, 1x1 outputs, 3-tap conditioning upsampling, input conv and heads."""
@@ -167,15 +187,18 @@ PRESETS: dict[str, StudentConfig] = {
         gate_channels=8,
         kernel_size=2,
     ),
-    # the 2-core CPU student, chosen by measurement (see model.bench.student_speed and the issue):
-    # conditioning shaped like the cpu teacher's (32 channels, 2 layers) so it starts from it
+    # the 2-core CPU student, chosen by measurement (`python -m model.bench.student_speed`): on this
+    # machine's ONNX Runtime the cost is ~ layers x channels (small convs are memory-bound), about
+    # 0.08 CPU-s per audio-s here, and the receptive field is free (dilations cost nothing): 4 flows
+    # of 6 layers (dilations 1..32), 16 channels, receptive field 257 samples (pitch periods down to
+    # 62 Hz). Conditioning shaped like the cpu teacher's (32 channels, 2 layers) so it starts from it.
     "cpu": StudentConfig(
         cond_channels=32,
         cond_layers=2,
-        flow_layers=(4, 4, 4, 4),
-        dilation_cycle=4,
-        residual_channels=24,
-        gate_channels=24,
+        flow_layers=(6, 6, 6, 6),
+        dilation_cycle=6,
+        residual_channels=16,
+        gate_channels=16,
         kernel_size=2,
     ),
     # Parallel WaveNet's layout: 4 flows of 10, 10, 10, 30 layers, 64 channels, kernel 3, dilations

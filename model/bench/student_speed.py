@@ -9,8 +9,9 @@ normalisation, export it with plain ``torch.onnx.export`` (TorchScript exporter,
 time axes) into a temporary folder, and time ``InferenceSession.run`` with
 ``intra_op_num_threads=threads`` (inter-op 1, all graph optimisations) on one utterance of
 ``--seconds`` of audio (mel frames + noise in, audio out: the whole student, conditioning
-included). One warm-up run, then ``--repeats`` timed runs: the table shows the best and the median
-(on a shared machine the best is the capacity, the median what a busy machine gives).
+included). One warm-up run each, then ``--repeats`` rounds that run every configuration once,
+interleaved (a burst of load elsewhere hits all configurations alike): the table shows the best and
+the median (on a shared machine the best is the capacity, the median what a busy machine gives).
 
 Columns: parameters, multiply-adds per output sample at the sample rate, receptive field, RTF
 (wall seconds per second of audio; < 1 is faster than real time), x real time, samples/s, and
@@ -52,21 +53,21 @@ def _candidate(layers: tuple[int, ...], channels: int, cycle: int, kernel: int =
     )
 
 
-# Candidate sizes around the cpu preset: name = channels - flows x layers per flow - kernel (nn:
-# nearest-neighbour upsampling). preset:gpu is Parallel WaveNet's 64-channel 10/10/10/30 layout,
+# Candidate sizes around the cpu preset (16 channels, 4 flows x 6 layers, kernel 2): name = channels
+# - flows x layers per flow - kernel (nn: nearest-neighbour upsampling). preset:gpu is Parallel WaveNet's 64-channel 10/10/10/30 layout,
 # measured before this design at RTF ~1.1 with the per-layer conditioning projection at the
 # sample rate (here it runs at frame rate).
 CANDIDATES: dict[str, StudentConfig] = {
     "c32-4x6-k2": _candidate((6, 6, 6, 6), 32, 6),
     "c32-4x4-k2": _candidate((4, 4, 4, 4), 32, 4),
     "c24-4x4-k2": _candidate((4, 4, 4, 4), 24, 4),
+    "c24-4x6-k2": _candidate((6, 6, 6, 6), 24, 6),
     "c24-4x4-k3": _candidate((4, 4, 4, 4), 24, 4, kernel=3),
     "c20-3x6-k2": _candidate((6, 6, 6), 20, 6),
-    "c16-4x6-k2": _candidate((6, 6, 6, 6), 16, 6),
     "c20-4x5-k2": _candidate((5, 5, 5, 5), 20, 5),
     "c16-4x4-k2": _candidate((4, 4, 4, 4), 16, 4),
     "c24-2x8-k2": _candidate((8, 8), 24, 8),
-    "c24-4x4-nn": _candidate((4, 4, 4, 4), 24, 4, upsample="nearest"),
+    "c16-4x6-nn": _candidate((6, 6, 6, 6), 16, 6, upsample="nearest"),
 }
 
 
@@ -123,10 +124,7 @@ def randomize_heads(model: StudentIAF, seed: int = 0, scale: float = 1e-3) -> St
     return model
 
 
-def time_session(
-    path: Path, feeds: dict, threads: int, repeats: int, spin: bool = False
-) -> tuple[list[float], list[float]]:
-    """Wall-clock and process CPU seconds of ``repeats`` runs after one warm-up."""
+def make_session(path: Path, threads: int, spin: bool = False):
     import onnxruntime as ort
 
     opts = ort.SessionOptions()
@@ -135,20 +133,11 @@ def time_session(
     opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
     if not spin:  # idle threads sleep instead of spinning: process CPU time = work done
         opts.add_session_config_entry("session.intra_op.allow_spinning", "0")
-    session = ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
-    session.run(None, feeds)  # warm-up
-    times, cpu = [], []
-    for _ in range(repeats):
-        t0, c0 = time.perf_counter(), time.process_time()
-        session.run(None, feeds)
-        times.append(time.perf_counter() - t0)
-        cpu.append(time.process_time() - c0)
-    return times, cpu
+    return ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
 
 
-def measure(
-    name: str, model: StudentIAF, seconds: float, threads: int, repeats: int, tmp: Path, spin: bool = False
-) -> dict:
+def prepare(name: str, model: StudentIAF, seconds: float, tmp: Path) -> dict:
+    """Export ``model`` and make its inputs for one utterance of ``seconds``."""
     cfg = model.cfg
     remove_weight_norm(model).eval()
     path = tmp / f"{name}.onnx"
@@ -162,23 +151,42 @@ def measure(
     }
     if "speaker" in names:
         feeds["speaker"] = np.zeros(1, dtype=np.int64)
-    times, cpu = time_session(path, feeds, threads, repeats, spin)
-    audio_s = T / cfg.sample_rate
-    best, median = min(times), statistics.median(times)
     return {
         "name": name,
+        "path": path,
+        "feeds": feeds,
+        "audio_s": T / cfg.sample_rate,
+        "samples": T,
         "params": model.num_parameters(),
         "macs": cfg.macs_per_sample(),
         "rf": cfg.receptive_field,
         "layers": "/".join(str(n) for n in cfg.flow_layers),
         "channels": cfg.residual_channels,
         "kernel": cfg.kernel_size,
-        "rtf_best": best / audio_s,
-        "rtf_median": median / audio_s,
-        "sps_best": T / best,
-        "cpu_best": min(cpu) / audio_s,
         "onnx_mb": path.stat().st_size / 1e6,
     }
+
+
+def time_all(jobs: list[dict], threads: int, repeats: int, spin: bool = False) -> list[dict]:
+    """One warm-up each, then ``repeats`` rounds running every configuration once per round
+    (interleaved, so a burst of load elsewhere hits all of them alike). Adds the timings to ``jobs``."""
+    sessions = [make_session(job["path"], threads, spin) for job in jobs]
+    for job, session in zip(jobs, sessions, strict=True):
+        session.run(None, job["feeds"])  # warm-up
+        job["wall"], job["cpu"] = [], []
+    for _ in range(repeats):
+        for job, session in zip(jobs, sessions, strict=True):
+            t0, c0 = time.perf_counter(), time.process_time()
+            session.run(None, job["feeds"])
+            job["wall"].append(time.perf_counter() - t0)
+            job["cpu"].append(time.process_time() - c0)
+    for job in jobs:
+        best, median = min(job["wall"]), statistics.median(job["wall"])
+        job["rtf_best"] = best / job["audio_s"]
+        job["rtf_median"] = median / job["audio_s"]
+        job["sps_best"] = job["samples"] / best
+        job["cpu_best"] = min(job["cpu"]) / job["audio_s"]
+    return jobs
 
 
 def print_table(rows: list[dict]) -> None:
@@ -243,23 +251,19 @@ def main(argv: list[str] | None = None) -> None:
 
     print(
         f"student ONNX Runtime CPU speed: {args.seconds:g} s utterance, intra_op_num_threads={args.threads}, "
-        f"{args.repeats} timed runs after 1 warm-up; load average {os.getloadavg()[0]:.1f} on "
+        f"{args.repeats} interleaved timed rounds after 1 warm-up; load average {os.getloadavg()[0]:.1f} on "
         f"{os.cpu_count()} cores ({_cpu_name()})"
     )
-    rows = []
     with tempfile.TemporaryDirectory(prefix="student-speed-") as tmp:
         if args.checkpoint:
             model, _ = load_student(args.checkpoint)
-            rows.append(
-                measure("checkpoint", model, args.seconds, args.threads, args.repeats, Path(tmp), args.spin)
-            )
+            jobs = [prepare("checkpoint", model, args.seconds, Path(tmp))]
         else:
-            for name, cfg in configs(only).items():
-                model = randomize_heads(StudentIAF(cfg))
-                rows.append(
-                    measure(name, model, args.seconds, args.threads, args.repeats, Path(tmp), args.spin)
-                )
-                print(f"  measured {name}", flush=True)
+            jobs = [
+                prepare(name, randomize_heads(StudentIAF(cfg)), args.seconds, Path(tmp))
+                for name, cfg in configs(only).items()
+            ]
+        rows = time_all(jobs, args.threads, args.repeats, args.spin)
     print()
     print_table(rows)
 
