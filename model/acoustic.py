@@ -335,10 +335,10 @@ class AcousticModel(nn.Module):
         if use_prior:
             prior = beta_binomial_log_prior(text_lens, mel_lens, n_frames, L, self.cfg.prior_scaling)
         with torch.autocast(device_type=mel.device.type, enabled=False):  # distances need fp32
-            logits, soft = self.aligner(emb.float(), mel_n.float(), mask, prior)  # (B, F, L) each
+            logits, soft, log_soft = self.aligner(emb.float(), mel_n.float(), mask, prior)  # (B, F, L) each
         fmask = sequence_mask(mel_lens, n_frames)  # (B, F)
         soft = soft * fmask[:, :, None]
-        hard = hard_alignment(torch.log(soft.clamp(min=1e-12)), text_lens, mel_lens)  # (B, F, L)
+        hard = hard_alignment(log_soft, text_lens, mel_lens)  # (B, F, L)
         durations = hard.sum(1).long()  # (B, L), sums to mel_lens
         mel_pre, mel_post, _ = self.decode(h, durations, speaker, n_frames)
         return {
@@ -393,6 +393,8 @@ class AcousticModel(nn.Module):
             raise ValueError("phoneme_ids must be (B, L) with one length and one speaker per row")
         if (lengths < 1).any() or (lengths > phoneme_ids.shape[1]).any():
             raise ValueError("every length must be in [1, L]")
+        if (phoneme_ids < 0).any() or (phoneme_ids >= self.cfg.n_symbols).any():
+            raise ValueError(f"phoneme ids must be in [0, {self.cfg.n_symbols - 1}]")
         if (speaker < 0).any() or (speaker >= self.cfg.n_speakers).any():
             raise ValueError(f"speaker ids must be in [0, {self.cfg.n_speakers - 1}]")
         dev = self.mel_mean.device

@@ -238,8 +238,10 @@ class Aligner(nn.Module):
         mel: torch.Tensor,  # (B, n_mels, F), normalised
         text_mask: torch.Tensor,  # (B, L) bool
         log_prior: torch.Tensor | None = None,  # (B, F, L)
-    ) -> tuple[torch.Tensor, torch.Tensor]:
-        """Returns (logits (B, F, L), soft attention (B, F, L), rows sum to 1 over valid phonemes)."""
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Returns (logits, soft attention, log soft attention), each (B, F, L); the soft rows sum to
+        1 over the valid phonemes. MAS should run on the log attention as returned: taking the log
+        of ``soft`` clamps far-off phonemes to one value, and the ties that makes bias the path."""
         keys = self.text_proj(text_emb)  # (B, C, L)
         queries = self.mel_proj(mel)  # (B, C, F)
         # ||q - k||^2 = q.q - 2 q.k + k.k
@@ -252,5 +254,5 @@ class Aligner(nn.Module):
         scores = torch.log_softmax(logits.masked_fill(~text_mask[:, None, :], -1e4), dim=2)
         if log_prior is not None:
             scores = scores + log_prior
-        soft = torch.softmax(scores.masked_fill(~text_mask[:, None, :], -1e4), dim=2)  # (B, F, L)
-        return logits, soft
+        log_soft = torch.log_softmax(scores.masked_fill(~text_mask[:, None, :], -1e4), dim=2)  # (B, F, L)
+        return logits, log_soft.exp(), log_soft

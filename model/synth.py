@@ -3,6 +3,7 @@
     parawave synth --model teacher --checkpoint RUN/checkpoints/best.pt --wav in.wav -o out.wav
     parawave synth --model teacher --checkpoint CKPT --mel mel.npy -o out.wav [--temperature 0.9 | --greedy] [--seed 1]
     parawave synth --model student --checkpoint STUDENT_RUN/checkpoints/best.pt --wav in.wav -o out.wav
+    parawave synth --text "Hello there." --acoustic ACOUSTIC_CKPT --model teacher --checkpoint CKPT -o out.wav [--speed 1.5]
 
 Copy-synthesis: the log-mel comes from ``--mel`` (a ``.npy`` of shape (n_mels, F)) or is computed
 from ``--wav`` with the checkpoint's audio config (resampled when the rates differ). Mel sources
@@ -123,6 +124,34 @@ def input_mel(audio_cfg, mel: Path | None, wav: Path | None):
     return log_mel(samples, audio_cfg)
 
 
+def text_mel(audio_cfg, text: str | None, acoustic: Path | None, speaker: str | None, speed: float):
+    """Text -> log-mel (n_mels, F) with an acoustic-model checkpoint (its own symbols and speakers)."""
+    from model.acoustic import acoustic_from_checkpoint, text_to_mel
+    from model.train.common import UserError, load_checkpoint
+
+    if text is None or acoustic is None:
+        raise SynthError("--text and --acoustic go together")
+    try:
+        ckpt = load_checkpoint(acoustic)
+    except UserError as exc:
+        raise SynthError(str(exc)) from None
+    if ckpt.get("kind") != "acoustic":
+        raise SynthError(f"{acoustic} holds a {ckpt.get('kind')!r} model, not an acoustic model")
+    saved = ckpt["config"]["audio"]
+    for key in ("sample_rate", "hop_length", "n_mels"):
+        if saved.get(key) != getattr(audio_cfg, key):
+            raise SynthError(
+                f"acoustic model {key}={saved.get(key)} but the vocoder has {getattr(audio_cfg, key)}"
+            )
+    model = acoustic_from_checkpoint(ckpt)
+    speaker_id = resolve_speaker(list(ckpt["config"]["data"]["speakers"]), speaker)
+    try:
+        mel, _ = text_to_mel(model, ckpt, text, speaker_id, speed)
+    except ValueError as exc:
+        raise SynthError(str(exc)) from None
+    return mel.numpy().astype("float32")
+
+
 def resolve_speaker(speakers: list[str], speaker: str | None) -> int:
     if speaker is None:
         return 0
@@ -157,6 +186,11 @@ def synth(
     checkpoint: Path = typer.Option(..., "--checkpoint", "-c", help="Vocoder checkpoint (.pt)."),
     mel: Path | None = typer.Option(None, "--mel", help="Log-mel .npy of shape (n_mels, frames)."),
     wav: Path | None = typer.Option(None, "--wav", help="Copy-synthesis: vocode the log-mel of this wav."),
+    text: str | None = typer.Option(None, "--text", help="Text to speak (with --acoustic)."),
+    acoustic: Path | None = typer.Option(
+        None, "--acoustic", help="Acoustic model checkpoint: text -> log-mel."
+    ),
+    speed: float = typer.Option(1.0, "--speed", help="Speaking rate for --text, 0.25-4.0."),
     out: Path = typer.Option(..., "--out", "-o", help="Output wav (16-bit PCM)."),
     speaker: str | None = typer.Option(
         None, "--speaker", help="Speaker name or index (multi-speaker models)."
@@ -166,7 +200,7 @@ def synth(
     seed: int = typer.Option(0, "--seed", help="Random seed (same seed, same audio)."),
     device: str = typer.Option("cpu", "--device", help="cpu | cuda."),
 ) -> None:
-    """Vocode a log-mel (or a wav's log-mel) with a PyTorch checkpoint and write a wav."""
+    """Vocode a log-mel (a wav's log-mel, or text through an acoustic model) and write a wav."""
     try:
         import torch
 
@@ -177,7 +211,12 @@ def synth(
         if temperature < 0:
             raise SynthError("--temperature must be >= 0")
         vocoder = _load_vocoder(model, checkpoint, torch.device(device))
-        features = input_mel(vocoder.audio, mel, wav)
+        if text is not None or acoustic is not None:
+            if mel is not None or wav is not None:
+                raise SynthError("give --text (with --acoustic) or one of --mel/--wav, not both")
+            features = text_mel(vocoder.audio, text, acoustic, speaker, speed)
+        else:
+            features = input_mel(vocoder.audio, mel, wav)
         speaker_id = resolve_speaker(vocoder.speakers, speaker)
         t0 = time.monotonic()
         audio = vocoder.generate(features, speaker_id, temperature, greedy, seed)

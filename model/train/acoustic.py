@@ -162,6 +162,7 @@ class AcousticTask(TrainTask):
         self.train_cfg = train_cfg
         self.audio = audio
         self.corpus = corpus
+        torch.manual_seed(train_cfg.seed)  # reproducible initialisation
         self.model = AcousticModel(model_cfg)
         self.eval_split = _eval_split(corpus)
         self.step = start_step  # for the binarisation schedule; counts training loss calls

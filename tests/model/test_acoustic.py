@@ -246,3 +246,23 @@ def test_generate_exports_to_onnx_with_dynamic_length_and_speed(tmp_path):
         np.testing.assert_array_equal(durations, ref_dur.numpy())
         np.testing.assert_array_equal(frames, ref_frames.numpy())
         np.testing.assert_allclose(mel, ref_mel.detach().numpy(), atol=1e-4)
+
+
+def test_text_to_mel_uses_the_checkpoint_symbols():
+    from model.acoustic import text_to_mel
+    from model.text import default_symbols
+
+    table = default_symbols()
+    torch.manual_seed(0)
+    model = AcousticModel(AcousticConfig.preset("tiny", n_symbols=len(table), n_speakers=2))
+    ckpt = {"config": {"data": {"symbols": table.to_dict()}}}
+    mel, info = text_to_mel(model, ckpt, "Hello world. It is 2 o'clock!", speaker=1, speed=1.0)
+    assert len(info) == 2 and info[0]["text"] == "Hello world." and "two" in info[1]["text"]
+    assert mel.shape == (80, sum(i["frames"] for i in info))
+    assert all(i["frames"] >= len(table.encode(i["phonemes"])) for i in info)  # >= 1 frame per symbol
+    with pytest.raises(ValueError, match="nothing to say"):
+        text_to_mel(model, ckpt, " ... ", speaker=0)
+    with pytest.raises(ValueError, match="speed"):
+        text_to_mel(model, ckpt, "Hi.", speed=5.0)
+    with pytest.raises(ValueError, match="phoneme ids"):
+        model.infer(torch.tensor([[3, len(table)]]), torch.tensor([2]), torch.tensor([0]))
