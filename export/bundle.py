@@ -95,15 +95,10 @@ def check_consistency(
 
 
 def student_context(student: nn.Module) -> tuple[int, int]:
-    """Mel frames before/after a frame that the student's audio for that frame depends on.
-
-    Audio sample t depends on noise and conditioning over the receptive field (t - rf + 1 .. t);
-    the conditioning of a sample on its own and the neighbouring frames (3-tap upsampling), those on
-    mel frames ``cond_layers * (cond_kernel // 2)`` further (non-causal convs over frames).
-    """
-    cfg = student.cfg
-    cond = cfg.cond_layers * (cfg.cond_kernel // 2) + 1
-    return -(-(cfg.receptive_field - 1) // cfg.hop_length) + cond, cond
+    """Mel frames (left, right) around a frame that the student's audio for it depends on
+    (``StudentConfig.context_frames``: conditioning look-around, upsampler neighbour, receptive field)."""
+    left, right = student.cfg.context_frames
+    return int(left), int(right)
 
 
 def write_bundle(

@@ -252,7 +252,10 @@ def bench(
     teacher_seconds: float = typer.Option(0.5, min=0.0, help="Audio the teacher generates (0: skip)."),
     batch: str = typer.Option("1", help="Student batch sizes for samples/s, e.g. 1,4,16."),
     device: str = typer.Option("cpu", help="auto | cpu | cuda."),
-    threads: int | None = typer.Option(None, help="CPU threads per session [default: onnxruntime's]."),
+    threads: int | None = typer.Option(
+        None,
+        help="CPU threads per session [default: PARAWAVE_INTRA_OP_THREADS or 1; 0: onnxruntime's choice].",
+    ),
 ) -> None:
     """Benchmark a voice bundle on one input: text->audio RTF (acoustic + student), student and
     teacher samples/s and their ratio, peak memory, providers.

@@ -21,8 +21,8 @@ Threading. ``InferenceSession.run`` is safe to call from several threads at once
 has its own numpy RNG; the one piece of shared mutable state (the teacher's calibrated frames per
 call) is guarded by a lock. ``synthesize``/``synthesize_batch`` are lazy generators.
 
-Environment: ``PARAWAVE_INTRA_OP_THREADS`` (CPU threads per session; default: ONNX Runtime's, the
-number of physical cores), ``PARAWAVE_ORT_SPIN=1`` (let idle ORT threads spin: lower latency on a
+Environment: ``PARAWAVE_INTRA_OP_THREADS`` (CPU threads per session; default 1, see
+:data:`DEFAULT_INTRA_OP_THREADS`; 0 = ONNX Runtime's choice, one per physical core), ``PARAWAVE_ORT_SPIN=1`` (let idle ORT threads spin: lower latency on a
 dedicated machine, wasted cores on a shared one; default off), ``PARAWAVE_GPU_MEM_LIMIT_MB`` (CUDA
 arena limit per session, default no limit).
 """
@@ -64,6 +64,10 @@ CUDA = "CUDAExecutionProvider"
 MIN_SPEED, MAX_SPEED = 0.25, 4.0
 TEACHER_CALL_SECONDS = 0.1  # aim for this much work per teacher_block call (cancel latency)
 TEACHER_MAX_FRAMES = 64  # frames per teacher_block call at most
+# One thread per session by default: on the shared 2-core dev box (load 4-5) `parawave bench` gave
+# a text->audio RTF median of 0.08 with 1 thread vs 0.19 with 2 (an op split over threads waits
+# for the slowest); requests scale out over sessions' callers (PARAWAVE_STUDENT_WORKERS) instead.
+DEFAULT_INTRA_OP_THREADS = 1
 STUDENT_PAD_WASTE = {CPU: 0.15, CUDA: 1.0}  # padding allowed in a batched student run, by provider
 # CPU: the student runs long utterances in pieces of this many frames (+ context), which keeps its
 # activations in cache: measured 0.071-0.072 CPU s per audio s at 96-160 frames vs 0.096 for a
@@ -641,6 +645,8 @@ def load_engine(
     providers = resolve_providers(device, require_cuda)
     if intra_op_threads is None:
         intra_op_threads = _env_int("PARAWAVE_INTRA_OP_THREADS")
+    if intra_op_threads is None:
+        intra_op_threads = DEFAULT_INTRA_OP_THREADS
     voices = [Voice.load(d, providers, intra_op_threads=intra_op_threads) for d in dirs]
     if _provider_name(providers[0]) == CUDA and require_cuda:
         for v in voices:

@@ -253,10 +253,16 @@ def test_cuda_provider_options():
 
 
 def test_intra_op_threads_from_the_environment(monkeypatch):
-    monkeypatch.setenv("PARAWAVE_INTRA_OP_THREADS", "1")
-    e = load_engine(VOICES, device="cpu", require_cuda=False)
-    opts = e.voice("tiny").student.session.get_session_options()
-    assert opts.intra_op_num_threads == 1
+    def threads() -> int:
+        e = load_engine(VOICES, device="cpu", require_cuda=False)
+        return e.voice("tiny").student.session.get_session_options().intra_op_num_threads
+
+    monkeypatch.delenv("PARAWAVE_INTRA_OP_THREADS", raising=False)
+    assert threads() == engine_mod.DEFAULT_INTRA_OP_THREADS == 1
+    monkeypatch.setenv("PARAWAVE_INTRA_OP_THREADS", "2")
+    assert threads() == 2
+    monkeypatch.setenv("PARAWAVE_INTRA_OP_THREADS", "0")  # onnxruntime's choice
+    assert threads() == 0
     monkeypatch.setenv("PARAWAVE_INTRA_OP_THREADS", "many")
     with pytest.raises(EngineLoadError, match="PARAWAVE_INTRA_OP_THREADS"):
         load_engine(VOICES, device="cpu", require_cuda=False)
