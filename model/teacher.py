@@ -286,7 +286,10 @@ class TeacherWaveNet(nn.Module):
         if not greedy:
             if noise is None:
                 gen = torch.Generator(device=device)
-                gen.manual_seed(int(seed) if seed is not None else int(torch.seed() % 2**63))
+                if seed is None:
+                    gen.seed()  # non-deterministic, without touching the global RNG
+                else:
+                    gen.manual_seed(int(seed))
                 noise = torch.randn(B, T, generator=gen, device=device)
             elif noise.shape != (B, T):
                 raise ValueError(f"noise must have shape {(B, T)}, got {tuple(noise.shape)}")
