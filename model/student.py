@@ -64,7 +64,7 @@ from model.wavenet import (
     ConditioningNetwork,
     WaveNetStack,
     apply_weight_norm,
-    remove_weight_norm,
+    vocoder_from_checkpoint,
 )
 
 __all__ = [
@@ -379,17 +379,9 @@ class StudentIAF(nn.Module):
 def student_from_checkpoint(ckpt: dict, *, ema: bool = True, for_inference: bool = True) -> StudentIAF:
     """Build a student from a checkpoint dict (config inside), EMA weights by default.
     ``for_inference`` folds weight normalisation and switches to eval mode."""
-    kind = ckpt.get("kind")
-    if kind != MODEL_KIND:
-        raise ValueError(f"checkpoint holds a {kind!r} model, not a student")
-    cfg = StudentConfig.from_dict(ckpt["config"]["model"])
-    model = StudentIAF(cfg)
-    weights = ckpt.get("ema") if ema and ckpt.get("ema") else ckpt["model"]
-    model.load_state_dict(weights)
-    if for_inference:
-        remove_weight_norm(model)
-        model.eval()
-    return model
+    return vocoder_from_checkpoint(
+        ckpt, MODEL_KIND, StudentConfig, StudentIAF, ema=ema, for_inference=for_inference
+    )
 
 
 def load_student(

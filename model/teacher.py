@@ -37,7 +37,7 @@ from model.wavenet import (
     apply_weight_norm,
     dilation_cycle,
     pointwise,
-    remove_weight_norm,
+    vocoder_from_checkpoint,
 )
 
 __all__ = ["PRESETS", "TeacherConfig", "TeacherWaveNet", "load_teacher", "teacher_from_checkpoint"]
@@ -328,17 +328,9 @@ class TeacherWaveNet(nn.Module):
 def teacher_from_checkpoint(ckpt: dict, *, ema: bool = True, for_inference: bool = True) -> TeacherWaveNet:
     """Build a teacher from a checkpoint dict (see model.train.common): config inside, EMA weights
     by default. ``for_inference`` folds weight normalisation and switches to eval mode."""
-    kind = ckpt.get("kind")
-    if kind != MODEL_KIND:
-        raise ValueError(f"checkpoint holds a {kind!r} model, not a teacher")
-    cfg = TeacherConfig.from_dict(ckpt["config"]["model"])
-    model = TeacherWaveNet(cfg)
-    weights = ckpt.get("ema") if ema and ckpt.get("ema") else ckpt["model"]
-    model.load_state_dict(weights)
-    if for_inference:
-        remove_weight_norm(model)
-        model.eval()
-    return model
+    return vocoder_from_checkpoint(
+        ckpt, MODEL_KIND, TeacherConfig, TeacherWaveNet, ema=ema, for_inference=for_inference
+    )
 
 
 def load_teacher(

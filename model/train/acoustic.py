@@ -34,6 +34,7 @@ from model.train.common import (
     config_sections_from_checkpoint,
     infinite_batches,
     make_loader,
+    pick_eval_split,
     plot_mels,
     prepare_run,
     resolve_device,
@@ -118,14 +119,6 @@ def collate_acoustic(batch: list[dict]) -> dict:
     return out
 
 
-def _eval_split(corpus) -> str:
-    for split in ("val", "test"):
-        if corpus.ids(split):
-            return split
-    log.warning("corpus has no val/test clips: validating on train clips")
-    return "train"
-
-
 def plot_alignment(soft: Tensor, hard: Tensor, phonemes: str, title: str = ""):
     """Soft attention (L, F) as an image with the hard (MAS) path on top."""
     import matplotlib
@@ -166,7 +159,7 @@ class AcousticTask(TrainTask):
         self.corpus = corpus
         torch.manual_seed(train_cfg.seed)  # reproducible initialisation
         self.model = AcousticModel(model_cfg)
-        self.eval_split = _eval_split(corpus)
+        self.eval_split = pick_eval_split(corpus, "train clips")
         self.step = start_step  # for the binarisation schedule; counts training loss calls
 
     def config_dict(self) -> dict:

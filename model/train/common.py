@@ -200,6 +200,23 @@ def apply_overrides(sections: dict[str, Any], sets: tuple[str, ...] | list[str])
     return out
 
 
+VOCODER_AUDIO_FIELDS = (
+    "sample_rate",
+    "hop_length",
+    "n_mels",
+)  # a vocoder's model fields that follow the audio
+
+
+def reject_model_audio_sets(sets: tuple[str, ...] | list[str]) -> None:
+    """UserError on a ``--set model.<field>`` for a field of :data:`VOCODER_AUDIO_FIELDS`."""
+    for item in sets:
+        key = item.split("=", 1)[0].strip()
+        if key in {f"model.{f}" for f in VOCODER_AUDIO_FIELDS}:
+            raise UserError(
+                f"--set {key}: set audio.{key.split('.', 1)[1]} instead (the model follows the audio config)"
+            )
+
+
 # ------------------------------------------------------------------------------------- run directory
 
 
@@ -429,6 +446,16 @@ def infinite_batches(loader: torch.utils.data.DataLoader) -> Iterator:
         epoch += 1
 
 
+def pick_eval_split(corpus, fallback: str) -> str:
+    """The split to validate/sample on: "val", else "test", else "train" (warning that it validates
+    on ``fallback``, e.g. "train clips")."""
+    for split in ("val", "test"):
+        if corpus.ids(split):
+            return split
+    log.warning("corpus has no val/test clips: validating on %s", fallback)
+    return "train"
+
+
 # ----------------------------------------------------------------------------------------- figures
 
 
@@ -450,6 +477,51 @@ def plot_mels(mels: dict[str, Any], title: str | None = None):
         fig.suptitle(title)
     fig.tight_layout()
     return fig
+
+
+def log_vocoder_sample(
+    model: nn.Module,
+    writer,
+    step: int,
+    device: torch.device,
+    *,
+    corpus,
+    split: str,
+    audio_cfg,
+    sample_seconds: float,
+    temperature: float,
+    audio_tag: str,
+    label: str,
+) -> None:
+    """A vocoder's (teacher's or student's) TensorBoard sample: ``model.generate`` on the first
+    ``sample_seconds`` of the first clip of ``split``, logged as audio ``sample/real`` and
+    ``audio_tag``, and a figure ``sample/mel`` of the real mel and the generated one (``label``)."""
+    import numpy as np
+
+    from model.data.dataset import load_clip
+    from model.data.features import log_mel
+
+    clip_id = corpus.ids(split)[0]
+    mel, audio = load_clip(corpus, clip_id, audio_cfg)  # (n_mels, F), (F*hop,)
+    frames = max(1, min(mel.shape[1], round(sample_seconds * audio_cfg.frame_rate)))
+    mel, audio = mel[:, :frames], audio[: frames * audio_cfg.hop_length]
+    speaker = torch.tensor([corpus.speaker_id(clip_id)], device=device)
+    generated = (
+        model.generate(
+            torch.from_numpy(mel)[None].to(device),
+            speaker,
+            temperature=temperature,
+            seed=step,
+        )[0]
+        .float()
+        .cpu()
+    )  # (T,)
+    sr = audio_cfg.sample_rate
+    writer.add_audio("sample/real", torch.from_numpy(audio)[None], step, sample_rate=sr)
+    writer.add_audio(audio_tag, generated[None], step, sample_rate=sr)
+    gen_mel = log_mel(generated.numpy().astype(np.float32), audio_cfg)
+    fig = plot_mels({f"real {clip_id}": mel, label: gen_mel}, title=f"step {step}")
+    writer.add_figure("sample/mel", fig, step)
 
 
 # -------------------------------------------------------------------------------------- the task

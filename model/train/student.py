@@ -46,9 +46,11 @@ from model.train.common import (
     config_sections_from_checkpoint,
     infinite_batches,
     load_checkpoint,
+    log_vocoder_sample,
     make_loader,
-    plot_mels,
+    pick_eval_split,
     prepare_run,
+    reject_model_audio_sets,
     resolve_device,
     run_training,
 )
@@ -126,14 +128,6 @@ TRAIN_PRESETS: dict[str, StudentTrainConfig] = {
 }
 
 
-def _eval_split(corpus) -> str:
-    for split in ("val", "test"):
-        if corpus.ids(split):
-            return split
-    log.warning("corpus has no val/test clips: validating on fixed train windows")
-    return "train"
-
-
 def init_conditioning_from_teacher(student: StudentIAF, teacher: TeacherWaveNet) -> bool:
     """Copy the teacher's conditioning network into the student's when every tensor has the same
     name and shape (same mel normalisation, channels, layers, kernel, speaker embedding). Returns
@@ -183,7 +177,7 @@ class StudentTask(TrainTask):
             train_cfg.stft_mag_weight,
             train_cfg.stft_power_weight,
         )
-        self.eval_split = _eval_split(corpus)
+        self.eval_split = pick_eval_split(corpus, "fixed train windows")
         self.cond_from_teacher = False
         if train_cfg.init_cond_from_teacher:
             self.cond_from_teacher = init_conditioning_from_teacher(self.model, self.teacher)
@@ -265,35 +259,19 @@ class StudentTask(TrainTask):
         return {k: v / max(count, 1) for k, v in totals.items()}
 
     def log_samples(self, model: nn.Module, writer, step: int, device: torch.device) -> None:
-        import numpy as np
-
-        from model.data.dataset import load_clip
-        from model.data.features import log_mel
-
-        clip_id = self.corpus.ids(self.eval_split)[0]
-        mel, audio = load_clip(self.corpus, clip_id, self.audio)  # (n_mels, F), (F*hop,)
-        frames = max(1, min(mel.shape[1], round(self.train_cfg.sample_seconds * self.audio.frame_rate)))
-        mel, audio = mel[:, :frames], audio[: frames * self.audio.hop_length]
-        speaker = torch.tensor([self.corpus.speaker_id(clip_id)], device=device)
-        generated = (
-            model.generate(
-                torch.from_numpy(mel)[None].to(device),
-                speaker,
-                temperature=self.train_cfg.sample_temperature,
-                seed=step,
-            )[0]
-            .float()
-            .cpu()
-        )  # (T,)
-        sr = self.audio.sample_rate
-        writer.add_audio("sample/real", torch.from_numpy(audio)[None], step, sample_rate=sr)
-        writer.add_audio("sample/student", generated[None], step, sample_rate=sr)
-        gen_mel = log_mel(generated.numpy().astype(np.float32), self.audio)
-        fig = plot_mels({f"real {clip_id}": mel, "student": gen_mel}, title=f"step {step}")
-        writer.add_figure("sample/mel", fig, step)
-
-
-_AUDIO_FIELDS = ("sample_rate", "hop_length", "n_mels")
+        log_vocoder_sample(
+            model,
+            writer,
+            step,
+            device,
+            corpus=self.corpus,
+            split=self.eval_split,
+            audio_cfg=self.audio,
+            sample_seconds=self.train_cfg.sample_seconds,
+            temperature=self.train_cfg.sample_temperature,
+            audio_tag="sample/student",
+            label="student",
+        )
 
 
 def _load_teacher(path: Path | None) -> tuple[TeacherWaveNet, dict]:
@@ -328,12 +306,7 @@ def train(args: TrainArgs) -> dict:
             f"corpus speakers {corpus.speakers} differ from the teacher's {teacher_info['speakers']}"
         )
     classes = {"model": StudentConfig, "train": StudentTrainConfig, "audio": AudioConfig}
-    for item in args.sets:
-        key = item.split("=", 1)[0].strip()
-        if key in {f"model.{f}" for f in _AUDIO_FIELDS}:
-            raise UserError(
-                f"--set {key}: set audio.{key.split('.', 1)[1]} instead (the model follows the audio config)"
-            )
+    reject_model_audio_sets(args.sets)
     if ckpt is not None:
         if ckpt["kind"] != MODEL_KIND:
             raise UserError(f"{run.last} holds a {ckpt['kind']!r} model, not a student")

@@ -27,9 +27,11 @@ from model.train.common import (
     check_resume_overrides,
     config_sections_from_checkpoint,
     infinite_batches,
+    log_vocoder_sample,
     make_loader,
-    plot_mels,
+    pick_eval_split,
     prepare_run,
+    reject_model_audio_sets,
     resolve_device,
     run_training,
 )
@@ -100,14 +102,6 @@ TRAIN_PRESETS: dict[str, TeacherTrainConfig] = {
 }
 
 
-def _eval_split(corpus) -> str:
-    for split in ("val", "test"):
-        if corpus.ids(split):
-            return split
-    log.warning("corpus has no val/test clips: validating on fixed train windows")
-    return "train"
-
-
 class TeacherTask(TrainTask):
     kind = MODEL_KIND
 
@@ -121,7 +115,7 @@ class TeacherTask(TrainTask):
         self.audio = audio
         self.corpus = corpus
         self.model = TeacherWaveNet(model_cfg)
-        self.eval_split = _eval_split(corpus)
+        self.eval_split = pick_eval_split(corpus, "fixed train windows")
 
     def config_dict(self) -> dict:
         return {
@@ -164,35 +158,19 @@ class TeacherTask(TrainTask):
         return {"loss": total / max(count, 1)}
 
     def log_samples(self, model: nn.Module, writer, step: int, device: torch.device) -> None:
-        import numpy as np
-
-        from model.data.dataset import load_clip
-        from model.data.features import log_mel
-
-        clip_id = self.corpus.ids(self.eval_split)[0]
-        mel, audio = load_clip(self.corpus, clip_id, self.audio)  # (n_mels, F), (F*hop,)
-        frames = max(1, min(mel.shape[1], round(self.train_cfg.sample_seconds * self.audio.frame_rate)))
-        mel, audio = mel[:, :frames], audio[: frames * self.audio.hop_length]
-        speaker = torch.tensor([self.corpus.speaker_id(clip_id)], device=device)
-        generated = (
-            model.generate(
-                torch.from_numpy(mel)[None].to(device),
-                speaker,
-                temperature=self.train_cfg.sample_temperature,
-                seed=step,
-            )[0]
-            .float()
-            .cpu()
-        )  # (T,)
-        sr = self.audio.sample_rate
-        writer.add_audio("sample/real", torch.from_numpy(audio)[None], step, sample_rate=sr)
-        writer.add_audio("sample/generated", generated[None], step, sample_rate=sr)
-        gen_mel = log_mel(generated.numpy().astype(np.float32), self.audio)
-        fig = plot_mels({f"real {clip_id}": mel, "teacher": gen_mel}, title=f"step {step}")
-        writer.add_figure("sample/mel", fig, step)
-
-
-_AUDIO_FIELDS = ("sample_rate", "hop_length", "n_mels")
+        log_vocoder_sample(
+            model,
+            writer,
+            step,
+            device,
+            corpus=self.corpus,
+            split=self.eval_split,
+            audio_cfg=self.audio,
+            sample_seconds=self.train_cfg.sample_seconds,
+            temperature=self.train_cfg.sample_temperature,
+            audio_tag="sample/generated",
+            label="teacher",
+        )
 
 
 def train(args: TrainArgs) -> dict:
@@ -205,12 +183,7 @@ def train(args: TrainArgs) -> dict:
     except CorpusError as exc:
         raise UserError(str(exc)) from None
     classes = {"model": TeacherConfig, "train": TeacherTrainConfig, "audio": AudioConfig}
-    for item in args.sets:
-        key = item.split("=", 1)[0].strip()
-        if key in {f"model.{f}" for f in _AUDIO_FIELDS}:
-            raise UserError(
-                f"--set {key}: set audio.{key.split('.', 1)[1]} instead (the model follows the audio config)"
-            )
+    reject_model_audio_sets(args.sets)
     if ckpt is not None:
         if ckpt["kind"] != MODEL_KIND:
             raise UserError(f"{run.last} holds a {ckpt['kind']!r} model, not a teacher")
