@@ -36,6 +36,7 @@ install_serve() {
 install_dev() {
   command -v flite >/dev/null || apt_install flite
   command -v nginx >/dev/null || [ -x /usr/sbin/nginx ] || apt_install nginx-light  # tests/docker: nginx -t
+  command -v chromium >/dev/null || apt_install chromium  # tests/service/test_web_page.py (driven by Playwright)
   venv
   if ! fresh dev; then
     # CPU torch first: an unpinned torch would pull several GB of CUDA packages.

@@ -8,9 +8,11 @@ routes answer 503 until that is done. Tests pass a fake engine.
 
 from __future__ import annotations
 
+import copy
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from typing import Any
 
 from fastapi import Depends, FastAPI
 from fastapi.middleware.cors import CORSMiddleware
@@ -19,6 +21,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from service import __version__
+from service.catalog import VoiceCatalog
 from service.errors import APIError, CatchAllMiddleware, error_response, install_error_handlers
 from service.metrics import RequestMetricsMiddleware
 from service.routers import health, info, speech, web
@@ -58,6 +61,7 @@ def create_app(
         redoc_url=None,
     )
     app.state.parawave = ServiceState(settings, engine, engine_loader)
+    app.openapi = lambda: _openapi(app)  # type: ignore[method-assign]
     install_error_handlers(app)
     protected = [Depends(require_api_key)]
     routers = [(speech.router, protected), (info.router, protected), (health.router, []), (web.router, [])]
@@ -80,6 +84,41 @@ def create_app(
             expose_headers=EXPOSED_HEADERS,
         )
     return app
+
+
+def _openapi(app: FastAPI) -> dict[str, Any]:
+    """FastAPI's schema, made true to this server: no 422 (validation errors are 400s in the
+    envelope), the input limit, and, once the engine is loaded, the voice names it takes."""
+    if app.openapi_schema is None:
+        schema = FastAPI.openapi(app)  # cached on the app
+        for operations in schema["paths"].values():
+            for operation in operations.values():
+                operation.get("responses", {}).pop("422", None)
+        components = schema.get("components", {}).get("schemas", {})
+        for name in ("HTTPValidationError", "ValidationError"):
+            components.pop(name, None)
+        body = components.get("SpeechBody")
+        if body is not None:
+            body["properties"]["input"]["maxLength"] = app.state.parawave.settings.max_input_chars
+    schema = app.openapi_schema
+    catalog: VoiceCatalog | None = app.state.parawave.catalog
+    if catalog is None or "VoiceRef" not in schema.get("components", {}).get("schemas", {}):
+        return schema
+    schema = copy.deepcopy(schema)  # the voices come with the engine: not in the cached copy
+    names = list(
+        dict.fromkeys(
+            [e.id for e in catalog.entries]
+            + [f"{e.voice.name}/{e.speaker}" for e in catalog.entries]
+            + [e.voice.name for e in catalog.entries]
+            + sorted(catalog.aliases)
+        )
+    )
+    components = schema["components"]["schemas"]
+    components["VoiceRef"]["properties"]["id"]["enum"] = names
+    for option in components["SpeechBody"]["properties"]["voice"]["anyOf"]:
+        if option.get("type") == "string":
+            option["enum"] = names
+    return schema
 
 
 def _is_json(content_type: str) -> bool:

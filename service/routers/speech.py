@@ -12,7 +12,7 @@ import anyio
 import numpy as np
 from fastapi import APIRouter, Depends, Request
 from fastapi.responses import Response, StreamingResponse
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from service.audio import CONTENT_TYPES, FORMATS, StreamEncoder, available_formats, encode, output_rate
 from service.catalog import MODEL_ALIASES, resolve_model
@@ -26,34 +26,69 @@ log = logging.getLogger(__name__)
 router = APIRouter(tags=["speech"])
 
 DISCONNECT_POLL_S = 0.1
+MAX_SEED = 2**53 - 1  # numpy seeds are non-negative; exact in JSON numbers (and JavaScript)
 
 
 class VoiceRef(BaseModel):
+    model_config = ConfigDict(strict=True)
+
     id: str = Field(..., max_length=200)
 
 
 class SpeechBody(BaseModel):
-    """OpenAI's ``/v1/audio/speech`` body (unknown extra fields are ignored)."""
+    """OpenAI's ``/v1/audio/speech`` body (unknown extra fields are ignored).
 
-    model_config = ConfigDict(extra="ignore")
+    The schema lists the values this server takes (``enum``s, ``minLength``; the app adds the loaded
+    voice names and the input limit), so clients and schema-driven tools see what will be accepted.
+    Validation stays a little wider where OpenAI clients expect it (case-insensitive model names,
+    ``aac``/``sse`` answered with a specific message)."""
 
-    model: str = Field("tts-1", max_length=200, description=f"One of: {', '.join(MODEL_ALIASES)}.")
-    input: str = Field(..., description="Text to speak (limit: settings.max_input_chars).")
-    voice: str | VoiceRef | None = Field(
-        None, description="Voice id or OpenAI voice name; omitted = default."
+    model_config = ConfigDict(extra="ignore", strict=True)  # no coercion: false is not a seed, "1" no speed
+
+    model: str = Field(
+        "tts-1",
+        max_length=200,
+        description="Model name (case-insensitive): tts-1 and its aliases speak with the student, "
+        "tts-1-hd with the teacher.",
+        json_schema_extra={"enum": list(MODEL_ALIASES)},
     )
-    response_format: Literal[FORMATS] = "mp3"  # type: ignore[valid-type]
+    input: str = Field(
+        ...,
+        description="Text to speak; limits: settings.max_input_chars, the reference endpoint "
+        "settings.reference_max_chars (longer input is rejected, not truncated).",
+        json_schema_extra={"minLength": 1},
+    )
+    voice: str | VoiceRef | None = Field(
+        None, description="Voice id or OpenAI voice name (GET /v1/audio/voices); omitted = default."
+    )
+    response_format: Literal[FORMATS] = Field(  # type: ignore[valid-type]
+        "mp3", json_schema_extra={"enum": list(available_formats())}
+    )
     speed: float = Field(1.0, ge=0.25, le=4.0)
     stream: bool = Field(False, description="Chunked response as audio is generated (per sentence).")
-    stream_format: Literal["audio", "sse"] = "audio"
+    stream_format: Literal["audio", "sse"] = Field(
+        "audio",
+        description="Only 'audio' (OpenAI's 'sse' is not supported).",
+        json_schema_extra={"enum": ["audio"]},
+    )
     instructions: str | None = Field(None, description="Accepted for compatibility; ignored (as tts-1).")
-    seed: int | None = Field(None, description="Noise seed for reproducible audio.")
+    seed: int | None = Field(None, ge=0, le=MAX_SEED, description="Noise seed for reproducible audio.")
+
+    @field_validator("input")
+    @classmethod
+    def _unicode_text(cls, text: str) -> str:
+        # JSON escapes can carry lone surrogates ("\ud800"): not text, and no engine can encode them
+        try:
+            text.encode("utf-8")
+        except UnicodeEncodeError as exc:
+            raise ValueError(f"not valid Unicode text (a lone surrogate at character {exc.start})") from None
+        return text
 
 
 _SPEECH_RESPONSES = {
     200: {
         "description": "Audio in the requested format.",
-        "content": {ct.split(";")[0]: {} for ct in CONTENT_TYPES.values()},
+        "content": {CONTENT_TYPES[f].split(";")[0]: {} for f in available_formats()},
     },
     **error_responses(400, 401, 413, 415, 429, 500, 503, 504),
 }

@@ -1,0 +1,197 @@
+"""``GET /`` played end to end in headless Chromium (Debian's ``chromium``, driven by Playwright) against
+a real uvicorn server on a loopback port: type text, pick voice, speed and model, click Speak, the
+<audio> element gets the audio, the page shows time to first audio and RTF, and the download link
+gives the same WAV. Skipped only where no browser is installed (``./run.sh test`` installs one).
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+import soundfile as sf
+from fake_engine import RATE, FakeEngine, LiveServer, expected_audio, make_settings
+
+from service.app import create_app
+
+CHROMIUM = os.environ.get("PARAWAVE_CHROMIUM") or shutil.which("chromium") or shutil.which("chromium-browser")
+if CHROMIUM is None:
+    pytest.skip(
+        "no Chromium installed (apt-get install chromium; ./run.sh test does)", allow_module_level=True
+    )
+
+from playwright.sync_api import sync_playwright  # noqa: E402  (dev extra; drives the system Chromium)
+
+VOICES = Path(__file__).resolve().parents[1] / "fixtures" / "voices"
+CHROMIUM_ARGS = [
+    "--headless",
+    "--no-sandbox",  # tests run as root in containers
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--mute-audio",
+]
+STATS = re.compile(r"time to first audio (\d+) ms · ([\d.]+) s of audio in ([\d.]+) s · RTF ([\d.]+)")
+TIMEOUT_MS = 30_000
+
+
+@pytest.fixture(scope="module")
+def browser(tmp_path_factory):
+    """One headless Chromium for the module, with a fresh profile (Playwright's own browsers are
+    never downloaded: the system one is used)."""
+    profile = tmp_path_factory.mktemp("chromium-profile")
+    with sync_playwright() as p:
+        context = p.chromium.launch_persistent_context(
+            str(profile),
+            executable_path=CHROMIUM,
+            headless=True,
+            args=CHROMIUM_ARGS,
+            accept_downloads=True,
+            viewport={"width": 900, "height": 760},
+        )
+        context.set_default_timeout(TIMEOUT_MS)
+        yield context
+        context.close()
+
+
+@pytest.fixture
+def open_page(browser):
+    """open_page(server) -> the page at GET /, with its console errors and requests recorded."""
+    pages = []
+
+    def make(server: LiveServer):
+        page = browser.new_page()
+        page.errors = []  # console errors and uncaught exceptions
+        page.foreign = []  # requests that leave the server (the page must be self-contained)
+        page.on("console", lambda m: m.type == "error" and page.errors.append(m.text))
+        page.on("pageerror", lambda e: page.errors.append(str(e)))
+        page.on("response", lambda r: r.status >= 400 and page.errors.append(f"{r.status} {r.url}"))
+        page.on(
+            "request",
+            lambda r: r.url.startswith((server.url, "blob:", "data:")) or page.foreign.append(r.url),
+        )
+        page.goto(f"{server.url}/")
+        pages.append(page)
+        return page
+
+    yield make
+    for page in pages:
+        page.close()
+
+
+def speak(page, text: str, voice: str, speed: float, model: str) -> dict:
+    """Fill in the form as a user would, click Speak, wait for the audio element to have data."""
+    page.wait_for_function("document.querySelectorAll('#voice option').length > 0")
+    page.fill("#text", text)
+    page.select_option("#voice", voice)
+    page.fill("#speed", str(speed))
+    page.check(f"input[name=model][value={model}]")
+    page.click("#speak")
+    page.wait_for_function("['done', 'error'].includes(document.body.dataset.state)")
+    assert page.get_attribute("body", "data-state") == "done", page.inner_text("#error")
+    # the player got the whole utterance: metadata and data for the current position at least
+    player = page.evaluate(
+        """() => new Promise((resolve, reject) => {
+            const a = document.getElementById('player');
+            const done = () => resolve({readyState: a.readyState, duration: a.duration, src: a.src});
+            if (a.readyState >= 2) done();
+            else { a.addEventListener('canplay', done, {once: true});
+                   a.addEventListener('error', () => reject(new Error('audio error ' + a.error.code)), {once: true}); }
+        })"""
+    )
+    assert player["readyState"] >= 2 and player["duration"] > 0, player
+    assert player["src"].startswith("blob:")
+    stats = STATS.search(page.inner_text("#stats"))
+    assert stats, page.inner_text("#stats")
+    first_ms, seconds, elapsed, rtf = int(stats[1]), float(stats[2]), float(stats[3]), float(stats[4])
+    assert 0 <= first_ms <= (elapsed + 0.005) * 1000 + 1  # elapsed is shown rounded to 0.01 s
+    assert seconds > 0 and rtf > 0
+    # RTF = elapsed / seconds, before each was rounded to 0.01 s for display
+    assert (
+        (elapsed - 0.005) / (seconds + 0.005) - 0.0005
+        <= rtf
+        <= (elapsed + 0.005) / (seconds - 0.005) + 0.0005
+    )
+    assert player["duration"] == pytest.approx(seconds, abs=0.01)
+    return {"player": player, "first_ms": first_ms, "seconds": seconds, "rtf": rtf}
+
+
+def download(page, tmp_path: Path) -> tuple[np.ndarray, int]:
+    link = page.locator("#download")
+    assert link.is_visible() and link.get_attribute("href").startswith("blob:")
+    with page.expect_download() as info:
+        link.click()
+    assert info.value.suggested_filename == "parawave.wav"
+    path = tmp_path / "download.wav"
+    info.value.save_as(path)
+    audio, rate = sf.read(path, dtype="float32")
+    return audio, rate
+
+
+@pytest.mark.parametrize("model", ["student", "teacher"])
+def test_page_speaks_with_the_fake_engine(open_page, tmp_path, model):
+    engine = FakeEngine()
+    server = LiveServer(create_app(make_settings(), engine=engine)).start()
+    try:
+        page = open_page(server)
+        assert page.title() == "parawave"
+        voices = page.eval_on_selector_all("#voice option", "os => os.map(o => o.value)")
+        assert voices == ["alpha", "beta", "gamma"]
+        assert page.input_value("#voice") == "alpha"  # the server's default is preselected
+        text = "Hello from the browser. Two sentences, streamed!"
+        result = speak(page, text, voice="beta", speed=1.5, model=model)
+        call = engine.calls[-1]
+        assert (call.text, call.voice, call.speaker, call.speed, call.model) == (
+            text,
+            "fake",
+            "beta",
+            1.5,
+            model,
+        )
+        expected = expected_audio(text, RATE, speed=1.5)
+        assert result["seconds"] == pytest.approx(len(expected) / RATE, abs=0.006)
+        audio, rate = download(page, tmp_path)
+        assert rate == RATE
+        np.testing.assert_allclose(audio, expected, atol=1e-4)  # the page reassembled every chunk in order
+        if model == "student":
+            page.screenshot(path=tmp_path / "page.png", full_page=True)
+            assert (tmp_path / "page.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+        assert (page.errors, page.foreign) == ([], [])
+    finally:
+        server.stop()
+
+
+def test_page_shows_the_server_error(open_page):
+    server = LiveServer(create_app(make_settings(max_input_chars=20), engine=FakeEngine())).start()
+    try:
+        page = open_page(server)
+        page.wait_for_function("document.querySelectorAll('#voice option').length > 0")
+        page.fill("#text", "This text is longer than the twenty characters allowed.")
+        page.click("#speak")
+        page.wait_for_function("document.body.dataset.state === 'error'")
+        assert "at most 20" in page.inner_text("#error")
+        assert page.is_enabled("#speak") and page.is_hidden("#download")
+    finally:
+        server.stop()
+
+
+def test_page_speaks_with_the_onnx_engine(open_page, tmp_path):
+    # the real ONNX Runtime engine on the tiny fixture bundle (random weights: noise, but real audio)
+    server = LiveServer(create_app(make_settings(voices_dir=VOICES, device="cpu"))).start()
+    try:
+        page = open_page(server)
+        result = speak(page, "Hello there. How are you?", voice="beta", speed=1.0, model="student")
+        audio, rate = download(page, tmp_path)
+        assert rate == 16000
+        assert len(audio) == pytest.approx(result["seconds"] * rate, abs=0.005 * rate)  # shown as 0.00 s
+        assert len(audio) % 200 == 0 and np.abs(audio).max() > 0  # whole mel frames of sound
+        assert (page.errors, page.foreign) == ([], [])
+    finally:
+        server.stop()
