@@ -12,6 +12,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
+import typer
+
 from service.loadtest import hardware
 
 log = logging.getLogger(__name__)
@@ -133,16 +135,16 @@ def write_report(report: dict[str, Any], out: Path) -> dict[str, Path]:
 def main(argv: list[str] | None = None) -> int:
     args = sys.argv[1:] if argv is None else argv
     if len(args) != 1:
-        print("usage: python -m service.loadtest.report DIR/report.json", file=sys.stderr)
+        typer.echo("usage: python -m service.loadtest.report DIR/report.json", err=True)
         return 2
     path = Path(args[0])
     try:
         report = json.loads(path.read_text())
     except (OSError, ValueError) as exc:
-        print(f"error: cannot read {path}: {exc}", file=sys.stderr)
+        typer.echo(f"error: cannot read {path}: {exc}", err=True)
         return 2
     for p in write_report(report, path.parent).values():
-        print(p)
+        typer.echo(str(p))
     return 0
 
 
