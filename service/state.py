@@ -20,6 +20,16 @@ from service.types import MODEL_KINDS, EngineLoadError, ModelKind, SpeechEngine
 
 log = logging.getLogger(__name__)
 
+GPU_MAX_BATCH = 8
+
+
+def resolve_max_batch(setting: int | None, student_provider: str) -> int:
+    """The student batch limit: the setting when given, else batch on CUDA and not on CPU."""
+    if setting is not None:
+        return setting
+    return GPU_MAX_BATCH if "CUDA" in student_provider else 1
+
+
 EngineLoader = Callable[[Settings], SpeechEngine]
 
 
@@ -66,7 +76,7 @@ class ServiceState:
                 self.metrics,
                 queue_size=s.student_queue_size,
                 workers=s.student_workers,
-                max_batch=s.max_batch,
+                max_batch=resolve_max_batch(s.max_batch, engine.providers.get("student", "")),
                 max_delay_s=s.max_batch_delay_ms / 1000.0,
                 timeout_s=s.request_timeout_s,
             ),

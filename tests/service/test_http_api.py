@@ -386,3 +386,12 @@ def test_the_fake_follows_the_engine_protocol(engine):
     assert [c.index for c in chunks] == list(range(len(chunks)))
     assert [c.is_last for c in chunks] == [False] * (len(chunks) - 1) + [True]
     assert {c.span for c in chunks} == {(0, 4), (5, 9)}
+
+
+def test_max_batch_defaults_by_provider():
+    from service.state import GPU_MAX_BATCH, resolve_max_batch
+
+    assert resolve_max_batch(None, "CPUExecutionProvider") == 1
+    assert resolve_max_batch(None, "CUDAExecutionProvider") == GPU_MAX_BATCH
+    assert resolve_max_batch(3, "CPUExecutionProvider") == 3
+    assert resolve_max_batch(1, "CUDAExecutionProvider") == 1
