@@ -29,15 +29,14 @@ from model.train.common import (
     TrainConfig,
     TrainTask,
     UserError,
-    apply_overrides,
-    check_resume_overrides,
-    config_sections_from_checkpoint,
     infinite_batches,
     make_loader,
     pick_eval_split,
     plot_mels,
     prepare_run,
+    preset_sections,
     resolve_device,
+    resumed_sections,
     run_training,
 )
 
@@ -316,27 +315,13 @@ def train(args: TrainArgs) -> dict:
         if key in ("model.n_mels", "model.n_symbols", "model.n_speakers", "model.mel_floor"):
             raise UserError(f"--set {key}: set from the corpus and the audio config, not on the command line")
     if ckpt is not None:
-        if ckpt["kind"] != MODEL_KIND:
-            raise UserError(f"{run.last} holds a {ckpt['kind']!r} model, not an acoustic model")
-        saved = config_sections_from_checkpoint(ckpt, classes)
-        sections = apply_overrides(saved, args.sets)
-        check_resume_overrides(saved, sections, ("model", "audio"))
-        data = ckpt["config"]["data"]
-        if list(data["speakers"]) != list(corpus.speakers):
-            raise UserError(
-                f"corpus speakers {corpus.speakers} differ from the checkpoint's {data['speakers']}"
-            )
-        if data.get("symbols") != corpus.symbols:
+        sections = resumed_sections(
+            ckpt, run, args, classes, MODEL_KIND, "an acoustic model", corpus.speakers
+        )
+        if ckpt["config"]["data"].get("symbols") != corpus.symbols:
             raise UserError("the corpus' symbols.json differs from the checkpoint's symbol table")
     else:
-        if args.preset not in PRESETS:
-            raise UserError(f"unknown preset {args.preset!r}; choose from {', '.join(PRESETS)}")
-        sections = {
-            "model": PRESETS[args.preset],
-            "train": TRAIN_PRESETS[args.preset],
-            "audio": AudioConfig(),
-        }
-        sections = apply_overrides(sections, args.sets)
+        sections = preset_sections(args, PRESETS, TRAIN_PRESETS, AudioConfig())
         audio = sections["audio"]
         sections["model"] = replace(
             sections["model"],

@@ -909,6 +909,30 @@ def check_resume_overrides(saved: dict[str, Any], updated: dict[str, Any], froze
             raise UserError(f"cannot change {', '.join(f'{name}.{k}' for k in changed)} when resuming")
 
 
+def resumed_sections(
+    ckpt: dict, run: RunDir, args: TrainArgs, classes: dict[str, type], kind: str, noun: str, speakers
+) -> dict[str, Any]:
+    """Config sections of a resumed run: the checkpoint's, with ``--set`` overrides that may not touch
+    the model or audio sections, for a corpus with the checkpoint's speakers. ``noun``: "a teacher"."""
+    if ckpt["kind"] != kind:
+        raise UserError(f"{run.last} holds a {ckpt['kind']!r} model, not {noun}")
+    saved = config_sections_from_checkpoint(ckpt, classes)
+    sections = apply_overrides(saved, args.sets)
+    check_resume_overrides(saved, sections, ("model", "audio"))
+    saved_speakers = ckpt["config"]["data"]["speakers"]
+    if list(saved_speakers) != list(speakers):
+        raise UserError(f"corpus speakers {speakers} differ from the checkpoint's {saved_speakers}")
+    return sections
+
+
+def preset_sections(args: TrainArgs, presets: dict, train_presets: dict, audio: Any) -> dict[str, Any]:
+    """Config sections of a fresh run: the named model and training presets, ``audio``, then ``--set``."""
+    if args.preset not in presets:
+        raise UserError(f"unknown preset {args.preset!r}; choose from {', '.join(presets)}")
+    sections = {"model": presets[args.preset], "train": train_presets[args.preset], "audio": audio}
+    return apply_overrides(sections, args.sets)
+
+
 def summary_table(summary: dict) -> str:
     """A short fixed-width table of a run's outcome (printed last by the CLI)."""
     rows = [

@@ -41,17 +41,16 @@ from model.train.common import (
     TrainConfig,
     TrainTask,
     UserError,
-    apply_overrides,
-    check_resume_overrides,
-    config_sections_from_checkpoint,
     infinite_batches,
     load_checkpoint,
     log_vocoder_sample,
     make_loader,
     pick_eval_split,
     prepare_run,
+    preset_sections,
     reject_model_audio_sets,
     resolve_device,
+    resumed_sections,
     run_training,
 )
 
@@ -308,32 +307,19 @@ def train(args: TrainArgs) -> dict:
     classes = {"model": StudentConfig, "train": StudentTrainConfig, "audio": AudioConfig}
     reject_model_audio_sets(args.sets)
     if ckpt is not None:
-        if ckpt["kind"] != MODEL_KIND:
-            raise UserError(f"{run.last} holds a {ckpt['kind']!r} model, not a student")
-        saved = config_sections_from_checkpoint(ckpt, classes)
-        sections = apply_overrides(saved, args.sets)
-        check_resume_overrides(saved, sections, ("model", "audio"))
-        saved_speakers = ckpt["config"]["data"]["speakers"]
-        if list(saved_speakers) != list(corpus.speakers):
-            raise UserError(
-                f"corpus speakers {corpus.speakers} differ from the checkpoint's {saved_speakers}"
-            )
+        sections = resumed_sections(ckpt, run, args, classes, MODEL_KIND, "a student", corpus.speakers)
         saved_teacher = ckpt["config"].get("teacher", {}).get("config")
         if saved_teacher is not None and saved_teacher != teacher_info["config"]:
             raise UserError(
                 f"{args.teacher} is not the teacher this student was distilled from (its config differs)"
             )
     else:
-        if args.preset not in PRESETS:
-            raise UserError(f"unknown preset {args.preset!r}; choose from {', '.join(PRESETS)}")
-        sections = {
-            "model": PRESETS[args.preset],
-            "train": TRAIN_PRESETS[args.preset],
-            "audio": AudioConfig.from_dict(teacher_info["audio"]),  # the teacher's features
-        }
-        sections = apply_overrides(sections, args.sets)
+        teacher_audio = AudioConfig.from_dict(
+            teacher_info["audio"]
+        )  # the student uses the teacher's features
+        sections = preset_sections(args, PRESETS, TRAIN_PRESETS, teacher_audio)
         audio = sections["audio"]
-        if audio != AudioConfig.from_dict(teacher_info["audio"]):
+        if audio != teacher_audio:
             raise UserError("the student must use the teacher's audio/mel settings (audio.* cannot change)")
         sections["model"] = replace(
             sections["model"],

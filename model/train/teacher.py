@@ -23,16 +23,15 @@ from model.train.common import (
     TrainConfig,
     TrainTask,
     UserError,
-    apply_overrides,
-    check_resume_overrides,
-    config_sections_from_checkpoint,
     infinite_batches,
     log_vocoder_sample,
     make_loader,
     pick_eval_split,
     prepare_run,
+    preset_sections,
     reject_model_audio_sets,
     resolve_device,
+    resumed_sections,
     run_training,
 )
 
@@ -185,25 +184,9 @@ def train(args: TrainArgs) -> dict:
     classes = {"model": TeacherConfig, "train": TeacherTrainConfig, "audio": AudioConfig}
     reject_model_audio_sets(args.sets)
     if ckpt is not None:
-        if ckpt["kind"] != MODEL_KIND:
-            raise UserError(f"{run.last} holds a {ckpt['kind']!r} model, not a teacher")
-        saved = config_sections_from_checkpoint(ckpt, classes)
-        sections = apply_overrides(saved, args.sets)
-        check_resume_overrides(saved, sections, ("model", "audio"))
-        saved_speakers = ckpt["config"]["data"]["speakers"]
-        if list(saved_speakers) != list(corpus.speakers):
-            raise UserError(
-                f"corpus speakers {corpus.speakers} differ from the checkpoint's {saved_speakers}"
-            )
+        sections = resumed_sections(ckpt, run, args, classes, MODEL_KIND, "a teacher", corpus.speakers)
     else:
-        if args.preset not in PRESETS:
-            raise UserError(f"unknown preset {args.preset!r}; choose from {', '.join(PRESETS)}")
-        sections = {
-            "model": PRESETS[args.preset],
-            "train": TRAIN_PRESETS[args.preset],
-            "audio": AudioConfig(),
-        }
-        sections = apply_overrides(sections, args.sets)
+        sections = preset_sections(args, PRESETS, TRAIN_PRESETS, AudioConfig())
         audio = sections["audio"]
         sections["model"] = replace(
             sections["model"],
