@@ -2,7 +2,7 @@
 
     parawave train teacher  --data CORPUS --out RUN [--preset tiny|cpu|gpu] [--set key=value ...]
                             [--resume] [--max-steps N] [--max-minutes M] [--device cpu|cuda]
-    parawave train student  --teacher CKPT  (same options)
+    parawave train student  [--teacher CKPT] [--init CKPT]  (same options; no teacher = spectral-only)
     parawave train acoustic (same options)
 
 A trainer is a function ``train(args: TrainArgs) -> dict`` (the summary of
@@ -32,7 +32,7 @@ TRAINERS: dict[str, tuple[str, str]] = {
     ),
     "student": (
         "model.train.student:train",
-        "Parallel WaveNet student distilled from a teacher (--teacher CKPT).",
+        "Parallel WaveNet student distilled from a teacher (--teacher CKPT; without one: STFT loss only).",
     ),
     "acoustic": (
         "model.train.acoustic:train",
@@ -112,7 +112,14 @@ def teacher(
 
 @app.command("student", help=TRAINERS["student"][1])
 def student(
-    teacher: Path = typer.Option(..., "--teacher", help="Teacher checkpoint (best.pt or last.pt)."),
+    teacher: Path | None = typer.Option(
+        None,
+        "--teacher",
+        help="Teacher checkpoint (best.pt or last.pt). Without it: spectral-only training (STFT loss).",
+    ),
+    init: Path | None = typer.Option(
+        None, "--init", help="Start a fresh run from this student checkpoint's weights and architecture."
+    ),
     data: Path = _DATA,
     out: Path = _OUT,
     preset: str = _PRESET,
@@ -122,7 +129,21 @@ def student(
     max_minutes: float | None = _MAX_MINUTES,
     device: str | None = _DEVICE,
 ) -> None:
-    _run("student", _args(data, out, preset, sets, resume, max_steps, max_minutes, device, teacher=teacher))
+    _run(
+        "student",
+        _args(
+            data,
+            out,
+            preset,
+            sets,
+            resume,
+            max_steps,
+            max_minutes,
+            device,
+            teacher=teacher,
+            extra={"init": init} if init is not None else {},
+        ),
+    )
 
 
 @app.command("acoustic", help=TRAINERS["acoustic"][1])

@@ -10,7 +10,15 @@ Per step, on random frame-aligned windows (:class:`model.data.dataset.VocoderDat
     loss = kl_weight * mean_t KL(q_t || p_t)  +  reg_weight * mean_t (log s_q - log s_p)^2
          + stft_weight * multi-resolution STFT(x, real audio)
 
-(see :mod:`model.losses`). The teacher is not part of the trained model: it is neither saved in
+(see :mod:`model.losses`).
+
+Without ``--teacher`` the run is *spectral-only*: loss = stft_weight * multi-resolution STFT, no KL
+(ClariNet reports that the STFT loss alone gives whispery, unvoiced speech: it is a warm start for a
+later distillation, or the only option while no trained teacher exists). ``--init CKPT`` starts a
+fresh run from another student checkpoint's weights (its architecture), e.g. distillation after a
+spectral-only warm start.
+
+The teacher is not part of the trained model: it is neither saved in
 the student's checkpoints nor averaged by the EMA; its path, step and config are recorded in the
 checkpoint's config ("teacher") and a resumed run checks that the same teacher is given.
 
@@ -150,25 +158,29 @@ class StudentTask(TrainTask):
         train_cfg: StudentTrainConfig,
         audio: AudioConfig,
         corpus,
-        teacher: TeacherWaveNet,
+        teacher: TeacherWaveNet | None,
         teacher_info: dict,
     ):
         if model_cfg.hop_length != audio.hop_length:  # the upsampling factor must be the feature hop
             raise ValueError(f"model hop {model_cfg.hop_length} != audio hop {audio.hop_length}")
         if model_cfg.sample_rate != audio.sample_rate or model_cfg.n_mels != audio.n_mels:
             raise ValueError("model sample_rate/n_mels do not match the audio config")
-        t = teacher.cfg
-        for name in ("sample_rate", "hop_length", "n_mels", "n_speakers"):
-            if getattr(t, name) != getattr(model_cfg, name):
-                raise UserError(f"teacher {name} {getattr(t, name)} != student's {getattr(model_cfg, name)}")
+        if teacher is not None:
+            t = teacher.cfg
+            for name in ("sample_rate", "hop_length", "n_mels", "n_speakers"):
+                if getattr(t, name) != getattr(model_cfg, name):
+                    raise UserError(
+                        f"teacher {name} {getattr(t, name)} != student's {getattr(model_cfg, name)}"
+                    )
+            teacher = teacher.eval()
+            for p in teacher.parameters():
+                p.requires_grad_(False)
         self.model_cfg = model_cfg
         self.train_cfg = train_cfg
         self.audio = audio
         self.corpus = corpus
         self.teacher_info = teacher_info
-        self.teacher = teacher.eval()
-        for p in self.teacher.parameters():
-            p.requires_grad_(False)
+        self.teacher = teacher
         self.model = StudentIAF(model_cfg)
         self.stft = MultiResolutionSTFTLoss(
             train_cfg.stft_ffts,
@@ -178,7 +190,7 @@ class StudentTask(TrainTask):
         )
         self.eval_split = pick_eval_split(corpus, "fixed train windows")
         self.cond_from_teacher = False
-        if train_cfg.init_cond_from_teacher:
+        if train_cfg.init_cond_from_teacher and teacher is not None:
             self.cond_from_teacher = init_conditioning_from_teacher(self.model, self.teacher)
             if self.cond_from_teacher:
                 log.info("student conditioning network initialised from the teacher's")
@@ -195,7 +207,8 @@ class StudentTask(TrainTask):
         }
 
     def _on(self, device: torch.device) -> None:
-        self.teacher.to(device)
+        if self.teacher is not None:
+            self.teacher.to(device)
         self.stft.to(device)
 
     def train_batches(self, device: torch.device):
@@ -208,20 +221,25 @@ class StudentTask(TrainTask):
         return infinite_batches(loader)
 
     def losses(self, model: nn.Module, batch: dict, noise: Tensor | None = None) -> dict[str, Tensor]:
-        """Every term for one batch: {"loss", "kl", "reg", "stft", "sc", "logmag", "power", "log_scale"}."""
+        """Every term for one batch: {"loss", "kl", "reg", "stft", "sc", "logmag", "power", "log_scale"}
+        (no "kl"/"reg" in a spectral-only run)."""
         cfg = self.train_cfg
         audio, mel, speaker = batch["audio"], batch["mel"], batch["speaker"]  # (B, T), (B, n_mels, F), (B,)
         z = torch.randn_like(audio) if noise is None else noise
         x, mean_q, log_scale_q = model(z, mel, speaker, return_params=True)  # (B, T) each, fp32
-        mean_p, log_scale_p = self.teacher(x, mel, speaker)  # teacher forced on the student's sample
-        kl, reg = distillation_kl(mean_q, log_scale_q, mean_p, log_scale_p, self.teacher.cfg.log_scale_min)
         stft = self.stft(x, audio)
-        kl, reg = kl.mean(), reg.mean()
-        loss = cfg.kl_weight * kl + cfg.reg_weight * reg + cfg.stft_weight * stft["loss"]
+        loss = cfg.stft_weight * stft["loss"]
+        terms: dict[str, Tensor] = {}
+        if self.teacher is not None:
+            mean_p, log_scale_p = self.teacher(x, mel, speaker)  # teacher forced on the student's sample
+            kl, reg = distillation_kl(
+                mean_q, log_scale_q, mean_p, log_scale_p, self.teacher.cfg.log_scale_min
+            )
+            terms = {"kl": kl.mean(), "reg": reg.mean()}
+            loss = loss + cfg.kl_weight * terms["kl"] + cfg.reg_weight * terms["reg"]
         return {
             "loss": loss,
-            "kl": kl,
-            "reg": reg,
+            **terms,
             "stft": stft["loss"],
             "sc": stft["sc"],
             "logmag": stft["logmag"],
@@ -273,9 +291,13 @@ class StudentTask(TrainTask):
         )
 
 
-def _load_teacher(path: Path | None) -> tuple[TeacherWaveNet, dict]:
+def _load_teacher(path: Path | None) -> tuple[TeacherWaveNet | None, dict]:
     if path is None:
-        raise UserError("the student needs a teacher: pass --teacher CKPT")
+        log.warning(
+            "no --teacher: spectral-only training (STFT loss, no distillation); expect whispery speech "
+            "until the student is distilled from a trained teacher"
+        )
+        return None, {"path": None, "step": 0, "config": None, "speakers": [], "audio": None}
     ckpt = load_checkpoint(path)
     if ckpt.get("kind") != "teacher":
         raise UserError(f"{path} holds a {ckpt.get('kind')!r} model, not a teacher")
@@ -288,6 +310,24 @@ def _load_teacher(path: Path | None) -> tuple[TeacherWaveNet, dict]:
         "audio": dict(ckpt["config"]["audio"]),
     }
     return teacher, info
+
+
+def _init_checkpoint(path: Path) -> dict:
+    ckpt = load_checkpoint(path)
+    if ckpt.get("kind") != MODEL_KIND:
+        raise UserError(f"--init {path} holds a {ckpt.get('kind')!r} model, not a student")
+    return ckpt
+
+
+def _init_model_config(path: Path) -> StudentConfig:
+    """The architecture of the --init checkpoint (a fresh run takes it whole; --set model.* is ignored)."""
+    return StudentConfig.from_dict(_init_checkpoint(path)["config"]["model"])
+
+
+def _load_init_weights(model: StudentIAF, path: Path) -> None:
+    ckpt = _init_checkpoint(path)
+    state = ckpt.get("ema") or ckpt["model"]  # the averaged weights are the ones worth continuing
+    model.load_state_dict(state)
 
 
 def train(args: TrainArgs) -> dict:
@@ -306,21 +346,34 @@ def train(args: TrainArgs) -> dict:
         )
     classes = {"model": StudentConfig, "train": StudentTrainConfig, "audio": AudioConfig}
     reject_model_audio_sets(args.sets)
+    init = args.extra.get("init")
     if ckpt is not None:
+        if init is not None:
+            raise UserError("--init starts a fresh run: it cannot be combined with --resume of a saved run")
         sections = resumed_sections(ckpt, run, args, classes, MODEL_KIND, "a student", corpus.speakers)
-        saved_teacher = ckpt["config"].get("teacher", {}).get("config")
-        if saved_teacher is not None and saved_teacher != teacher_info["config"]:
+        saved = ckpt["config"].get("teacher") or {}
+        if saved.get("config") != teacher_info["config"]:
+            if saved.get("config") is None:
+                raise UserError(
+                    "this run is spectral-only (no teacher): resume it without --teacher, or start a "
+                    "distillation run with --init pointing at its checkpoint"
+                )
+            if teacher_info["config"] is None:
+                raise UserError(f"this run is distilled from {saved.get('path')}: pass it as --teacher")
             raise UserError(
                 f"{args.teacher} is not the teacher this student was distilled from (its config differs)"
             )
     else:
-        teacher_audio = AudioConfig.from_dict(
-            teacher_info["audio"]
-        )  # the student uses the teacher's features
-        sections = preset_sections(args, PRESETS, TRAIN_PRESETS, teacher_audio)
+        # the student uses the teacher's features (the default features without a teacher)
+        base_audio = (
+            AudioConfig() if teacher_info["audio"] is None else AudioConfig.from_dict(teacher_info["audio"])
+        )
+        sections = preset_sections(args, PRESETS, TRAIN_PRESETS, base_audio)
         audio = sections["audio"]
-        if audio != teacher_audio:
+        if teacher is not None and audio != base_audio:
             raise UserError("the student must use the teacher's audio/mel settings (audio.* cannot change)")
+        if init is not None:
+            sections["model"] = _init_model_config(init)
         sections["model"] = replace(
             sections["model"],
             sample_rate=audio.sample_rate,
@@ -330,7 +383,15 @@ def train(args: TrainArgs) -> dict:
         )
     device = resolve_device(args.device)
     task = StudentTask(sections["model"], sections["train"], sections["audio"], corpus, teacher, teacher_info)
-    if ckpt is None and sections["train"].init_cond_from_teacher and not task.cond_from_teacher:
+    if ckpt is None and init is not None:
+        _load_init_weights(task.model, init)
+        log.info("student weights initialised from %s", init)
+    elif (
+        ckpt is None
+        and teacher is not None
+        and sections["train"].init_cond_from_teacher
+        and not task.cond_from_teacher
+    ):
         log.warning("the teacher's conditioning network has another shape: the student's starts random")
     return run_training(
         task,

@@ -67,8 +67,6 @@ def test_distillation_lowers_kl_and_stft_and_resumes(corpus, teacher, tmp_path):
 
 
 def test_teacher_checks(corpus, teacher, tmp_path):
-    with pytest.raises(UserError, match="teacher"):
-        train(TrainArgs(data=corpus, out=tmp_path / "a", preset="tiny"))
     with pytest.raises(UserError, match="not found"):
         train(TrainArgs(data=corpus, out=tmp_path / "b", preset="tiny", teacher=tmp_path / "none.pt"))
     out = tmp_path / "c"
@@ -92,6 +90,63 @@ def test_teacher_checks(corpus, teacher, tmp_path):
                 data=corpus, out=tmp_path / "e", preset="tiny", teacher=teacher, sets=("audio.fmax=7000",)
             )
         )
+
+
+def test_spectral_only_without_teacher_then_distillation_from_its_weights(corpus, teacher, tmp_path):
+    out = tmp_path / "spectral"
+    sets = ("sample_every=0",)
+    first = train(TrainArgs(data=corpus, out=out, preset="tiny", max_steps=1, sets=sets))
+    second = train(TrainArgs(data=corpus, out=out, preset="tiny", resume=True, max_steps=40, sets=sets))
+    assert second["start_step"] == 1 and second["step"] == 40
+    before, after = first["val"], second["val"]
+    assert "kl" not in after and "reg" not in after  # no teacher, no distillation terms
+    assert after["stft"] < before["stft"] - 1.0 and after["loss"] == pytest.approx(after["stft"]), (
+        before,
+        after,
+    )
+    ckpt = load_checkpoint(out / "checkpoints" / "last.pt")
+    assert ckpt["config"]["teacher"]["path"] is None and ckpt["config"]["model"]["n_speakers"] == 2
+
+    # a spectral-only run cannot be resumed as a distillation (and vice versa): --init starts one
+    with pytest.raises(UserError, match="spectral-only"):
+        train(TrainArgs(data=corpus, out=out, teacher=teacher, resume=True, max_steps=41))
+    with pytest.raises(UserError, match="--init"):
+        train(
+            TrainArgs(
+                data=corpus,
+                out=out,
+                resume=True,
+                max_steps=41,
+                extra={"init": out / "checkpoints" / "last.pt"},
+            )
+        )
+    with pytest.raises(UserError, match="not a student"):
+        train(
+            TrainArgs(
+                data=corpus, out=tmp_path / "x", preset="tiny", teacher=teacher, extra={"init": teacher}
+            )
+        )
+
+    distilled = tmp_path / "distilled"
+    init = out / "checkpoints" / "last.pt"
+    third = train(
+        TrainArgs(
+            data=corpus,
+            out=distilled,
+            preset="tiny",
+            teacher=teacher,
+            max_steps=1,
+            sets=("lr=1e-12", *sets),  # ~no update: the validation is the spectral run's weights'
+            extra={"init": init},
+        )
+    )
+    assert third["start_step"] == 0 and "kl" in third["val"]
+    assert third["val"]["stft"] == pytest.approx(after["stft"], rel=0.05)
+    saved = load_checkpoint(distilled / "checkpoints" / "last.pt")
+    assert saved["config"]["model"] == ckpt["config"]["model"]
+    assert saved["config"]["teacher"]["path"] == str(teacher)
+    with pytest.raises(UserError, match="pass it as --teacher"):
+        train(TrainArgs(data=corpus, out=distilled, resume=True, max_steps=2))
 
 
 def test_conditioning_starts_from_the_teachers_when_shapes_match(corpus, teacher):
