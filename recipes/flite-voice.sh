@@ -12,6 +12,9 @@
 #             spectral-only (STFT loss)                        RUN/student
 #   export    write VOICES_DIR/VOICE (default voices/; parity-checked ONNX bundle)
 #   eval      parawave eval on the test split                  RUN/eval
+#   save      copy each RUN/<model>/checkpoints/last.pt to CHECKPOINTS (recipes/checkpoints/<profile>/, committed,
+#             so training continues in another session or machine)
+#   restore   the reverse, before resuming on a fresh checkout (never overwrites a newer run)
 #
 # The configuration of a profile is recipes/flite.<profile>.env (committed); any of its variables
 # can be set in the environment. Every training stage resumes from RUN/<model>/checkpoints/last.pt,
@@ -118,11 +121,36 @@ stage_eval() {
         --out "$RUN/eval" "${args[@]}"
 }
 
-[[ $# -gt 0 ]] || { sed -n '2,18p' "$0" | sed 's/^# \{0,1\}//'; exit 2; }
+saved="${CHECKPOINTS:-$here/checkpoints/$profile}"
+
+stage_save() {
+    mkdir -p "$saved"
+    for model in acoustic teacher student; do
+        local src="$RUN/$model/checkpoints/last.pt"
+        [[ -f "$src" ]] || continue
+        cp "$src" "$saved/$model.pt.tmp" && mv "$saved/$model.pt.tmp" "$saved/$model.pt"
+        say "saved $src -> $saved/$model.pt"
+    done
+}
+
+stage_restore() {
+    for model in acoustic teacher student; do
+        local src="$saved/$model.pt" dst="$RUN/$model/checkpoints/last.pt"
+        [[ -f "$src" ]] || continue
+        if [[ -f "$dst" && "$dst" -nt "$src" ]]; then
+            say "kept $dst (newer than $src)"
+            continue
+        fi
+        mkdir -p "$(dirname "$dst")" && cp "$src" "$dst"
+        say "restored $src -> $dst"
+    done
+}
+
+[[ $# -gt 0 ]] || { sed -n '2,21p' "$0" | sed 's/^# \{0,1\}//'; exit 2; }
 for stage in "$@"; do
     case "$stage" in
-        corpus | acoustic | teacher | student | export | eval) "stage_$stage" ;;
+        corpus | acoustic | teacher | student | export | eval | save | restore) "stage_$stage" ;;
         all) for s in corpus acoustic teacher student export eval; do "stage_$s"; done ;;
-        *) echo "error: unknown stage '$stage' (corpus, acoustic, teacher, student, export, eval, all)" >&2; exit 2 ;;
+        *) echo "error: unknown stage '$stage' (corpus, acoustic, teacher, student, export, eval, save, restore, all)" >&2; exit 2 ;;
     esac
 done

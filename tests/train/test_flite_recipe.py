@@ -105,6 +105,16 @@ def test_spectral_only_profile_and_bad_usage(tmp_path):
     student = json.loads((tmp_path / "voices" / "toy" / "voice.json").read_text())
     assert "teacher" not in student["provenance"]["steps"]
 
+    # save / restore: the committed checkpoints continue a run on a fresh checkout
+    env["CHECKPOINTS"] = str(tmp_path / "saved")
+    assert _run(env, "save").returncode == 0
+    assert sorted(p.name for p in (tmp_path / "saved").iterdir()) == ["acoustic.pt", "student.pt"]
+    shutil.rmtree(tmp_path / "run")
+    assert _run(env, "restore").returncode == 0
+    resumed = _run(env | {"STUDENT_ARGS": "--preset tiny --max-steps 3"}, "student")
+    assert resumed.returncode == 0, resumed.stderr[-2000:]
+    assert "steps       2 -> 3" in resumed.stdout, resumed.stdout
+
     bad = _run(env, "nonsense")
     assert bad.returncode == 2 and "unknown stage 'nonsense'" in bad.stderr
     assert _run(env, "--profile", "nope", "corpus").returncode == 2
