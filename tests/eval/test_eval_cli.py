@@ -1,0 +1,250 @@
+"""``parawave eval``: metric functions on known inputs, pocketsphinx on real flite speech, and the
+command end to end on the tiny random-weight fixture bundle and a flite-rendered corpus."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+from pathlib import Path
+
+import numpy as np
+import pytest
+from typer.testing import CliRunner
+
+from model.eval import cli as E
+from service.cli import app
+
+FLITE = shutil.which("flite")
+needs_flite = pytest.mark.skipif(FLITE is None, reason="flite is not installed (apt-get install flite)")
+FIXTURE_VOICES = Path(__file__).resolve().parents[1] / "fixtures" / "voices"
+runner = CliRunner()
+
+# (id, text, flite voice, bundle speaker, split); the fixture bundle's speakers are alpha and beta
+CLIPS = [
+    ("a1", "The cat sat on the mat.", "slt", "alpha", "test"),
+    ("a2", "It is 2 o'clock.", "slt", "alpha", "test"),
+    ("a3", "Good morning.", "slt", "alpha", "test"),  # beyond --limit 2
+    ("b1", "Open the door, please.", "rms", "beta", "test"),
+    ("b2", "We walked home.", "rms", "beta", "test"),
+    ("t1", "Not a test clip.", "rms", "beta", "train"),
+]
+
+
+def flite_wav(text: str, voice: str, path: Path) -> Path:
+    subprocess.run([FLITE, "-voice", voice, "-t", text, "-o", str(path)], check=True, capture_output=True)
+    return path
+
+
+@pytest.fixture(scope="module")
+def corpus(tmp_path_factory) -> Path:
+    """A 6-clip, 2-speaker LJSpeech-format corpus spoken by flite (16 kHz)."""
+    root = tmp_path_factory.mktemp("corpus")
+    (root / "wavs").mkdir()
+    from model.text import normalize
+
+    meta, splits = [], []
+    for clip_id, text, fv, speaker, split in CLIPS:
+        flite_wav(text, fv, root / "wavs" / f"{clip_id}.wav")
+        meta.append(f"{clip_id}|{text}|{normalize(text)}|{speaker}")
+        splits.append(f"{clip_id}|{split}")
+    (root / "metadata.csv").write_text("\n".join(meta) + "\n", encoding="utf-8")
+    (root / "splits.csv").write_text("\n".join(splits) + "\n", encoding="utf-8")
+    return root
+
+
+# ------------------------------------------------------------------------------------- metrics
+
+
+def test_words_normalizes_both_sides_alike():
+    assert E.words("It is 2 o'clock!") == "it is two o'clock"
+    assert E.words("Mr. Smith, 'quoted' — yes.") == "mister smith quoted yes"
+
+
+def test_wer_of_known_strings():
+    assert E.wer_of(["the cat sat"], ["the cat sat"]) == 0.0
+    assert E.wer_of(["the cat sat"], ["The cat, sat."]) == 0.0  # case and punctuation ignored
+    assert E.wer_of(["the cat sat"], ["the dog sat"]) == pytest.approx(1 / 3)
+    # pooled over clips: (1 deletion + 2 deletions) / (3 + 2 words), not the mean of 1/3 and 1
+    assert E.wer_of(["the cat sat", "a b"], ["the cat", ""]) == pytest.approx(3 / 5)
+    assert E.wer_of(["two cats"], ["2 cats"]) == 0.0  # numbers as words on both sides
+    assert np.isnan(E.wer_of([""], ["x"]))  # no reference words: NaN
+
+
+def test_mcd_zero_for_identical_and_grows_with_noise():
+    rng = np.random.default_rng(0)
+    mel = rng.normal(-4.0, 1.5, size=(20, 50)).astype(np.float32)  # (n_mels, F)
+    assert E.mcd(mel, mel) == 0.0
+    small = E.mcd(mel, mel + 0.1 * rng.standard_normal(mel.shape))
+    big = E.mcd(mel, mel + 1.0 * rng.standard_normal(mel.shape))
+    assert 0.0 < small < big
+    # a level change is c0 only, which MCD leaves out
+    assert E.mcd(mel, mel + 3.0) == pytest.approx(0.0, abs=1e-6)
+    with pytest.raises(ValueError):
+        E.mcd(mel, mel[:, :40])  # not frame-aligned
+
+
+def test_mcd_formula_on_one_coefficient():
+    # a pure c1 difference d: MCD = 10/ln10 * sqrt(2 d^2)
+    n_mels, d = 20, 0.5
+    basis = np.cos(np.pi * (np.arange(n_mels) + 0.5) / n_mels) * np.sqrt(2.0 / n_mels)  # ortho DCT-II row 1
+    a = np.zeros((n_mels, 3))
+    b = a + d * basis[:, None]
+    assert E.mcd(b, a) == pytest.approx(10 / np.log(10) * np.sqrt(2) * d, rel=1e-6)
+
+
+def test_duration_stats():
+    s = E.duration_stats([1.0, 2.2, 3.0, 5.0], [1.0, 2.0, 3.3, 4.0])
+    assert s["clips"] == 4
+    assert s["within_15pct"] == pytest.approx(0.75)
+    assert s["median_abs_rel_error"] == pytest.approx(np.median([0.0, 0.1, 0.3 / 3.3, 0.25]))
+
+
+def test_speech_frames_leave_out_silence():
+    mel = np.full((20, 10), np.log(1e-5))
+    mel[:, 3:7] = -1.0
+    assert E.speech_frames(mel).tolist() == [False] * 3 + [True] * 4 + [False] * 3
+
+
+# ------------------------------------------------------------------------------------- ASR
+
+
+@needs_flite
+def test_pocketsphinx_understands_flite_and_not_noise(tmp_path):
+    from model.data.audio import load_wav
+
+    text = "The cat sat on the mat near the door."
+    audio, sr = load_wav(flite_wav(text, "slt", tmp_path / "s.wav"))
+    hyp = E.transcribe(audio, sr)
+    assert E.wer_of([text], [hyp]) < 0.5, hyp
+    # the same check fails on audio that does not say it (another sentence, and noise)
+    other, sr2 = load_wav(flite_wav("Bring me seven yellow apples tomorrow.", "slt", tmp_path / "o.wav"))
+    assert E.wer_of([text], [E.transcribe(other, sr2)]) >= 0.5
+    noise = 0.1 * np.random.default_rng(0).standard_normal(sr).astype(np.float32)
+    assert E.wer_of([text], [E.transcribe(noise, sr)]) >= 0.5
+    # another rate is resampled to 16 kHz first
+    from model.data.features import resample
+
+    assert E.wer_of([text], [E.transcribe(resample(audio, sr, 22050), 22050)]) < 0.5
+
+
+@needs_flite
+def test_copy_metrics_perfect_for_the_recording_and_worse_for_noise(tmp_path):
+    from model.data.audio import load_wav
+    from model.data.config import AudioConfig
+    from model.data.features import log_mel
+
+    audio, sr = load_wav(flite_wav("Open the door, please.", "rms", tmp_path / "r.wav"))
+    noisy = audio + 0.05 * np.random.default_rng(1).standard_normal(audio.shape).astype(np.float32)
+    assert E.pesq_wb(audio, audio, sr) > 4.5 and E.stoi_of(audio, audio, sr) > 0.99
+    assert E.pesq_wb(audio, noisy, sr) < 3.0 and E.stoi_of(audio, noisy, sr) < 0.95
+    cfg = AudioConfig(n_mels=80)
+    ref = log_mel(audio, cfg)  # (80, F)
+    mask = E.speech_frames(ref)
+    assert 0 < mask.sum() < mask.size  # flite's leading/trailing silence is left out
+    assert E.mcd(log_mel(audio, cfg), ref, mask=mask) == 0.0
+    assert E.mcd(log_mel(noisy, cfg), ref, mask=mask) > 1.0
+
+
+# ------------------------------------------------------------------------------------- the command
+
+
+@needs_flite
+def test_eval_end_to_end(tmp_path, corpus):
+    out = tmp_path / "eval"
+    args = ["eval", "--voice", "tiny", "--voices-dir", str(FIXTURE_VOICES), "--data", str(corpus)]
+    args += ["--limit", "2", "--teacher-limit", "1", "--out", str(out), "--seed", "3"]
+    res = runner.invoke(app, args)
+    assert res.exit_code == 0, res.output
+    assert "| student |" in res.output and "Targets:" in res.output
+
+    report = json.loads((out / "eval.json").read_text())
+    assert set(report) == {"config", "summary", "targets", "clips", "files"}
+    cfg = report["config"]
+    for key in ("voice", "voice_json_sha256", "files_sha256", "steps", "corpus", "split", "clip_ids",
+                "teacher_clip_ids", "seed", "versions", "asr", "mcd"):  # fmt: skip
+        assert key in cfg, key
+    assert cfg["voice"] == "tiny" and cfg["split"] == "test"
+    assert cfg["clip_ids"] == ["a1", "a2", "b1", "b2"]  # 2 per speaker, test split only
+    assert cfg["teacher_clip_ids"] == ["a1", "b1"]
+    assert cfg["versions"]["pocketsphinx"]
+
+    summary = report["summary"]
+    assert set(summary["systems"]) == {"reference", "student", "teacher"}
+    assert set(summary["speakers"]) == {"alpha", "beta"}
+    ref, student, teacher = (summary["systems"][s] for s in ("reference", "student", "teacher"))
+    assert (ref["clips"], student["clips"], teacher["clips"]) == (4, 4, 2)
+    assert ref["wer"] < 0.5  # flite is understood; the random-weight voice is noise
+    for key in ("wer", "pesq_wb", "stoi", "mcd_db", "rtf", "durations"):
+        assert key in student and key in teacher, key
+    assert student["mcd_db"] > 0 and 0 <= student["stoi"] <= 1 and student["rtf"] > 0
+    assert set(student["durations"]) >= {"mean_abs_rel_error", "median_abs_rel_error", "within_15pct"}
+    assert summary["teacher_clips"]["student"]["clips"] == 2
+    assert [t["name"].split(" (")[0] for t in report["targets"]] == [
+        "student WER - reference WER",
+        "student PESQ-WB",
+        "student STOI",
+        "teacher PESQ-WB - student PESQ-WB",
+    ]
+    assert report["targets"][2]["pass"] is False  # noise is not intelligible
+
+    clip = report["clips"][0]
+    assert set(clip["transcripts"]) == {"reference", "student", "teacher"}
+    assert clip["reference_seconds"] > 0.5
+
+    md = (out / "eval.md").read_text()
+    assert md in res.output
+    for row in ("| reference |", "| student |", "| teacher |", "PASS" if "PASS" in md else "FAIL"):
+        assert row in md
+    for png in ("spectrograms.png", "durations.png"):
+        assert (out / png).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    examples = sorted(p.name for p in (out / "examples").iterdir())
+    assert "alpha_a1_reference.wav" in examples and "beta_b1_student_tts.wav" in examples
+    assert "alpha_a1_student_copy.wav" in examples and len(examples) == 2 * 5
+
+    # same seed, same numbers (noise is seeded per clip)
+    again = tmp_path / "again"
+    res2 = runner.invoke(app, [*args[:-4], "--teacher-limit", "0", "--out", str(again), "--seed", "3"])
+    assert res2.exit_code == 0, res2.output
+    r2 = json.loads((again / "eval.json").read_text())
+    assert "teacher" not in r2["summary"]["systems"]
+    assert r2["summary"]["systems"]["student"]["mcd_db"] == pytest.approx(student["mcd_db"])
+    assert r2["summary"]["systems"]["student"]["stoi"] == pytest.approx(student["stoi"])
+
+
+def one_line_error(res) -> str:
+    assert res.exit_code == 2, res.output
+    lines = res.output.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: "), res.output
+    assert "Traceback" not in res.output
+    return lines[0]
+
+
+@pytest.mark.parametrize(
+    ("extra", "expect"),
+    [
+        (["--voice", "nosuch"], "no voice 'nosuch'"),
+        (["--voice", "tiny", "--data", "/nonexistent/corpus"], "no such folder"),
+        (["--voice", "tiny", "--split", "val"], "'val' split has no clips"),
+        (["--voice", "tiny", "--speakers", "gamma"], "--speakers gamma"),
+    ],
+)
+def test_user_errors_are_one_line(tmp_path, extra, expect):
+    corpus = tmp_path / "c"
+    (corpus / "wavs").mkdir(parents=True)
+    (corpus / "metadata.csv").write_text("x1|Hello.|Hello.|alpha\n")
+    (corpus / "splits.csv").write_text("x1|test\n")
+    args = ["eval", "--voices-dir", str(FIXTURE_VOICES), "--data", str(corpus), "--out", str(tmp_path / "o")]
+    res = runner.invoke(app, args + extra)  # a later --data wins
+    assert expect in one_line_error(res)
+
+
+def test_missing_eval_packages_is_one_line(monkeypatch, tmp_path):
+    import importlib.util
+
+    real = importlib.util.find_spec
+    monkeypatch.setattr(
+        importlib.util, "find_spec", lambda name, *a: None if name == "pesq" else real(name, *a)
+    )
+    res = runner.invoke(app, ["eval", "--voice", "tiny", "--data", str(tmp_path)])
+    assert "pesq" in one_line_error(res) and ".[eval]" in res.output
