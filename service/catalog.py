@@ -18,6 +18,8 @@ from dataclasses import dataclass
 
 from service.types import EngineLoadError, ModelKind, VoiceInfo
 
+DEFAULT_ALIAS = "alloy"  # with no default voice configured, the speaker this OpenAI name maps to
+
 MODEL_ALIASES: dict[str, ModelKind] = {
     "parawave-student": "student",
     "student": "student",
@@ -68,8 +70,9 @@ class VoiceCatalog:
             if v.speakers:
                 self._names.setdefault(v.name, self._names[f"{v.name}/{v.speakers[0]}"])
         self.aliases = {k.lower(): t for k, t in (aliases or {}).items()}
-        if default is None:
-            self.default = self.entries[0]
+        if default is None:  # the speaker OpenAI's "alloy" maps to, when loaded, else the first
+            alloy = self.aliases.get(DEFAULT_ALIAS)
+            self.default = self._names.get(alloy, self.entries[0]) if alloy else self.entries[0]
         else:
             found = self._names.get(default)
             if found is None:

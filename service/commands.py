@@ -23,9 +23,8 @@ def _bundles(voices_dir: Path) -> list[Path]:
 def _require_voice(voices_dir: Path) -> None:
     if not _bundles(voices_dir):
         typer.echo(
-            f"error: no voice bundle in {voices_dir} (expected <name>/voice.json). "
-            "parawave does not ship a trained voice yet; train one (parawave train ...) and "
-            "export it (parawave export ...), or point --voices-dir at a bundle folder.",
+            f"error: no voice bundle in {voices_dir} (expected <name>/voice.json): point --voices-dir "
+            "at a folder of bundles, or train and export one (README: Training a voice).",
             err=True,
         )
         raise typer.Exit(2)
@@ -176,8 +175,12 @@ def _pick(engine, voice: str | None, speaker: str | None) -> tuple[str, str]:
         info = next((v for v in infos if v.name == voice), None)
         if info is None:
             raise _fail(f"no voice {voice!r} (loaded: {', '.join(v.name for v in infos)})")
-    if speaker is None:
-        speaker = info.speakers[0]
+    if speaker is None:  # the API's default: the speaker "alloy" maps to, else the first
+        from service.catalog import DEFAULT_ALIAS
+        from service.settings import OPENAI_VOICES
+
+        preferred = OPENAI_VOICES.get(DEFAULT_ALIAS)
+        speaker = preferred if preferred in info.speakers else info.speakers[0]
     elif speaker not in info.speakers:
         raise _fail(f"voice {info.name!r} has no speaker {speaker!r} (speakers: {', '.join(info.speakers)})")
     return info.name, speaker

@@ -43,7 +43,9 @@ class Settings(BaseSettings):
     # Voices and device
     voices_dir: Path = DEFAULT_VOICES_DIR
     default_voice: str | None = Field(
-        None, description="API voice id; None = first speaker of the first voice."
+        None,
+        description="API voice id; None = the speaker 'alloy' maps to when loaded (slt), else the first "
+        "speaker of the first voice.",
     )
     voice_aliases: dict[str, str] = Field(default_factory=lambda: dict(OPENAI_VOICES))
     device: Literal["auto", "cpu", "cuda"] = "auto"

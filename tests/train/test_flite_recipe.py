@@ -77,7 +77,7 @@ def test_every_stage_runs_and_the_bundle_speaks(tmp_path):
     from service.engine import Voice
 
     voice = Voice.load(tmp_path / "voices" / "toy")
-    assert list(voice.speakers) == ["slt", "rms"] and {"student", "teacher"} <= set(voice.models)
+    assert sorted(voice.speakers) == ["rms", "slt"] and {"student", "teacher"} <= set(voice.models)
     manifest = json.loads((tmp_path / "voices" / "toy" / "voice.json").read_text())
     assert manifest["provenance"]["steps"]["acoustic"] == 2
     report = json.loads((tmp_path / "run" / "eval" / "eval.json").read_text())
