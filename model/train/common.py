@@ -427,7 +427,17 @@ def make_loader(
         drop_last=per_rank >= batch_size,  # a tiny corpus under DDP gets partial batches rather than none
         pin_memory=device.type == "cuda",
         persistent_workers=num_workers > 0,
+        worker_init_fn=_ignore_stop_signals if num_workers > 0 else None,
     )
+
+
+def _ignore_stop_signals(_worker_id: int) -> None:
+    """DataLoader workers leave SIGINT/SIGTERM to the main process: a Ctrl-C or a SIGTERM sent to
+    the whole process group (``kill -- -PGID``, ``docker stop``, ``pkill -f``) must not kill a worker
+    under the trainer, which would then die in the loader instead of finishing its step and
+    saving. The main process shuts its workers down when it stops."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
 
 
 def infinite_batches(loader: torch.utils.data.DataLoader) -> Iterator:

@@ -217,3 +217,30 @@ def test_max_minutes_stops_and_nonfinite_steps_are_skipped(tmp_path):
     summary = run_training(task, CFG, run, device=torch.device("cpu"), max_steps=5, progress=False)
     assert summary["step"] == 5 and task.calls == 6  # one skipped update
     assert all(math.isfinite(p.sum().item()) for p in task.model.parameters())
+
+
+def test_sigterm_to_the_process_group_saves_with_dataloader_workers(tmp_path):
+    """``kill -- -PGID`` (docker stop, a session's end, pkill -f) reaches the DataLoader workers
+    too: they must leave it to the trainer, which finishes its step and saves."""
+    import subprocess
+    import sys
+    import time
+
+    from model.bench.synthetic import write_tone_corpus
+
+    corpus = write_tone_corpus(tmp_path / "tones", n_clips=4, speakers=("a",), seed=0)
+    out = tmp_path / "run"
+    cmd = [sys.executable, "-m", "service.cli", "train", "teacher", "--data", str(corpus), "--out", str(out)]
+    cmd += ["--preset", "tiny", "--set", "num_workers=1", "--set", "steps=1000000", "--device", "cpu"]
+    proc = subprocess.Popen(cmd, start_new_session=True, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    log = out / "train.log"
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline and not (log.is_file() and "training teacher" in log.read_text()):
+        time.sleep(0.2)
+    time.sleep(3.0)  # a few steps with the worker running
+    os.killpg(proc.pid, signal.SIGTERM)
+    output = proc.communicate(timeout=120)[0].decode()
+    assert proc.returncode == 0, output[-3000:]
+    assert "SIGTERM" in output and "DataLoader worker" not in output, output[-3000:]
+    ckpt = load_checkpoint(out / "checkpoints" / "last.pt")
+    assert ckpt["step"] > 0
