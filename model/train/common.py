@@ -427,17 +427,17 @@ def make_loader(
         drop_last=per_rank >= batch_size,  # a tiny corpus under DDP gets partial batches rather than none
         pin_memory=device.type == "cuda",
         persistent_workers=num_workers > 0,
-        worker_init_fn=_ignore_stop_signals if num_workers > 0 else None,
+        worker_init_fn=_detach_worker if num_workers > 0 else None,
     )
 
 
-def _ignore_stop_signals(_worker_id: int) -> None:
-    """DataLoader workers leave SIGINT/SIGTERM to the main process: a Ctrl-C or a SIGTERM sent to
-    the whole process group (``kill -- -PGID``, ``docker stop``, ``pkill -f``) must not kill a worker
-    under the trainer, which would then die in the loader instead of finishing its step and
-    saving. The main process shuts its workers down when it stops."""
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
-    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+def _detach_worker(_worker_id: int) -> None:
+    """A DataLoader worker leaves its parent's process group: a Ctrl-C or a SIGTERM sent to the
+    trainer's group (``kill -- -PGID``, a terminal, a supervisor) reaches the trainer alone, which
+    finishes its step, saves and shuts its workers down itself; a worker killed under it would make
+    it die in the loader instead. (Ignoring the signals in the worker is no fix: multiprocessing
+    ends workers with SIGTERM at exit.)"""
+    os.setpgrp()
 
 
 def infinite_batches(loader: torch.utils.data.DataLoader) -> Iterator:
