@@ -8,7 +8,7 @@
 #             folder, cache the mels, write the phoneme manifest
 #   acoustic  train the acoustic model (text -> mel)           RUN/acoustic
 #   teacher   train the WaveNet teacher (TEACHER=1 only)       RUN/teacher
-#   student   train the Parallel WaveNet student: distilled from RUN/teacher when TEACHER=1, else
+#   student   train the Parallel WaveNet student: distilled from RUN/teacher when DISTILL=1, else
 #             spectral-only (STFT loss)                        RUN/student
 #   export    write VOICES_DIR/VOICE (default voices/; parity-checked ONNX bundle)
 #   eval      parawave eval on the test split                  RUN/eval
@@ -34,6 +34,7 @@ env_file="$here/flite.${profile}.env"
 # shellcheck source=/dev/null
 source "$env_file"
 MINUTES="${MINUTES:-}"
+DISTILL="${DISTILL:-$TEACHER}"
 VOICES_DIR="${VOICES_DIR:-voices}"
 
 if [[ -n "${PARAWAVE:-}" ]]; then
@@ -92,7 +93,7 @@ stage_teacher() {
 
 stage_student() {
     local -a extra=()
-    if [[ "$TEACHER" == 1 ]]; then
+    if [[ "$DISTILL" == 1 ]]; then
         extra=(--teacher "$(ckpt teacher)")
     fi
     if [[ -n "${STUDENT_INIT:-}" && ! -f "$RUN/student/checkpoints/last.pt" ]]; then

@@ -49,6 +49,7 @@ def _env(tmp_path: Path, **extra: str) -> dict[str, str]:
         JOBS="2",
         ACOUSTIC_ARGS="--preset tiny --max-steps 2",
         TEACHER="1",
+        DISTILL="1",
         TEACHER_ARGS="--preset tiny --max-steps 2",
         STUDENT_ARGS="--preset tiny --max-steps 2",
         EVAL_ARGS="--limit 1 --teacher-limit 1",
@@ -73,6 +74,10 @@ def test_every_stage_runs_and_the_bundle_speaks(tmp_path):
     assert len(meta) == 2 * sum(len(v) for v in LINES.values())  # every line, both speakers
     for model in ("acoustic", "teacher", "student"):
         assert (tmp_path / "run" / model / "checkpoints" / "last.pt").is_file(), model
+    import torch
+
+    student = torch.load(tmp_path / "run" / "student" / "checkpoints" / "last.pt", weights_only=True)
+    assert "/teacher/checkpoints/" in student["config"]["teacher"]["path"]  # DISTILL=1: distilled
 
     from service.engine import Voice
 
@@ -86,8 +91,6 @@ def test_every_stage_runs_and_the_bundle_speaks(tmp_path):
     # a stage reruns: training resumes from the saved step (and stops at --max-steps again)
     again = _run(env | {"ACOUSTIC_ARGS": "--preset tiny --max-steps 3"}, "acoustic")
     assert again.returncode == 0, again.stderr[-2000:]
-    import torch
-
     ckpt = torch.load(tmp_path / "run" / "acoustic" / "checkpoints" / "last.pt", weights_only=True)
     assert ckpt["step"] == 3
     mel = voice.mels([np.array([5, 6, 7, 8], np.int64)], [0], [1.0])[0]  # (n_mels, F)
@@ -96,7 +99,7 @@ def test_every_stage_runs_and_the_bundle_speaks(tmp_path):
 
 
 def test_spectral_only_profile_and_bad_usage(tmp_path):
-    env = _env(tmp_path, TEACHER="0")
+    env = _env(tmp_path, TEACHER="0", DISTILL="0")
     assert _run(env, "corpus", "acoustic", "teacher", "student", "export").returncode == 0
     from service.engine import Voice
 
