@@ -30,11 +30,21 @@ MODEL_ALIASES: dict[str, ModelKind] = {
     "teacher": "teacher",
     "tts-1-hd": "teacher",
 }
+# OpenAI's model names are the ones clients send unasked: `tts-1-hd` asks for the best a voice has,
+# the teacher where the voice ships one, else its student (the response's X-Parawave-Model says
+# which). Our own names (`teacher`, `parawave-teacher`) and the reference endpoint never fall back.
+FALLBACK_MODELS: dict[str, ModelKind] = {"tts-1-hd": "student"}
 MODEL_IDS: dict[ModelKind, str] = {"student": "parawave-student", "teacher": "parawave-teacher"}
 
 
 def resolve_model(name: str) -> ModelKind | None:
     return MODEL_ALIASES.get(name.strip().lower())
+
+
+def fallback_model(name: str, available: Sequence[str]) -> ModelKind | None:
+    """The model to use instead when the voice lacks the one ``name`` resolves to (None: no fallback)."""
+    kind = FALLBACK_MODELS.get(name.strip().lower())
+    return kind if kind is not None and kind in available else None
 
 
 @dataclass(frozen=True)

@@ -15,7 +15,7 @@ from fastapi.responses import Response, StreamingResponse
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from service.audio import CONTENT_TYPES, FORMATS, StreamEncoder, available_formats, encode, output_rate
-from service.catalog import MODEL_ALIASES, resolve_model
+from service.catalog import MODEL_ALIASES, fallback_model, resolve_model
 from service.errors import RATE_LIMIT, SERVER_ERROR, APIError, error_responses
 from service.scheduler import GenerationTimeout, Job, QueueFull
 from service.state import ServiceState, require_ready
@@ -49,7 +49,7 @@ class SpeechBody(BaseModel):
         "tts-1",
         max_length=200,
         description="Model name (case-insensitive): tts-1 and its aliases speak with the student, "
-        "tts-1-hd with the teacher.",
+        "tts-1-hd with the teacher (the student where the voice has no teacher).",
         json_schema_extra={"enum": list(MODEL_ALIASES)},
     )
     input: str = Field(
@@ -98,7 +98,8 @@ _SPEECH_RESPONSES = {
 async def speech(
     body: SpeechBody, request: Request, state: ServiceState = Depends(require_ready)
 ) -> Response:
-    """Speak ``input`` with the student (``tts-1``), or with the teacher for ``tts-1-hd``."""
+    """Speak ``input`` with the student (``tts-1``), or with the teacher for ``tts-1-hd`` (the student
+    when the voice has no teacher)."""
     return await _speak(body, request, state, force_teacher=False)
 
 
@@ -140,14 +141,6 @@ async def _speak(body: SpeechBody, request: Request, state: ServiceState, force_
     text = body.input
     if not text.strip():
         raise APIError(400, "'input' is empty: give some text to speak.", param="input", code="empty_input")
-    limit = settings.reference_max_chars if model == "teacher" else settings.max_input_chars
-    if len(text) > limit:
-        raise APIError(
-            400,
-            f"'input' is {len(text)} characters; the {model} model takes at most {limit} (split the text).",
-            param="input",
-            code="string_above_max_length",
-        )
     assert state.catalog is not None
     voice_name = body.voice.id if isinstance(body.voice, VoiceRef) else body.voice
     entry = state.catalog.resolve(voice_name)
@@ -160,11 +153,22 @@ async def _speak(body: SpeechBody, request: Request, state: ServiceState, force_
             code="voice_not_found",
         )
     if model not in entry.voice.models:
+        fallback = None if force_teacher else fallback_model(body.model, entry.voice.models)
+        if fallback is None:
+            raise APIError(
+                400,
+                f"Voice {entry.id!r} has no {model} model.",
+                param="model",
+                code="model_not_available",
+            )
+        model = fallback
+    limit = settings.reference_max_chars if model == "teacher" else settings.max_input_chars
+    if len(text) > limit:
         raise APIError(
             400,
-            f"Voice {entry.id!r} has no {model} model.",
-            param="model",
-            code="model_not_available",
+            f"'input' is {len(text)} characters; the {model} model takes at most {limit} (split the text).",
+            param="input",
+            code="string_above_max_length",
         )
 
     synthesis = SynthesisRequest(

@@ -125,6 +125,20 @@ def test_qualified_and_bundle_voice_names(client_for):
 # -- bad input: always 4xx in the envelope -------------------------------------------------------
 
 
+def test_tts_1_hd_falls_back_to_the_student_of_a_voice_without_teacher(client, engine):
+    """OpenAI clients send tts-1-hd unasked: the best model the voice has, said in the header."""
+    r = client.post(
+        SPEECH, json={"input": "Hi.", "voice": "gamma", "model": "tts-1-hd", "response_format": "pcm"}
+    )
+    assert r.status_code == 200, r.text
+    assert r.headers["x-parawave-model"] == "student"
+    assert (engine.calls[-1].speaker, engine.calls[-1].model) == ("gamma", "student")
+    # the reference endpoint and our own teacher names never fall back
+    for path, model in [(f"{SPEECH}/reference", "tts-1-hd"), (SPEECH, "teacher")]:
+        r = client.post(path, json={"input": "Hi.", "voice": "gamma", "model": model})
+        assert_envelope(r, 400, param="model", code="model_not_available")
+
+
 @pytest.mark.parametrize(
     ("body", "param", "code"),
     [
@@ -143,7 +157,7 @@ def test_qualified_and_bundle_voice_names(client_for):
         ({"input": 42}, "input", None),
         ({"voice": "alpha"}, "input", "missing"),
         ({"input": "..."}, "input", "invalid_input"),  # the engine finds nothing to speak
-        ({"input": "Hi.", "voice": "gamma", "model": "tts-1-hd"}, "model", "model_not_available"),
+        ({"input": "Hi.", "voice": "gamma", "model": "parawave-teacher"}, "model", "model_not_available"),
     ],
 )
 def test_bad_bodies(client, body, param, code):
