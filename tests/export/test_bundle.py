@@ -52,9 +52,12 @@ def test_fixture_bundle_is_up_to_date(tmp_path):
         timeout=300,
     )
     assert out.returncode == 0, out.stderr
-    fresh = bundle.load(tmp_path / "tiny")
-    committed = bundle.load(TINY)
-    assert fresh.to_dict() == committed.to_dict(), (
+    fresh = bundle.load(tmp_path / "tiny").to_dict()
+    committed = bundle.load(TINY).to_dict()
+    # the parity errors are float rounding (they move with thread count and load): bounded, not equal
+    fresh_parity, committed_parity = fresh["provenance"].pop("parity"), committed["provenance"].pop("parity")
+    assert set(fresh_parity) == set(committed_parity) and max(fresh_parity.values()) < 1e-4
+    assert fresh == committed, (
         "tests/fixtures/voices/tiny is stale: run .venv/bin/python tests/fixtures/make_fixture_bundle.py"
     )
 
