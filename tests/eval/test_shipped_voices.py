@@ -19,8 +19,9 @@ SENTENCES = [
     "She opened the window and looked at the garden.",
 ]
 # pooled word error rate each speaker's student must beat on these three sentences; flite itself
-# gets about a quarter of LJSpeech words wrong through pocketsphinx, so this is a floor, not a target
-MAX_WER = 0.75
+# gets about a fifth of LJSpeech test words wrong through pocketsphinx and the shipped CPU voice a
+# quarter (recipes/reports/flite-cpu), so this floor catches a broken voice, not a slightly worse one
+MAX_WER = 0.5
 
 pytestmark = pytest.mark.skipif(not BUNDLES, reason="no voice bundle under voices/")
 
