@@ -28,9 +28,40 @@ venv() {
 # stamp NAME: true when the install NAME is newer than pyproject.toml
 fresh() { [ -f "$VENV/.$1" ] && [ "$VENV/.$1" -nt pyproject.toml ]; }
 
+# ONNX Runtime flavour: "gpu" (onnxruntime-gpu + NVIDIA's CUDA/cuDNN pip packages) when an NVIDIA
+# GPU answers nvidia-smi, else "cpu". PARAWAVE_ORT=cpu|gpu forces one; PARAWAVE_DEVICE=cpu means cpu.
+ort_flavour() {
+  case "${PARAWAVE_ORT:-}" in cpu|gpu) echo "$PARAWAVE_ORT"; return ;; esac
+  if [ "${PARAWAVE_DEVICE:-auto}" != cpu ] && command -v nvidia-smi >/dev/null && nvidia-smi -L >/dev/null 2>&1; then
+    echo gpu
+  else
+    echo cpu
+  fi
+}
+
+# install_ort EXTRAS: the project with the flavour's runtime extra (the two onnxruntime
+# distributions ship the same module, so the other one is removed first); a failed GPU install
+# falls back to the CPU runtime with a warning.
+install_ort() {
+  local flavour other
+  flavour=$(ort_flavour)
+  other=onnxruntime-gpu; [ "$flavour" = gpu ] && other=onnxruntime
+  "$BIN/pip" uninstall -q -y "$other" >/dev/null 2>&1 || true
+  if ! "$BIN/pip" install -q -e ".[$flavour${1:+,$1}]"; then
+    [ "$flavour" = gpu ] || return 1
+    echo "run.sh: onnxruntime-gpu did not install; falling back to the CPU runtime" >&2
+    "$BIN/pip" uninstall -q -y onnxruntime-gpu >/dev/null 2>&1 || true
+    "$BIN/pip" install -q -e ".[cpu${1:+,$1}]"
+    flavour=cpu
+  fi
+  rm -f "$VENV"/.ort-*; touch "$VENV/.ort-$flavour"
+}
+
 install_serve() {
   venv
-  fresh serve || { "$BIN/pip" install -q -e '.[cpu]'; touch "$VENV/.serve"; }
+  if ! fresh serve || [ ! -f "$VENV/.ort-$(ort_flavour)" ]; then
+    install_ort && touch "$VENV/.serve"
+  fi
 }
 
 install_dev() {
@@ -41,7 +72,7 @@ install_dev() {
   if ! fresh dev; then
     # CPU torch first: an unpinned torch would pull several GB of CUDA packages.
     "$BIN/pip" install -q "$TORCH"
-    "$BIN/pip" install -q -e '.[cpu,train,eval,dev,load]'
+    install_ort train,eval,dev,load
     touch "$VENV/.dev" "$VENV/.serve"
   fi
 }

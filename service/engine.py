@@ -452,6 +452,13 @@ class Voice:
             f0 += n
             yield out[0][0], f0 >= n_frames
 
+    def smoke_test(self) -> None:
+        """One short utterance through the acoustic model and the student (raises what they raise)."""
+        ids = np.arange(1, 9, dtype=np.int64) % max(2, self.n_symbols - 1) + 1  # 8 phoneme ids
+        mel = self.mels([ids], [0], [1.0])[0]
+        if self.student is not None:
+            self.vocode([mel], [0], [np.zeros(mel.shape[1] * self.hop, np.float32)])
+
     def warmup(self, max_batch: int = 8) -> None:
         """Run every graph over the expected shapes (CUDA: length buckets x batch sizes)."""
         rng = np.random.default_rng(0)
@@ -613,6 +620,7 @@ def resolve_providers(device: str, require_cuda: bool) -> list:
     if device == "cpu":
         return [CPU]
     if CUDA in available:
+        _preload_cuda_libraries(ort)
         return [cuda_provider(_env_int("PARAWAVE_GPU_MEM_LIMIT_MB")), CPU]
     if device == "cuda":
         msg = (
@@ -623,6 +631,41 @@ def resolve_providers(device: str, require_cuda: bool) -> list:
             raise EngineLoadError(msg)
         log.warning("%s; running on the CPU", msg)
     return [CPU]
+
+
+def _preload_cuda_libraries(ort) -> None:
+    """Load the CUDA/cuDNN libraries onnxruntime-gpu's CUDA provider links against before the
+    first session: the ``gpu`` extra installs them as NVIDIA pip packages (onnxruntime-gpu[cuda,
+    cudnn]), which the dynamic loader does not search by itself. onnxruntime >= 1.21 has
+    ``preload_dlls`` for that; it falls back to the system's libraries (a CUDA base image, or torch's
+    when torch was imported first). A failure here is not fatal: the session then logs why the CUDA
+    provider did not load and runs on the CPU (or, with require_cuda, the load stops with a message)."""
+    preload = getattr(ort, "preload_dlls", None)
+    if preload is None:
+        return
+    try:
+        preload()
+    except Exception as exc:  # a missing library is reported by the session that needs it
+        log.warning("onnxruntime.preload_dlls failed (%s); relying on the system's CUDA libraries", exc)
+
+
+def _load_voice(path: Path, providers: list, intra_op_threads: int | None, require_cuda: bool) -> Voice:
+    """A voice on ``providers``; on CUDA it must also run one short utterance, else (unless CUDA is
+    required) it is loaded again on the CPU: a GPU whose kernels fail at run time must not turn every
+    request into a server error."""
+    voice = Voice.load(path, providers, intra_op_threads=intra_op_threads)
+    on_cuda = any(g.provider == CUDA for g in voice.graphs.values())
+    if not on_cuda:
+        return voice
+    try:
+        voice.smoke_test()
+    except Exception as exc:  # onnxruntime raises its own types; any failure means "not usable here"
+        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+        if require_cuda:
+            raise EngineLoadError(f"{path}: a test run on CUDA failed: {first}") from None
+        log.warning("voice %s: a test run on CUDA failed (%s); running it on the CPU", voice.name, first)
+        voice = Voice.load(path, [CPU], intra_op_threads=intra_op_threads)
+    return voice
 
 
 def bundle_dirs(voices_dir: Path) -> list[Path]:
@@ -647,7 +690,7 @@ def load_engine(
         intra_op_threads = _env_int("PARAWAVE_INTRA_OP_THREADS")
     if intra_op_threads is None:
         intra_op_threads = DEFAULT_INTRA_OP_THREADS
-    voices = [Voice.load(d, providers, intra_op_threads=intra_op_threads) for d in dirs]
+    voices = [_load_voice(d, providers, intra_op_threads, require_cuda) for d in dirs]
     if _provider_name(providers[0]) == CUDA and require_cuda:
         for v in voices:
             for role in ("acoustic", "student"):

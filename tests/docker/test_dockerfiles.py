@@ -60,11 +60,12 @@ def test_multi_stage_slim_non_root(flavor):
         assert re.fullmatch(r"python:3\.11-slim(-\w+)?", final.base), final.base
         assert df.stages[0].base == final.base  # same interpreter path for the copied venv
     else:
-        # onnxruntime-gpu on PyPI is built for CUDA 12.x + cuDNN 9.x: a CUDA 12 runtime with cuDNN
-        m = re.fullmatch(r"nvidia/cuda:12\.\d+\.\d+-cudnn(9-)?-?runtime-ubuntu(\d\d\.\d\d)", final.base)
-        assert m, final.base
-        # the builder is the same Ubuntu release (same /usr/bin/python3.x for the copied venv)
-        assert df.stages[0].base == f"ubuntu:{m.group(2)}", df.stages[0].base
+        # CUDA and cuDNN come with the gpu extra as NVIDIA pip packages matched to onnxruntime-gpu's
+        # CUDA major: a plain Ubuntu, the same for builder and runtime (same python path for the
+        # venv); the container toolkit injects the driver when asked to
+        assert re.fullmatch(r"ubuntu:\d\d\.\d\d", final.base), final.base
+        assert df.stages[0].base == final.base, (df.stages[0].base, final.base)
+        assert "compute" in final.env.get("NVIDIA_DRIVER_CAPABILITIES", "").split(","), final.env
     # only the venv, the voices and the health check reach the final stage
     sources = [(flags.get("from"), srcs[0]) for srcs, _, flags in final.copies]
     assert sources == [

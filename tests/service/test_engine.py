@@ -245,6 +245,70 @@ def test_cuda_required_but_missing_is_a_load_error(monkeypatch):
     assert fallback.providers["student"] == CPU
 
 
+def test_cuda_libraries_preloaded_only_when_cuda_is_used(monkeypatch):
+    """The gpu extra's NVIDIA pip libraries are loaded before CUDA sessions (onnxruntime.preload_dlls),
+    never on the CPU path; a failing preload is a warning, not a load error."""
+    import onnxruntime
+
+    calls = []
+    monkeypatch.setattr(onnxruntime, "preload_dlls", lambda: calls.append(1), raising=False)
+    monkeypatch.setattr(onnxruntime, "get_available_providers", lambda: [engine_mod.CUDA, CPU])
+    assert engine_mod.resolve_providers("cpu", require_cuda=False) == [CPU]
+    assert calls == []
+    providers = engine_mod.resolve_providers("auto", require_cuda=False)
+    assert [engine_mod._provider_name(p) for p in providers] == [engine_mod.CUDA, CPU]
+    assert calls == [1]
+
+    def broken():
+        raise OSError("libcudart.so.13: cannot open shared object file")
+
+    monkeypatch.setattr(onnxruntime, "preload_dlls", broken, raising=False)
+    assert (
+        engine_mod._provider_name(engine_mod.resolve_providers("cuda", require_cuda=True)[0])
+        == engine_mod.CUDA
+    )
+
+
+def test_smoke_test_runs_a_short_utterance():
+    voice = Voice.load(VOICES / "tiny")
+    calls = []
+    real_mels, real_vocode = voice.mels, voice.vocode
+    voice.mels = lambda *a: calls.append("mels") or real_mels(*a)
+    voice.vocode = lambda *a: calls.append("vocode") or real_vocode(*a)
+    voice.smoke_test()
+    assert calls == ["mels", "vocode"]
+
+
+def test_a_voice_failing_on_cuda_runs_on_the_cpu_unless_cuda_is_required(monkeypatch):
+    """A GPU whose kernels fail at run time: the voice is loaded again on the CPU (or, with
+    require_cuda, the load stops with one line) instead of every request failing."""
+    real_load = Voice.load.__func__
+    loads = []
+
+    def load(cls, path, providers=(CPU,), **kw):
+        names = [engine_mod._provider_name(p) for p in providers]
+        loads.append(names)
+        voice = real_load(cls, path, [CPU], **kw)
+        if names[0] == engine_mod.CUDA:
+            voice.student.provider = engine_mod.CUDA  # as if the session had got the GPU
+        return voice
+
+    def smoke(self):
+        if self.student.provider == engine_mod.CUDA:
+            raise RuntimeError("CUDA failure 209: no kernel image is available\nstack ...")
+
+    monkeypatch.setattr(Voice, "load", classmethod(load))
+    monkeypatch.setattr(Voice, "smoke_test", smoke)
+    cuda = [engine_mod.cuda_provider(), CPU]
+    voice = engine_mod._load_voice(VOICES / "tiny", cuda, None, require_cuda=False)
+    assert voice.student.provider == CPU
+    assert loads == [[engine_mod.CUDA, CPU], [CPU]]
+    with pytest.raises(
+        EngineLoadError, match=r"a test run on CUDA failed: CUDA failure 209: no kernel image is available$"
+    ):
+        engine_mod._load_voice(VOICES / "tiny", cuda, None, require_cuda=True)
+
+
 def test_cuda_provider_options():
     name, opts = engine_mod.cuda_provider(512)
     assert name == "CUDAExecutionProvider"
