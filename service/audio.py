@@ -10,7 +10,8 @@ Two ways to encode: :func:`encode` for a whole utterance, :class:`StreamEncoder`
 they are generated (``stream=true``): wav gets a header with unknown sizes (0xFFFFFFFF) followed by
 PCM, mp3 and opus come out of an incremental libsndfile encoder. flac is the exception: a FLAC
 stream whose header says "length unknown" is valid, but libsndfile (and so soundfile) cannot read
-one, so a streamed flac is encoded whole once the audio is complete.
+one, so a streamed flac is encoded whole once the audio is complete. ``aac`` (AAC-LC in ADTS frames,
+streamable as they come) is encoded by FFmpeg through PyAV, since libsndfile has no AAC.
 """
 
 from __future__ import annotations
@@ -44,6 +45,7 @@ _SOUNDFILE: dict[str, tuple[str, str, dict]] = {
 }
 
 OPUS_RATES: tuple[int, ...] = (8000, 12000, 16000, 24000, 48000)
+AAC_BITS_PER_SAMPLE = 4  # AAC-LC bit rate = 4 bits per input sample (64 kb/s at 16 kHz), at most 128 kb/s
 UNKNOWN_SIZE = 0xFFFFFFFF
 
 
@@ -53,7 +55,7 @@ def available_formats() -> tuple[str, ...]:
     majors = sf.available_formats()
     out = []
     for fmt in FORMATS:
-        if fmt == "pcm":
+        if fmt == "pcm" or (fmt == "aac" and _has_aac_encoder()):
             out.append(fmt)
             continue
         if fmt not in _SOUNDFILE:
@@ -62,6 +64,14 @@ def available_formats() -> tuple[str, ...]:
         if major in majors and subtype in sf.available_subtypes(major):
             out.append(fmt)
     return tuple(out)
+
+
+def _has_aac_encoder() -> bool:
+    try:
+        import av
+    except ImportError:
+        return False
+    return "aac" in av.codecs_available
 
 
 def output_rate(fmt: str, sample_rate: int) -> int:
@@ -95,6 +105,9 @@ def encode(audio: np.ndarray, sample_rate: int, fmt: str) -> bytes:
     _check(fmt)
     if fmt == "pcm":
         return to_pcm16(audio)
+    if fmt == "aac":
+        enc = StreamEncoder(fmt, sample_rate)
+        return enc.write(audio) + enc.close()
     rate = output_rate(fmt, sample_rate)
     if rate != sample_rate:
         audio = _resample(audio, sample_rate, rate)
@@ -122,6 +135,7 @@ class StreamEncoder:
         self._sink: _Sink | None = None
         self._file: sf.SoundFile | None = None
         self._held: list[np.ndarray] = []  # flac: everything, encoded at close
+        self._aac = _AacWriter(self.sample_rate) if fmt == "aac" else None
         if fmt in ("mp3", "opus"):
             major, subtype, extra = _SOUNDFILE[fmt]
             self._sink = _Sink()
@@ -146,7 +160,9 @@ class StreamEncoder:
         out = b""
         if self._resampler is not None:
             out += self._encode(self._resampler.flush())
-        if self._file is not None and self._sink is not None:
+        if self._aac is not None:
+            out += self._aac.close()
+        elif self._file is not None and self._sink is not None:
             self._file.close()
             out += self._sink.drain()
             self._file = None
@@ -155,6 +171,8 @@ class StreamEncoder:
         return out
 
     def _encode(self, audio: np.ndarray) -> bytes:
+        if self._aac is not None:
+            return self._aac.write(audio)
         if self._file is not None and self._sink is not None:
             if len(audio):
                 self._file.write(audio)
@@ -164,6 +182,46 @@ class StreamEncoder:
             self._header_sent = True
             data = wav_stream_header(self.sample_rate) + data
         return data
+
+
+class _AacWriter:
+    """AAC-LC, mono, in an ADTS stream (self-delimiting frames: playable from any prefix), written
+    by FFmpeg's native encoder through PyAV into a :class:`_Sink`."""
+
+    def __init__(self, sample_rate: int) -> None:
+        import av
+
+        self._av = av
+        self.sample_rate = sample_rate
+        self._sink = _Sink()
+        self._container = av.open(self._sink, "w", format="adts")
+        self._stream = self._container.add_stream("aac", rate=sample_rate, layout="mono")
+        self._stream.bit_rate = min(128_000, AAC_BITS_PER_SAMPLE * sample_rate)
+        self._pts = 0
+        self._closed = False
+
+    def _mux(self, frame) -> bytes:
+        for packet in self._stream.encode(frame):
+            self._container.mux(packet)
+        return self._sink.drain()
+
+    def write(self, audio: np.ndarray) -> bytes:
+        if not len(audio):
+            return b""
+        planar = np.ascontiguousarray(np.clip(audio, -1.0, 1.0), dtype=np.float32)[None, :]  # (1, T)
+        frame = self._av.AudioFrame.from_ndarray(planar, format="fltp", layout="mono")
+        frame.sample_rate = self.sample_rate
+        frame.pts = self._pts
+        self._pts += planar.shape[1]
+        return self._mux(frame)
+
+    def close(self) -> bytes:
+        if self._closed:
+            return b""
+        self._closed = True
+        out = self._mux(None)  # flush the encoder's look-ahead
+        self._container.close()
+        return out + self._sink.drain()
 
 
 def _check(fmt: str) -> None:

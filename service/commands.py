@@ -140,6 +140,7 @@ SUFFIX_FORMATS = {
     ".mp3": "mp3",
     ".ogg": "opus",
     ".opus": "opus",
+    ".aac": "aac",
     ".pcm": "pcm",
     ".raw": "pcm",
 }
@@ -189,7 +190,7 @@ def _pick(engine, voice: str | None, speaker: str | None) -> tuple[str, str]:
 def say(
     text: str = typer.Argument(..., help="Text to speak."),
     output: Path = typer.Option(
-        Path("out.wav"), "-o", "--output", help="Output file: .wav .flac .mp3 .ogg .pcm"
+        Path("out.wav"), "-o", "--output", help="Output file: .wav .flac .mp3 .ogg .aac .pcm"
     ),
     voice: str | None = typer.Option(None, help="Voice bundle name [default: the first]."),
     speaker: str | None = typer.Option(None, help="Speaker name [default: the voice's first]."),

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import base64
 import contextlib
+import json
 import logging
 from collections.abc import AsyncIterator
 from typing import Literal
@@ -68,8 +70,11 @@ class SpeechBody(BaseModel):
     stream: bool = Field(False, description="Chunked response as audio is generated (per sentence).")
     stream_format: Literal["audio", "sse"] = Field(
         "audio",
-        description="Only 'audio' (OpenAI's 'sse' is not supported).",
-        json_schema_extra={"enum": ["audio"]},
+        description=(
+            "'audio': the file's bytes (chunked with stream=true). 'sse': always streamed, as Server-Sent "
+            "Events: speech.audio.delta events (base64 pieces of the response_format stream), then "
+            "speech.audio.done."
+        ),
     )
     instructions: str | None = Field(None, description="Accepted for compatibility; ignored (as tts-1).")
     seed: int | None = Field(None, ge=0, le=MAX_SEED, description="Noise seed for reproducible audio.")
@@ -130,13 +135,6 @@ async def _speak(body: SpeechBody, request: Request, state: ServiceState, force_
             f"response_format {fmt!r} is not supported by this server; use one of: {', '.join(available_formats())}.",
             param="response_format",
             code="unsupported_response_format",
-        )
-    if body.stream_format != "audio":
-        raise APIError(
-            400,
-            "stream_format 'sse' is not supported; use 'audio'.",
-            param="stream_format",
-            code="unsupported_value",
         )
     text = body.input
     if not text.strip():
@@ -211,6 +209,12 @@ async def _speak(body: SpeechBody, request: Request, state: ServiceState, force_
         "Cache-Control": "no-store",
     }
     media_type = CONTENT_TYPES[fmt]
+    if body.stream_format == "sse":
+        headers["X-Accel-Buffering"] = "no"  # proxies: pass events through as they come
+        samples = [0]
+        pieces = _stream(job, first, fmt, watcher, samples)
+        events = _sse(pieces, len(text), samples, first.sample_rate)
+        return StreamingResponse(events, media_type="text/event-stream", headers=headers)
     if body.stream:
         return StreamingResponse(_stream(job, first, fmt, watcher), media_type=media_type, headers=headers)
 
@@ -239,12 +243,17 @@ async def _next(job: Job) -> AudioChunk | None:
         raise APIError(504, f"Timed out: {exc}.", type=SERVER_ERROR, code="timeout") from exc
 
 
-async def _stream(job: Job, first: AudioChunk, fmt: str, watcher: asyncio.Task) -> AsyncIterator[bytes]:
+async def _stream(
+    job: Job, first: AudioChunk, fmt: str, watcher: asyncio.Task, samples: list[int] | None = None
+) -> AsyncIterator[bytes]:
+    """The encoded bytes as the job's chunks arrive (``samples[0]`` counts the audio samples)."""
     encoder = StreamEncoder(fmt, first.sample_rate)
     inline = fmt in ("wav", "pcm")  # cheap: no thread hop
     try:
         chunk: AudioChunk | None = first
         while chunk is not None:
+            if samples is not None:
+                samples[0] += len(chunk.audio)
             data = (
                 encoder.write(chunk.audio)
                 if inline
@@ -259,6 +268,20 @@ async def _stream(job: Job, first: AudioChunk, fmt: str, watcher: asyncio.Task) 
     finally:
         job.stop("client_gone")  # no-op when complete
         watcher.cancel()
+
+
+async def _sse(
+    pieces: AsyncIterator[bytes], input_chars: int, samples: list[int], sample_rate: int
+) -> AsyncIterator[bytes]:
+    """OpenAI's speech events around the encoded stream. ``usage`` counts what this server has, as
+    there are no tokens: input characters, and output audio in 10 ms frames (``samples`` is filled
+    in by the stream as it goes)."""
+    async for data in pieces:
+        event = {"type": "speech.audio.delta", "audio": base64.b64encode(data).decode("ascii")}
+        yield f"data: {json.dumps(event)}\n\n".encode()
+    frames = round(samples[0] * 100 / sample_rate)
+    usage = {"input_tokens": input_chars, "output_tokens": frames, "total_tokens": input_chars + frames}
+    yield f"data: {json.dumps({'type': 'speech.audio.done', 'usage': usage})}\n\n".encode()
 
 
 async def _watch_disconnect(request: Request, job: Job) -> None:

@@ -3,6 +3,7 @@
 import io
 import struct
 
+import av
 import numpy as np
 import pytest
 import soundfile as sf
@@ -18,7 +19,7 @@ from service.audio import (
     wav_stream_header,
 )
 
-FORMATS = [f for f in ("wav", "flac", "mp3", "opus", "pcm") if f in available_formats()]
+FORMATS = [f for f in ("wav", "flac", "mp3", "opus", "aac", "pcm") if f in available_formats()]
 
 
 def _signal(seconds: float, rate: int) -> np.ndarray:
@@ -29,14 +30,31 @@ def _signal(seconds: float, rate: int) -> np.ndarray:
 def decode(data: bytes, fmt: str, rate: int) -> tuple[np.ndarray, int]:
     if fmt == "pcm":
         return np.frombuffer(data, dtype="<i2").astype(np.float32) / 32767.0, rate
+    if fmt == "aac":
+        return decode_aac(data)
     with sf.SoundFile(io.BytesIO(data)) as f:
         return f.read(dtype="float32"), f.samplerate
 
 
-def test_libsndfile_has_the_lossless_formats():
-    assert {"wav", "flac", "pcm"} <= set(available_formats())
+def decode_aac(data: bytes) -> tuple[np.ndarray, int]:
+    with av.open(io.BytesIO(data), format="adts") as f:
+        rate = f.streams.audio[0].rate
+        return np.concatenate([fr.to_ndarray().reshape(-1) for fr in f.decode(audio=0)]), rate
+
+
+def test_the_lossless_formats_and_aac_are_available():
+    assert {"wav", "flac", "pcm", "aac"} <= set(available_formats())  # aac: PyAV, a dependency
     assert set(available_formats()) <= set(CONTENT_TYPES)
-    assert "aac" not in available_formats()  # libsndfile has no AAC encoder
+
+
+def test_aac_stream_is_adts_frames_from_the_first_chunk():
+    """Each streamed piece is whole ADTS frames (sync word first): a client can play a prefix."""
+    enc = StreamEncoder("aac", 16000)
+    x = _signal(1.0, 16000)
+    pieces = [enc.write(p) for p in np.array_split(x, 4)] + [enc.close()]
+    assert all(p[:2] in (b"\xff\xf1", b"\xff\xf9") for p in pieces if p)
+    y, rate = decode_aac(pieces[0] + pieces[1])  # a prefix decodes on its own
+    assert rate == 16000 and len(y) > 0
 
 
 @pytest.mark.parametrize("rate", [16000, 22050])
@@ -97,4 +115,4 @@ def test_stream_resampler_matches_whole_signal():
 
 def test_unknown_format_is_refused():
     with pytest.raises(ValueError, match="cannot encode"):
-        encode(np.zeros(10, np.float32), 16000, "aac")
+        encode(np.zeros(10, np.float32), 16000, "wma")

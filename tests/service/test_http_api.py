@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import base64
 import io
+import json
 import logging
 import threading
 
@@ -72,6 +74,33 @@ def test_model_aliases(client, engine, model, kind):
     assert engine.calls[-1].model == kind
     pcm = np.frombuffer(r.content, dtype="<i2").astype(np.float32) / 32767
     np.testing.assert_allclose(pcm, expected_audio("One. Two."), atol=1e-4)
+
+
+@pytest.mark.parametrize("stream", [False, True])
+def test_sse_stream_format_carries_the_audio_in_delta_events(client, stream):
+    """OpenAI's stream_format=sse: speech.audio.delta events whose base64 pieces concatenate to the
+    response_format stream, then one speech.audio.done with usage; streamed whatever 'stream' says."""
+    text = "One. Two. Three."
+    body = {"input": text, "response_format": "pcm", "stream_format": "sse", "stream": stream}
+    r = client.post(SPEECH, json=body)
+    assert r.status_code == 200
+    assert r.headers["content-type"].startswith("text/event-stream")
+    blocks = [b for b in r.text.split("\n\n") if b.strip()]
+    assert all(b.startswith("data: ") for b in blocks), blocks[:3]
+    events = [json.loads(b[len("data: ") :]) for b in blocks]
+    deltas, done = events[:-1], events[-1]
+    assert len(deltas) >= 3 and {e["type"] for e in deltas} == {"speech.audio.delta"}  # one per sentence
+    pcm = b"".join(base64.b64decode(e["audio"]) for e in deltas)
+    audio = np.frombuffer(pcm, dtype="<i2").astype(np.float32) / 32767
+    expected = expected_audio(text)
+    np.testing.assert_allclose(audio, expected, atol=1e-4)
+    assert done["type"] == "speech.audio.done"
+    frames = round(len(expected) * 100 / RATE)
+    assert done["usage"] == {
+        "input_tokens": len(text),
+        "output_tokens": frames,
+        "total_tokens": len(text) + frames,
+    }
 
 
 def test_speed_and_seed_reach_the_engine(client, engine):
@@ -151,9 +180,8 @@ def test_tts_1_hd_falls_back_to_the_student_of_a_voice_without_teacher(client, e
         ({"input": "Hi.", "speed": 5}, "speed", None),
         ({"input": "Hi.", "speed": "fast"}, "speed", None),
         ({"input": "Hi.", "response_format": "ogg"}, "response_format", None),
-        ({"input": "Hi.", "response_format": "aac"}, "response_format", "unsupported_response_format"),
         ({"input": "Hi.", "model": "gpt-5"}, "model", "model_not_found"),
-        ({"input": "Hi.", "stream_format": "sse"}, "stream_format", None),
+        ({"input": "Hi.", "stream_format": "events"}, "stream_format", None),
         ({"input": 42}, "input", None),
         ({"voice": "alpha"}, "input", "missing"),
         ({"input": "..."}, "input", "invalid_input"),  # the engine finds nothing to speak
@@ -163,6 +191,16 @@ def test_tts_1_hd_falls_back_to_the_student_of_a_voice_without_teacher(client, e
 def test_bad_bodies(client, body, param, code):
     err = assert_envelope(client.post(SPEECH, json=body), 400, param=param, code=code)
     assert err["type"] == "invalid_request_error"
+
+
+def test_a_format_this_process_cannot_encode_is_a_400(client, monkeypatch):
+    """E.g. aac without PyAV, or mp3 with a libsndfile older than 1.1: refused with the list."""
+    from service.routers import speech
+
+    monkeypatch.setattr(speech, "available_formats", lambda: ("flac", "wav", "pcm"))
+    r = client.post(SPEECH, json={"input": "Hi.", "response_format": "aac"})
+    err = assert_envelope(r, 400, param="response_format", code="unsupported_response_format")
+    assert "flac, wav, pcm" in err["message"]
 
 
 def test_input_at_the_limit_is_accepted_and_one_more_rejected(client_for, engine):

@@ -3,11 +3,14 @@ concurrency without cross-talk, and the OpenAI Python client."""
 
 from __future__ import annotations
 
+import base64
 import io
+import json
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor, wait
 
+import av
 import httpx
 import numpy as np
 import pytest
@@ -23,6 +26,10 @@ SPEECH = "/v1/audio/speech"
 def decode(data: bytes, fmt: str, rate_header: int) -> tuple[np.ndarray, int]:
     if fmt == "pcm":
         return np.frombuffer(data, dtype="<i2").astype(np.float32) / 32767, rate_header
+    if fmt == "aac":
+        with av.open(io.BytesIO(data), format="adts") as f:
+            rate = f.streams.audio[0].rate
+            return np.concatenate([fr.to_ndarray().reshape(-1) for fr in f.decode(audio=0)]), rate
     with sf.SoundFile(io.BytesIO(data)) as f:
         return f.read(dtype="float32"), f.samplerate
 
@@ -167,6 +174,21 @@ def test_openai_client(live_server):
         data = b"".join(response.iter_bytes())
     audio, rate = sf.read(io.BytesIO(data), dtype="float32")
     np.testing.assert_allclose(audio, expected_audio(text), atol=1e-4)
+
+    for fmt in ("mp3", "opus", "aac", "flac", "wav", "pcm"):  # every format the client can ask for
+        speech = client.audio.speech.create(
+            model="gpt-4o-mini-tts", voice="coral", input=text, response_format=fmt, instructions="Calm."
+        )
+        audio, rate = decode(speech.content, fmt, RATE)
+        assert rate == output_rate(fmt, RATE) and len(audio) >= 0.9 * len(expected_audio(text)) * rate / RATE
+
+    with client.audio.speech.with_streaming_response.create(
+        model="tts-1", voice="alloy", input=text, response_format="pcm", stream_format="sse"
+    ) as response:
+        events = [json.loads(line[len("data: ") :]) for line in response.iter_lines() if line]
+    assert events[-1]["type"] == "speech.audio.done"
+    pcm = b"".join(base64.b64decode(e["audio"]) for e in events[:-1])
+    np.testing.assert_allclose(np.frombuffer(pcm, "<i2") / 32767, expected_audio(text), atol=1e-4)
 
     with pytest.raises(openai.BadRequestError) as bad:
         client.audio.speech.create(model="tts-1", voice="nobody", input="Hello")

@@ -32,6 +32,7 @@ def test_speech_body_and_errors_are_documented(client_for):
         assert set(responses["200"]["content"]) == {
             "audio/mpeg",
             "audio/ogg",
+            "audio/aac",
             "audio/flac",
             "audio/wav",
             "audio/pcm",
