@@ -92,8 +92,11 @@ class SpeechBody(BaseModel):
 
 _SPEECH_RESPONSES = {
     200: {
-        "description": "Audio in the requested format.",
-        "content": {CONTENT_TYPES[f].split(";")[0]: {} for f in available_formats()},
+        "description": "Audio in the requested format (stream_format=sse: events carrying it).",
+        "content": {
+            **{CONTENT_TYPES[f].split(";")[0]: {} for f in available_formats()},
+            "text/event-stream": {},
+        },
     },
     **error_responses(400, 401, 413, 415, 429, 500, 503, 504),
 }

@@ -36,6 +36,7 @@ def test_speech_body_and_errors_are_documented(client_for):
             "audio/flac",
             "audio/wav",
             "audio/pcm",
+            "text/event-stream",
         }
         for status in ("400", "401", "413", "415", "429", "500", "503", "504"):
             error = responses[status]["content"]["application/json"]["schema"]
@@ -49,7 +50,7 @@ def test_speech_body_and_errors_are_documented(client_for):
     assert props["input"]["minLength"] == 1 and props["input"]["maxLength"] == 300
     assert props["model"]["enum"] == list(MODEL_ALIASES)
     assert props["response_format"]["enum"] == list(available_formats())
-    assert props["stream_format"]["enum"] == ["audio"]
+    assert props["stream_format"]["enum"] == ["audio", "sse"]
     assert props["speed"]["minimum"] == 0.25 and props["speed"]["maximum"] == 4.0
     assert props["seed"]["anyOf"][0] == {"type": "integer", "minimum": 0, "maximum": MAX_SEED}
     # the loaded voices: ids, qualified names, bundle names and OpenAI names
