@@ -21,8 +21,15 @@ Threading. ``InferenceSession.run`` is safe to call from several threads at once
 has its own numpy RNG; the one piece of shared mutable state (the teacher's calibrated frames per
 call) is guarded by a lock. ``synthesize``/``synthesize_batch`` are lazy generators.
 
-Environment: ``PARAWAVE_INTRA_OP_THREADS`` (CPU threads per session; default 1, see
-:data:`DEFAULT_INTRA_OP_THREADS`; 0 = ONNX Runtime's choice, one per physical core), ``PARAWAVE_ORT_SPIN=1`` (let idle ORT threads spin: lower latency on a
+CPU student pieces. On the CPU an utterance goes through the student in pieces (each with the
+bundle's context frames around it, cut back out, so the audio equals one whole run): pieces of at
+most :data:`STUDENT_CHUNK_FRAMES` keep the activations in cache, and the pieces of one utterance run
+in parallel on a small shared pool, so that one request uses every core (a session runs single-
+threaded: ONNX Runtime's intra-op threads barely pay on these small ops).
+
+Environment: ``PARAWAVE_STUDENT_THREADS`` (parallel student pieces on the CPU; default the CPUs
+this process may use, at most 8; 1 = sequential), ``PARAWAVE_INTRA_OP_THREADS`` (CPU threads per
+session; default 1, see :data:`DEFAULT_INTRA_OP_THREADS`; 0 = ONNX Runtime's choice, one per physical core), ``PARAWAVE_ORT_SPIN=1`` (let idle ORT threads spin: lower latency on a
 dedicated machine, wasted cores on a shared one; default off), ``PARAWAVE_GPU_MEM_LIMIT_MB`` (CUDA
 arena limit per session, default no limit).
 """
@@ -36,6 +43,7 @@ import re
 import threading
 import time
 from collections.abc import Iterator, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -73,6 +81,7 @@ STUDENT_PAD_WASTE = {CPU: 0.15, CUDA: 1.0}  # padding allowed in a batched stude
 # activations in cache: measured 0.071-0.072 CPU s per audio s at 96-160 frames vs 0.096 for a
 # whole 6 s utterance (cpu preset, 1 thread). Pieces only when the context is small beside them.
 STUDENT_CHUNK_FRAMES = 128
+MAX_PIECE_THREADS = 8
 WARMUP_PHONEMES = (8, 32, 128)  # acoustic length buckets
 WARMUP_FRAMES_CUDA = (64, 256, 1024)  # student length buckets on CUDA (0.8 s, 3.2 s, 12.8 s)
 WARMUP_BATCHES_CUDA = (1, 4, 8)
@@ -248,6 +257,9 @@ class Voice:
         ):
             self.chunk_frames = STUDENT_CHUNK_FRAMES
         self._context = (left or 0, right or 0)
+        # a piece is at least 4x its context frames (the context is recomputed for every piece)
+        self._min_piece = max(8, 4 * (self._context[0] + self._context[1]))
+        self.piece_threads = 1  # set by load_engine (PARAWAVE_STUDENT_THREADS)
         self._lock = threading.Lock()
         self._teacher_frame_seconds: float | None = None  # measured cost of one frame, teacher
         if self.teacher_block is not None:
@@ -351,8 +363,13 @@ class Voice:
         frames.
         """
         assert self.student is not None
-        if self.chunk_frames is not None and max(m.shape[1] for m in mels) > self.chunk_frames * 5 // 4:
-            return [self.vocode_pieces(m, s, z) for m, s, z in zip(mels, speakers, noise, strict=True)]
+        if self.chunk_frames is not None and (
+            len(mels) == 1 or max(m.shape[1] for m in mels) > self.chunk_frames * 5 // 4
+        ):
+            return [
+                self.vocode_pieces(m, s, z, self.piece_frames(m.shape[1]))
+                for m, s, z in zip(mels, speakers, noise, strict=True)
+            ]
         B, F = len(mels), max(m.shape[1] for m in mels)
         mel = np.empty((B, self.n_mels, F), np.float32)
         z = np.zeros((B, F * self.hop), np.float32)
@@ -376,13 +393,32 @@ class Voice:
         left, right = self._context
         F, hop = mel.shape[1], self.hop
         spk = np.array([speaker], np.int64)
-        out = []
-        for a in range(0, F, frames):
+
+        def piece(a: int) -> np.ndarray:
             b = min(F, a + frames)
             lo, hi = max(0, a - left), min(F, b + right)
             audio = self.student.run(noise[None, lo * hop : hi * hop], mel[None, :, lo:hi], spk)[0]  # (1, T)
-            out.append(audio[0, (a - lo) * hop : (b - lo) * hop])
-        return np.concatenate(out)
+            return audio[0, (a - lo) * hop : (b - lo) * hop]
+
+        starts = range(0, F, frames)
+        if len(starts) > 1 and self.piece_threads > 1:
+            return np.concatenate(list(_piece_pool(self.piece_threads).map(piece, starts)))
+        return np.concatenate([piece(a) for a in starts])
+
+    def piece_frames(self, frames: int) -> int:
+        """The piece length for an utterance of ``frames`` on the CPU: at most ``chunk_frames``, and
+        cut so that the pieces keep ``piece_threads`` threads busy (a multiple of them) while each
+        stays at least 4x its context."""
+        chunk = self.chunk_frames or frames
+        n = 1 if frames <= chunk * 5 // 4 else math.ceil(frames / chunk)
+        threads = self.piece_threads
+        if threads > 1:
+            n = max(n, min(threads, frames // self._min_piece))
+            if n > 1:
+                rounded = threads * math.ceil(n / threads)
+                if frames // rounded >= self._min_piece:
+                    n = rounded
+        return math.ceil(frames / max(1, n))
 
     def plan_student_batches(self, frames: Sequence[int]) -> list[list[int]]:
         """Group rows (by index) into student runs: sorted by length, a row joins the current run
@@ -633,6 +669,33 @@ def resolve_providers(device: str, require_cuda: bool) -> list:
     return [CPU]
 
 
+_pool_lock = threading.Lock()
+_pool: ThreadPoolExecutor | None = None
+
+
+def _piece_pool(threads: int) -> ThreadPoolExecutor:
+    """The process-wide pool the CPU student pieces run on (grown to ``threads`` when asked)."""
+    global _pool
+    with _pool_lock:
+        if _pool is None or _pool._max_workers < threads:
+            old, _pool = _pool, ThreadPoolExecutor(threads, thread_name_prefix="parawave-piece")
+            if old is not None:
+                old.shutdown(wait=False)
+        return _pool
+
+
+def default_piece_threads() -> int:
+    """PARAWAVE_STUDENT_THREADS, else the CPUs this process may run on (at most 8)."""
+    value = _env_int("PARAWAVE_STUDENT_THREADS")
+    if value:
+        return value
+    try:
+        cpus = len(os.sched_getaffinity(0))
+    except AttributeError:  # not Linux
+        cpus = os.cpu_count() or 1
+    return max(1, min(MAX_PIECE_THREADS, cpus))
+
+
 def _preload_cuda_libraries(ort) -> None:
     """Load the CUDA/cuDNN libraries onnxruntime-gpu's CUDA provider links against before the
     first session: the ``gpu`` extra installs them as NVIDIA pip packages (onnxruntime-gpu[cuda,
@@ -691,6 +754,9 @@ def load_engine(
     if intra_op_threads is None:
         intra_op_threads = DEFAULT_INTRA_OP_THREADS
     voices = [_load_voice(d, providers, intra_op_threads, require_cuda) for d in dirs]
+    piece_threads = default_piece_threads()
+    for v in voices:
+        v.piece_threads = piece_threads
     if _provider_name(providers[0]) == CUDA and require_cuda:
         for v in voices:
             for role in ("acoustic", "student"):

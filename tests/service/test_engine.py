@@ -365,7 +365,55 @@ def test_long_utterances_are_vocoded_in_exact_pieces_on_cpu(engine, monkeypatch)
     calls = []
     run = voice.student.run
     monkeypatch.setattr(voice.student, "run", lambda *a: calls.append(a[0].shape) or run(*a))
+    monkeypatch.setattr(voice, "piece_threads", 1)
     pieces = voice.vocode([mel], [0], [z])[0]
     assert len(calls) == 3
     whole = run(z[None], mel[None], np.array([0]))[0][0]
     np.testing.assert_allclose(pieces, whole, atol=1e-5)
+
+
+def test_pieces_of_one_utterance_run_in_parallel_and_equal_one_run(engine, monkeypatch):
+    """With 2 threads a 100-frame utterance (one piece alone) is cut in 2, each on a pool thread;
+    the audio is the same as one whole run."""
+    voice = engine.voice("tiny")
+    monkeypatch.setattr(voice, "piece_threads", 2)
+    rng = np.random.default_rng(2)
+    n = 100
+    mel = rng.normal(-5.0, 1.0, (20, n)).astype(np.float32)
+    z = rng.standard_normal(n * HOP).astype(np.float32)
+    threads = []
+    run = voice.student.run
+    monkeypatch.setattr(
+        voice.student, "run", lambda *a: threads.append(threading.current_thread().name) or run(*a)
+    )
+    audio = voice.vocode([mel], [0], [z])[0]
+    assert len(threads) == 2 and all(t.startswith("parawave-piece") for t in threads), threads
+    whole = run(z[None], mel[None], np.array([0]))[0][0]
+    np.testing.assert_allclose(audio, whole, atol=1e-5)
+
+
+@pytest.mark.parametrize(
+    ("threads", "frames", "piece"),
+    [
+        (1, 100, 100),  # one piece: fits in chunk_frames * 5/4
+        (1, 160, 160),
+        (1, 273, 91),  # ceil(273 / 128) = 3 pieces
+        (2, 100, 50),  # split for the 2 threads
+        (2, 273, 69),  # 3 pieces rounded up to 4 (a multiple of the threads)
+        (2, 30, 30),  # too short to split: a piece is at least 4x its context (tiny: 3 + 2 frames)
+        (4, 60, 20),  # 4 threads but pieces of 15 frames would be too short: 3 pieces
+    ],
+)
+def test_piece_frames(engine, monkeypatch, threads, frames, piece):
+    voice = engine.voice("tiny")
+    monkeypatch.setattr(voice, "piece_threads", threads)
+    assert voice.piece_frames(frames) == piece
+
+
+def test_student_threads_from_the_environment(monkeypatch):
+    monkeypatch.setenv("PARAWAVE_STUDENT_THREADS", "3")
+    assert engine_mod.default_piece_threads() == 3
+    e = load_engine(VOICES, device="cpu", require_cuda=False)
+    assert e.voice("tiny").piece_threads == 3
+    monkeypatch.delenv("PARAWAVE_STUDENT_THREADS")
+    assert 1 <= engine_mod.default_piece_threads() <= engine_mod.MAX_PIECE_THREADS
