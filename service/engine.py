@@ -259,7 +259,7 @@ class Voice:
         self._context = (left or 0, right or 0)
         # a piece is at least 4x its context frames (the context is recomputed for every piece)
         self._min_piece = max(8, 4 * (self._context[0] + self._context[1]))
-        self.piece_threads = 1  # set by load_engine (PARAWAVE_STUDENT_THREADS)
+        self.piece_threads = default_piece_threads() if self.chunk_frames else 1  # CPU student pieces
         self._lock = threading.Lock()
         self._teacher_frame_seconds: float | None = None  # measured cost of one frame, teacher
         if self.teacher_block is not None:
@@ -754,9 +754,6 @@ def load_engine(
     if intra_op_threads is None:
         intra_op_threads = DEFAULT_INTRA_OP_THREADS
     voices = [_load_voice(d, providers, intra_op_threads, require_cuda) for d in dirs]
-    piece_threads = default_piece_threads()
-    for v in voices:
-        v.piece_threads = piece_threads
     if _provider_name(providers[0]) == CUDA and require_cuda:
         for v in voices:
             for role in ("acoustic", "student"):

@@ -124,7 +124,13 @@ def test_reference_endpoint_uses_the_teacher(client, engine):
 def test_voice_object_and_openai_names(client_for):
     engine = FakeEngine([VoiceInfo("flite", RATE, ("rms", "slt", "awb"))])
     client = client_for(engine)
-    for voice, speaker in [("alloy", "slt"), ("onyx", "rms"), ("fable", "awb"), ("slt", "slt")]:
+    for voice, speaker in [
+        ("alloy", "rms"),
+        ("nova", "slt"),
+        ("onyx", "rms"),
+        ("fable", "awb"),
+        ("slt", "slt"),
+    ]:
         r = client.post(SPEECH, json={"input": "Hi.", "voice": voice, "response_format": "pcm"})
         assert r.status_code == 200
         assert engine.calls[-1].speaker == speaker

@@ -11,11 +11,11 @@ OTHER = VoiceInfo("other", 16000, ("beta", "gamma"), ("student", "teacher"))
 
 
 def test_default_is_the_speaker_alloy_maps_to_when_loaded_else_the_first():
-    assert VoiceCatalog([FLITE], aliases=OPENAI_VOICES).default.speaker == "slt"
-    assert VoiceCatalog([OTHER, FLITE], aliases=OPENAI_VOICES).default.speaker == "slt"
+    assert VoiceCatalog([FLITE], aliases=OPENAI_VOICES).default.speaker == "rms"
+    assert VoiceCatalog([OTHER, FLITE], aliases=OPENAI_VOICES).default.speaker == "rms"
     assert VoiceCatalog([OTHER], aliases=OPENAI_VOICES).default.speaker == "beta"
     assert VoiceCatalog([FLITE]).default.speaker == "awb"  # no alias table: the first speaker
-    assert VoiceCatalog([FLITE], default="rms", aliases=OPENAI_VOICES).default.speaker == "rms"
+    assert VoiceCatalog([FLITE], default="awb", aliases=OPENAI_VOICES).default.speaker == "awb"
     with pytest.raises(EngineLoadError, match="not loaded"):
         VoiceCatalog([OTHER], default="slt", aliases=OPENAI_VOICES)
 
@@ -25,4 +25,4 @@ def test_names_resolve_to_speakers():
     assert catalog.resolve("echo").speaker == "rms" and catalog.resolve("fable").speaker == "awb"
     assert catalog.resolve("other").speaker == "beta"  # a bundle name: its first speaker
     assert catalog.resolve("other/gamma").speaker == "gamma" and catalog.resolve("gamma").voice is OTHER
-    assert catalog.resolve("nobody") is None and catalog.resolve(None).speaker == "slt"
+    assert catalog.resolve("nobody") is None and catalog.resolve(None).speaker == "rms"
