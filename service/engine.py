@@ -169,6 +169,12 @@ def cuda_provider(mem_limit_mb: int | None = None) -> tuple[str, dict[str, Any]]
     return CUDA, opts
 
 
+def _first_line(exc: BaseException) -> str:
+    """An exception as one line (onnxruntime's messages run to many): its first, else its type."""
+    lines = str(exc).strip().splitlines()
+    return lines[0] if lines else type(exc).__name__
+
+
 def _provider_name(p: str | tuple[str, dict]) -> str:
     return p if isinstance(p, str) else p[0]
 
@@ -198,8 +204,9 @@ class Graph:
         try:
             self.session = ort.InferenceSession(str(path), so, providers=list(providers))
         except Exception as exc:  # onnxruntime raises its own Fail/InvalidGraph/... types
-            first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-            raise EngineLoadError(f"{path}: onnxruntime cannot load the {role} graph: {first}") from None
+            raise EngineLoadError(
+                f"{path}: onnxruntime cannot load the {role} graph: {_first_line(exc)}"
+            ) from None
         inputs, outputs = self.session.get_inputs(), self.session.get_outputs()
         self.spec = graphs.spec_for(role, [i.name for i in inputs])
         problem = self.spec.mismatch(inputs, outputs)
@@ -671,14 +678,16 @@ def resolve_providers(device: str, require_cuda: bool) -> list:
 
 _pool_lock = threading.Lock()
 _pool: ThreadPoolExecutor | None = None
+_pool_threads = 0
 
 
 def _piece_pool(threads: int) -> ThreadPoolExecutor:
     """The process-wide pool the CPU student pieces run on (grown to ``threads`` when asked)."""
-    global _pool
+    global _pool, _pool_threads
     with _pool_lock:
-        if _pool is None or _pool._max_workers < threads:
+        if _pool is None or _pool_threads < threads:
             old, _pool = _pool, ThreadPoolExecutor(threads, thread_name_prefix="parawave-piece")
+            _pool_threads = threads
             if old is not None:
                 old.shutdown(wait=False)
         return _pool
@@ -723,7 +732,7 @@ def _load_voice(path: Path, providers: list, intra_op_threads: int | None, requi
     try:
         voice.smoke_test()
     except Exception as exc:  # onnxruntime raises its own types; any failure means "not usable here"
-        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+        first = _first_line(exc)
         if require_cuda:
             raise EngineLoadError(f"{path}: a test run on CUDA failed: {first}") from None
         log.warning("voice %s: a test run on CUDA failed (%s); running it on the CPU", voice.name, first)

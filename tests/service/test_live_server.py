@@ -10,28 +10,17 @@ import threading
 import time
 from concurrent.futures import ThreadPoolExecutor, wait
 
-import av
 import httpx
 import numpy as np
 import pytest
 import soundfile as sf
+from audio_decode import decode
 from fake_engine import RATE, FakeEngine, expected_audio, wait_for
 
 from service.audio import available_formats, output_rate
 
 TEXT = "The quick brown fox jumps over the lazy dog. It was not amused! Was it, really?"
 SPEECH = "/v1/audio/speech"
-
-
-def decode(data: bytes, fmt: str, rate_header: int) -> tuple[np.ndarray, int]:
-    if fmt == "pcm":
-        return np.frombuffer(data, dtype="<i2").astype(np.float32) / 32767, rate_header
-    if fmt == "aac":
-        with av.open(io.BytesIO(data), format="adts") as f:
-            rate = f.streams.audio[0].rate
-            return np.concatenate([fr.to_ndarray().reshape(-1) for fr in f.decode(audio=0)]), rate
-    with sf.SoundFile(io.BytesIO(data)) as f:
-        return f.read(dtype="float32"), f.samplerate
 
 
 @pytest.mark.parametrize("rate", [RATE, 22050])
