@@ -75,27 +75,30 @@ def prepare(model: nn.Module) -> nn.Module:
 
 
 class AcousticGraph(nn.Module):
-    """phonemes (B, L), lengths (B,), speaker (B,), speed (B,) -> mel (B, n_mels, F), durations, frames."""
+    """phonemes (B, L), lengths (B,), speaker (B,), speed (B,), pitch (B,) -> mel (B, n_mels, F),
+    durations, frames, f0 (B, F). A model without pitch gives f0 = 0 (unvoiced) and ignores ``pitch``
+    (kept as an input: every acoustic graph has the same interface)."""
 
     def __init__(self, acoustic: nn.Module):
         super().__init__()
         self.acoustic = acoustic
 
-    def forward(self, phonemes: Tensor, lengths: Tensor, speaker: Tensor, speed: Tensor):
+    def forward(self, phonemes: Tensor, lengths: Tensor, speaker: Tensor, speed: Tensor, pitch: Tensor):
         # speed per row: (B, 1) broadcasts over phonemes in the duration rounding
-        mel, durations, frames = self.acoustic.generate(phonemes, lengths, speaker, speed[:, None])
-        return mel, durations, frames
+        mel, durations, frames, f0 = self.acoustic.generate(phonemes, lengths, speaker, speed[:, None], pitch)
+        return mel, durations, frames, f0
 
 
 class StudentGraph(nn.Module):
-    """z (B, T), mel (B, n_mels, F), speaker (B,) -> audio (B, T) (T = F * hop)."""
+    """z (B, T), mel (B, n_mels, F), speaker (B,), excitation (B, 3, T) -> audio (B, T) (T = F * hop).
+    A mel-only student ignores the excitation (kept as an input: one interface)."""
 
     def __init__(self, student: nn.Module):
         super().__init__()
         self.student = student
 
-    def forward(self, z: Tensor, mel: Tensor, speaker: Tensor) -> Tensor:
-        out = self.student(z, mel, speaker)
+    def forward(self, z: Tensor, mel: Tensor, speaker: Tensor, excitation: Tensor) -> Tensor:
+        out = self.student(z, mel, speaker, excitation=excitation)
         audio = out[0] if isinstance(out, tuple | list) else out
         return audio
 
@@ -232,7 +235,8 @@ def example_text(batch: int = 2, length: int = 7, n_symbols: int = 10, n_speaker
     phonemes[-1, lengths[-1] :] = 0
     speaker = torch.arange(batch) % n_speakers
     speed = torch.linspace(0.9, 1.1, batch)
-    return phonemes, lengths, speaker, speed
+    pitch = torch.linspace(-1.0, 2.0, batch)
+    return phonemes, lengths, speaker, speed, pitch
 
 
 def export_acoustic(acoustic: nn.Module) -> onnx.ModelProto:
@@ -251,8 +255,19 @@ def example_mel(batch: int, frames: int, n_mels: int, n_speakers: int, seed: int
 def export_student(student: nn.Module) -> onnx.ModelProto:
     cfg = student.cfg
     mel, speaker = example_mel(2, 3, cfg.n_mels, cfg.n_speakers)
-    z = torch.randn(2, 3 * cfg.hop_length, generator=torch.Generator().manual_seed(1))
-    return export_graph(StudentGraph(prepare(student)), (z, mel, speaker), graphs.STUDENT)
+    g = torch.Generator().manual_seed(1)
+    z = torch.randn(2, 3 * cfg.hop_length, generator=g)
+    excitation = example_excitation(2, 3, cfg.hop_length, cfg.sample_rate)
+    return export_graph(StudentGraph(prepare(student)), (z, mel, speaker, excitation), graphs.STUDENT)
+
+
+def example_excitation(batch: int, frames: int, hop: int, sample_rate: int, seed: int = 0) -> Tensor:
+    """(B, 3, frames*hop): the excitation of a random F0 contour with voiced and unvoiced frames."""
+    from service.excitation import excitation
+
+    rng = np.random.default_rng(seed)
+    f0 = rng.uniform(80.0, 250.0, (batch, frames)) * (rng.random((batch, frames)) < 0.7)  # (B, F)
+    return torch.from_numpy(excitation(f0, hop, sample_rate))
 
 
 # -- teacher -----------------------------------------------------------------------------------------

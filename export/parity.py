@@ -97,16 +97,27 @@ def acoustic_parity(model: nn.Module, onnx_model, lengths=(3, 11, 29), seed: int
         lens = torch.tensor(rows)
         speaker = torch.arange(B) % cfg.n_speakers
         speed = torch.tensor([1.0, 1.3][:B])
+        pitch = torch.tensor([0.0, -3.5][:B])
         with torch.no_grad():
-            mel, dur, frames = model.eval().generate(phonemes, lens, speaker, speed[:, None])
+            mel, dur, frames, f0 = model.eval().generate(phonemes, lens, speaker, speed[:, None], pitch)
         got = sess.run(
             None,
-            {"phonemes": _np(phonemes), "lengths": _np(lens), "speaker": _np(speaker), "speed": _np(speed)},
+            {
+                "phonemes": _np(phonemes),
+                "lengths": _np(lens),
+                "speaker": _np(speaker),
+                "speed": _np(speed),
+                "pitch": _np(pitch),
+            },
         )
         case = f"L={rows}"
         if not (np.array_equal(got[1], _np(dur)) and np.array_equal(got[2], _np(frames))):
             raise ParityError(f"acoustic [{case}]: durations differ from PyTorch ({got[1]} vs {_np(dur)})")
+        if not np.array_equal(got[3] > 0, _np(f0) > 0):
+            raise ParityError(f"acoustic [{case}]: voicing differs from PyTorch")
         p.add(case, _np(mel), got[0])
+        # F0 in Hz, compared relative to its scale (an absolute bound on ~100 Hz would mean nothing)
+        p.add(case + " f0/100Hz", _np(f0) / 100.0, got[3] / 100.0)
     return p.check()
 
 
@@ -121,13 +132,17 @@ def student_parity(
     p = Parity("student" if precision == "fp32" else f"student_{precision}", bound=BOUNDS[precision])
     g = torch.Generator().manual_seed(seed)
     cases = [(1, n) for n in frames] + [(2, frames[-1])]
+    from export.onnx import example_excitation
+
     for B, F in cases:
         mel = torch.randn(B, cfg.n_mels, F, generator=g) * 2.0 - 5.0
         z = torch.randn(B, F * cfg.hop_length, generator=g)
         speaker = torch.arange(B) % cfg.n_speakers
+        exc = example_excitation(B, F, cfg.hop_length, cfg.sample_rate, seed=seed + F)
         with torch.no_grad():
-            ref = model.eval()(z, mel, speaker)
-        got = sess.run(None, {"z": _np(z), "mel": _np(mel), "speaker": _np(speaker)})[0]
+            ref = model.eval()(z, mel, speaker, excitation=exc)
+        feeds = {"z": _np(z), "mel": _np(mel), "speaker": _np(speaker), "excitation": _np(exc)}
+        got = sess.run(None, feeds)[0]
         p.add(f"B={B},F={F}", _np(ref), got)
     return p.check()
 

@@ -3,8 +3,17 @@
     phonemes ─embedding─▶ convs ─▶ BiLSTM encoder ─(+speaker)─┬─▶ duration predictor (log domain)
                  │                                            │
                  └─▶ aligner ◀─ mel (training only)           ▼
-                        │ MAS (hard alignment) ─durations─▶ length regulator ─▶ decoder
-                                                              (convs + BiLSTM) ─▶ mel ─▶ postnet
+                        │ MAS (hard alignment) ─durations─▶ length regulator ─▶ frames
+                                                              ─┬─▶ pitch predictor (log-F0, voicing)
+                                                               ▼        │ (target F0 in training)
+                                       decoder (convs + BiLSTM) ◀─ + pitch embedding ─▶ mel ─▶ postnet
+
+Pitch (FastPitch's idea at frame rate): a conv predictor on the length-regulated encoder frames
+gives each frame's normalised log-F0 and a voicing logit; the decoder gets a conv embedding of
+[log-F0 * voiced, voiced] -- the tracked F0 in training, the predicted one at inference, shifted
+by ``pitch`` semitones when asked (so the mel follows the shifted pitch). The embedding starts at
+zero (a model without pitch is where training starts). ``generate`` also returns the F0 contour
+(Hz, 0 = unvoiced) the vocoders' excitation is built from.
 
 Training: durations come from the aligner's hard alignment (see ``model.align``); inference: from
 the duration predictor, scaled by ``1 / speed``. The same ``length_regulate`` (cumsum + comparison
@@ -25,6 +34,7 @@ from model.align import Aligner, beta_binomial_log_prior, binarization_loss, for
 
 MODEL_KIND = "acoustic"
 MIN_SPEED, MAX_SPEED = 0.25, 4.0
+MIN_PITCH, MAX_PITCH = -12.0, 12.0  # semitones
 
 
 @dataclass(frozen=True)
@@ -52,6 +62,12 @@ class AcousticConfig:
     prior_scaling: float = 1.0  # beta-binomial prior sharpness (training only)
     dropout: float = 0.1
     max_phoneme_frames: int = 200  # cap on a predicted (unscaled) duration, 2.5 s at 12.5 ms
+    # pitch: a frame-level log-F0 + voicing predictor, and the decoder's pitch embedding
+    pitch: bool = True
+    pitch_channels: int = 128
+    pitch_kernel: int = 3
+    f0_log_mean: float = 4.87  # log(130 Hz): log-F0 is normalised as (log f0 - mean) / std
+    f0_log_std: float = 0.35
 
     def __post_init__(self) -> None:
         if self.d_model % 2 or self.dec_channels % 2:
@@ -65,6 +81,7 @@ class AcousticConfig:
     @classmethod
     def from_dict(cls, d: dict) -> AcousticConfig:
         names = {f.name for f in fields(cls)}
+        d = {"pitch": False, **d}  # saved before pitch existed: a model without it
         return cls(**{k: (tuple(v) if isinstance(v, list) else v) for k, v in d.items() if k in names})
 
     @classmethod
@@ -86,6 +103,7 @@ PRESETS: dict[str, AcousticConfig] = {
         postnet_channels=32,
         postnet_layers=2,
         align_channels=32,
+        pitch_channels=16,
         dropout=0.0,
     ),
     # a few hundred clips on a shared CPU in minutes
@@ -201,6 +219,17 @@ def check_speed(speed: float) -> float:
     return float(speed)
 
 
+def check_pitch(pitch: float) -> float:
+    """Validate a pitch shift in semitones; ValueError with a clear message otherwise."""
+    if isinstance(pitch, bool) or not isinstance(pitch, (int, float)):
+        raise ValueError(
+            f"pitch must be a number of semitones between {MIN_PITCH} and {MAX_PITCH}, got {pitch!r}"
+        )
+    if not (math.isfinite(pitch) and MIN_PITCH <= pitch <= MAX_PITCH):
+        raise ValueError(f"pitch must be between {MIN_PITCH} and {MAX_PITCH} semitones, got {pitch}")
+    return float(pitch)
+
+
 def durations_from_log(
     log_dur: torch.Tensor, mask: torch.Tensor, speed: torch.Tensor | float
 ) -> torch.Tensor:
@@ -246,6 +275,15 @@ class AcousticModel(nn.Module):
         C = cfg.dec_channels
         self.dec_in = nn.Linear(D + 2, C)
         self.dec_speaker = nn.Linear(cfg.speaker_dim, C)
+        if cfg.pitch:  # predictor on the decoder's input frames; embedding zero-initialised
+            P, k = cfg.pitch_channels, cfg.pitch_kernel
+            self.pitch_convs = nn.ModuleList(
+                [ConvBlock(C, P, k, cfg.dropout), ConvBlock(P, P, k, cfg.dropout)]
+            )
+            self.pitch_out = nn.Linear(P, 2)  # normalised log-F0, voicing logit
+            self.pitch_embed = nn.Conv1d(2, C, k, padding=k // 2)
+            nn.init.zeros_(self.pitch_embed.weight)
+            nn.init.zeros_(self.pitch_embed.bias)
         dil = cfg.dec_dilations
         self.dec_convs = nn.ModuleList(
             ConvBlock(C, C, cfg.dec_kernel, cfg.dropout, dil[i % len(dil)]) for i in range(cfg.dec_convs)
@@ -292,15 +330,51 @@ class AcousticModel(nn.Module):
         log_dur = self.dur_out(y.transpose(1, 2)).squeeze(2) * mask  # (B, L)
         return emb, h, log_dur, mask
 
+    def normalize_f0(self, f0: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """f0 (B, F) Hz, 0 = unvoiced -> (normalised log-F0 (B, F), 0 where unvoiced; voiced (B, F) 0/1)."""
+        voiced = (f0 > 0).to(f0.dtype)
+        lf0 = (torch.log(f0.clamp(min=1.0)) - self.cfg.f0_log_mean) / self.cfg.f0_log_std
+        return lf0 * voiced, voiced
+
+    def denormalize_f0(self, lf0: torch.Tensor, voiced: torch.Tensor) -> torch.Tensor:
+        """(normalised log-F0, voiced 0/1) (B, F) -> f0 (B, F) Hz, 0 where unvoiced."""
+        return torch.exp(lf0 * self.cfg.f0_log_std + self.cfg.f0_log_mean) * voiced
+
     def decode(
-        self, h: torch.Tensor, durations: torch.Tensor, speaker: torch.Tensor, n_frames=None
-    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """Expand and decode -> (mel before postnet, mel after postnet) normalised (B, n_mels, F), lengths (B,)."""
+        self,
+        h: torch.Tensor,
+        durations: torch.Tensor,
+        speaker: torch.Tensor,
+        n_frames=None,
+        f0: torch.Tensor | None = None,
+        pitch_shift: torch.Tensor | None = None,
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, dict[str, torch.Tensor]]:
+        """Expand and decode -> (mel before postnet, mel after postnet) normalised (B, n_mels, F),
+        lengths (B,), pitch outputs {"lf0_pred", "voiced_logit", "lf0", "voiced"} (B, F) each (empty
+        without pitch). ``f0`` (B, F) Hz: the target contour (training); None: the predicted one,
+        shifted by ``pitch_shift`` (B,) semitones."""
         frames, pos, mel_lens = length_regulate(h, durations, n_frames)  # (B, F, D), (B, F, 2), (B,)
         fmask = sequence_mask(mel_lens, frames.shape[1])  # (B, F)
         m = fmask[:, None, :].to(h.dtype)  # (B, 1, F)
         x = self.dec_in(torch.cat([frames, pos], dim=2)) + self.dec_speaker(self.speaker(speaker))[:, None, :]
         x = x.transpose(1, 2) * m  # (B, C, F)
+        pitch: dict[str, torch.Tensor] = {}
+        if self.cfg.pitch:
+            y = x
+            for conv in self.pitch_convs:
+                y = conv(y, m)  # (B, P, F)
+            lf0_pred, voiced_logit = self.pitch_out(y.transpose(1, 2)).unbind(2)  # (B, F) each
+            if f0 is not None:
+                lf0, voiced = self.normalize_f0(f0)  # (B, F) each
+            else:
+                voiced = (voiced_logit > 0).to(x.dtype) * fmask.to(x.dtype)  # (B, F)
+                lf0 = lf0_pred
+                if pitch_shift is not None:
+                    shift = pitch_shift.to(x.dtype) * (math.log(2.0) / 12.0 / self.cfg.f0_log_std)
+                    lf0 = lf0 + shift.reshape(-1, 1)
+                lf0 = lf0 * voiced
+            pitch = {"lf0_pred": lf0_pred, "voiced_logit": voiced_logit, "lf0": lf0, "voiced": voiced}
+            x = x + self.pitch_embed(torch.stack([lf0, voiced], dim=1)) * m  # (B, C, F)
         for conv in self.dec_convs:
             x = x + conv(x, m)  # residual (B, C, F)
         x = x.transpose(1, 2)  # (B, F, C)
@@ -313,7 +387,7 @@ class AcousticModel(nn.Module):
             if i < len(self.postnet) - 1:
                 post = torch.dropout(torch.tanh(post), self.cfg.dropout, self.training)
         mel_post = (mel + post) * m if len(self.postnet) else mel
-        return mel, mel_post, mel_lens
+        return mel, mel_post, mel_lens, pitch
 
     # -- training -----------------------------------------------------------------------------
 
@@ -325,8 +399,11 @@ class AcousticModel(nn.Module):
         mel_lens: torch.Tensor,  # (B,)
         speaker: torch.Tensor,  # (B,)
         use_prior: bool = True,
+        f0: torch.Tensor | None = None,  # (B, F) Hz, 0 = unvoiced; needed when cfg.pitch
     ) -> dict[str, torch.Tensor]:
-        """Teacher-forced pass: align, then decode with the hard (MAS) durations."""
+        """Teacher-forced pass: align, then decode with the hard (MAS) durations (and the target F0)."""
+        if self.cfg.pitch and f0 is None:
+            raise ValueError("a pitch-aware acoustic model trains on the target F0: pass f0 (B, F)")
         L = phonemes.shape[1]
         n_frames = mel.shape[2]
         mel_n = self.normalize(mel)  # (B, n_mels, F)
@@ -340,8 +417,9 @@ class AcousticModel(nn.Module):
         soft = soft * fmask[:, :, None]
         hard = hard_alignment(log_soft, text_lens, mel_lens)  # (B, F, L)
         durations = hard.sum(1).long()  # (B, L), sums to mel_lens
-        mel_pre, mel_post, _ = self.decode(h, durations, speaker, n_frames)
+        mel_pre, mel_post, _, pitch = self.decode(h, durations, speaker, n_frames, f0=f0)
         return {
+            **pitch,  # "lf0_pred", "voiced_logit", "lf0" (target), "voiced" (target), (B, F) each
             "mel_pre": mel_pre,  # (B, n_mels, F) normalised
             "mel_post": mel_post,  # (B, n_mels, F) normalised
             "mel_target": mel_n,  # (B, n_mels, F) normalised
@@ -357,20 +435,28 @@ class AcousticModel(nn.Module):
     # -- inference ----------------------------------------------------------------------------
 
     def generate(
-        self, phonemes: torch.Tensor, text_lens: torch.Tensor, speaker: torch.Tensor, speed: torch.Tensor
-    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """Traceable inference core (no validation): -> mel (B, n_mels, F), durations (B, L), frames (B,).
+        self,
+        phonemes: torch.Tensor,
+        text_lens: torch.Tensor,
+        speaker: torch.Tensor,
+        speed: torch.Tensor,
+        pitch: torch.Tensor | None = None,
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Traceable inference core (no validation): -> mel (B, n_mels, F), durations (B, L), frames (B,),
+        f0 (B, F) Hz (0 = unvoiced; all 0 without pitch). ``pitch`` (B,) semitones shifts the F0.
 
-        Frames past an utterance's length hold ``mel_floor`` (silence).
+        Frames past an utterance's length hold ``mel_floor`` (silence) and F0 0.
         """
         _, h, log_dur, mask = self.encode(phonemes, text_lens, speaker)
         log_dur = log_dur.clamp(max=math.log1p(self.cfg.max_phoneme_frames))
         durations = durations_from_log(log_dur, mask, speed)  # (B, L)
-        _, mel_post, mel_lens = self.decode(h, durations, speaker)
+        _, mel_post, mel_lens, p = self.decode(h, durations, speaker, pitch_shift=pitch)
         mel = self.denormalize(mel_post)  # (B, n_mels, F)
-        fmask = sequence_mask(mel_lens, mel.shape[2])[:, None, :]  # (B, 1, F)
-        mel = torch.where(fmask, mel, torch.full_like(mel, self.cfg.mel_floor))
-        return mel, durations, mel_lens
+        fmask = sequence_mask(mel_lens, mel.shape[2])  # (B, F)
+        mel = torch.where(fmask[:, None, :], mel, torch.full_like(mel, self.cfg.mel_floor))
+        # (B, F): 0 where unvoiced and past the end; all 0 for a model without pitch
+        f0 = self.denormalize_f0(p["lf0"], p["voiced"]) if p else torch.zeros_like(mel[:, 0])
+        return mel, durations, mel_lens, f0
 
     @torch.no_grad()
     def infer(
@@ -379,13 +465,17 @@ class AcousticModel(nn.Module):
         lengths: torch.Tensor,  # (B,)
         speaker: torch.Tensor,  # (B,)
         speed: float = 1.0,
-    ) -> tuple[torch.Tensor, torch.Tensor]:
-        """Text -> mel. Returns (mel (B, n_mels, F) log-mel, durations (B, L) frames per phoneme).
+        pitch: float = 0.0,
+        return_f0: bool = False,
+    ) -> tuple[torch.Tensor, torch.Tensor] | tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Text -> mel. Returns (mel (B, n_mels, F) log-mel, durations (B, L) frames per phoneme) and,
+        with ``return_f0``, f0 (B, F) Hz (0 = unvoiced). ``pitch``: semitones, -12..12.
 
         Utterance b has ``durations[b].sum()`` frames; the rest of its row is silence. Always runs
         in eval mode (deterministic), whatever mode the module is in.
         """
         speed = check_speed(speed)
+        pitch = check_pitch(pitch)
         phoneme_ids = torch.as_tensor(phoneme_ids, dtype=torch.long)
         lengths = torch.as_tensor(lengths, dtype=torch.long).reshape(-1)
         speaker = torch.as_tensor(speaker, dtype=torch.long).reshape(-1)
@@ -401,12 +491,17 @@ class AcousticModel(nn.Module):
         was_training = self.training
         self.eval()
         try:
-            mel, durations, _ = self.generate(
-                phoneme_ids.to(dev), lengths.to(dev), speaker.to(dev), torch.tensor(speed, device=dev)
+            B = phoneme_ids.shape[0]
+            mel, durations, _, f0 = self.generate(
+                phoneme_ids.to(dev),
+                lengths.to(dev),
+                speaker.to(dev),
+                torch.tensor(speed, device=dev),
+                torch.full((B,), pitch, device=dev),
             )
         finally:
             self.train(was_training)
-        return mel, durations
+        return (mel, durations, f0) if return_f0 else (mel, durations)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -414,8 +509,11 @@ class AcousticModel(nn.Module):
 # ---------------------------------------------------------------------------------------------
 
 
-def acoustic_losses(out: dict[str, torch.Tensor], text_lens, mel_lens, bin_weight: float) -> dict:
-    """All training terms (means over valid cells). ``total`` is what the optimiser minimises."""
+def acoustic_losses(
+    out: dict[str, torch.Tensor], text_lens, mel_lens, bin_weight: float, f0_log_std: float = 0.35
+) -> dict:
+    """All training terms (means over valid cells). ``total`` is what the optimiser minimises.
+    ``f0_log_std``: the model's log-F0 normalisation (AcousticConfig.f0_log_std), for the cents metric."""
     fmask = out["mel_mask"][:, None, :].float()  # (B, 1, F)
     n_cells = fmask.sum() * out["mel_target"].shape[1]
     target = out["mel_target"]
@@ -433,14 +531,31 @@ def acoustic_losses(out: dict[str, torch.Tensor], text_lens, mel_lens, bin_weigh
     binl = binarization_loss(out["attn_hard"], out["attn_soft"])
     mel_loss = l1_pre + l2_pre + l1_post + l2_post
     total = mel_loss + dur + ctc + bin_weight * binl
-    return {
-        "total": total,
+    terms = {
         "mel": mel_loss,
         "mel_l1": l1_post,
         "duration": dur,
         "forward_sum": ctc,
         "binarization": binl,
     }
+    if "lf0_pred" in out:  # pitch: log-F0 MSE on voiced frames, voicing BCE on every valid frame
+        valid = out["mel_mask"].float()  # (B, F)
+        voiced = out["voiced"] * valid  # (B, F) target
+        n_voiced = voiced.sum().clamp(min=1.0)
+        pitch = (((out["lf0_pred"] - out["lf0"]) ** 2) * voiced).sum() / n_voiced
+        bce = torch.nn.functional.binary_cross_entropy_with_logits(
+            out["voiced_logit"], out["voiced"], reduction="none"
+        )
+        voicing = (bce * valid).sum() / valid.sum().clamp(min=1.0)
+        total = total + pitch + voicing
+        with torch.no_grad():  # readable metrics: F0 RMS error in cents on voiced frames, voicing error rate
+            cents = (out["lf0_pred"] - out["lf0"]) * f0_log_std * (1200.0 / math.log(2.0))
+            terms["f0_rmse_cents"] = torch.sqrt(((cents**2) * voiced).sum() / n_voiced)
+            wrong = ((out["voiced_logit"] > 0).float() != out["voiced"]).float()
+            terms["voicing_error"] = (wrong * valid).sum() / valid.sum().clamp(min=1.0)
+        terms["pitch"] = pitch
+        terms["voicing"] = voicing
+    return {"total": total, **terms}
 
 
 def count_parameters(model: nn.Module) -> int:

@@ -115,6 +115,9 @@ class StudentConfig:
     kernel_size: int = 3
     input_kernel: int = 1
     weight_norm: bool = False
+    # sample-rate excitation from F0 ([sin, cos, voiced], service.excitation) added to every flow's
+    # input through a zero-initialised 1x1 conv; 0 = mel-only (the flows start as before)
+    excitation_channels: int = 3
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "flow_layers", tuple(int(n) for n in self.flow_layers))
@@ -127,6 +130,8 @@ class StudentConfig:
             raise ValueError(f"upsample must be one of {UPSAMPLE_MODES}, got {self.upsample!r}")
         if self.n_speakers < 1 or self.input_kernel < 1 or self.kernel_size < 2:
             raise ValueError("need n_speakers >= 1, input_kernel >= 1, kernel_size >= 2")
+        if self.excitation_channels < 0:
+            raise ValueError(f"excitation_channels must be >= 0, got {self.excitation_channels}")
 
     @property
     def n_flows(self) -> int:
@@ -155,7 +160,8 @@ class StudentConfig:
         convs, 1x1 outputs, 3-tap conditioning upsampling, input conv and heads."""
         R, G, k = self.residual_channels, self.gate_channels, self.kernel_size
         per_layer = k * R * 2 * G + G * R + (3 * 2 * G if self.upsample != "nearest" else 0)
-        return sum(self.flow_layers) * per_layer + self.n_flows * (self.input_kernel * R + 2 * R)
+        per_flow = (self.input_kernel + self.excitation_channels) * R + 2 * R
+        return sum(self.flow_layers) * per_layer + self.n_flows * per_flow
 
     def to_dict(self) -> dict:
         d = asdict(self)
@@ -169,6 +175,7 @@ class StudentConfig:
         if unknown:
             raise ValueError(f"unknown StudentConfig fields: {sorted(unknown)}")
         d = dict(d)
+        d.setdefault("excitation_channels", 0)  # saved before excitation existed: a mel-only student
         if "flow_layers" in d:
             d["flow_layers"] = tuple(d["flow_layers"])
         return cls(**d)
@@ -224,14 +231,20 @@ def preset(name: str, **overrides) -> StudentConfig:
 class IAFFlow(nn.Module):
     """One Gaussian IAF step: (mu, log_s)[t] from x[<t] and the conditioning; x' = x * exp(log_s) + mu.
 
-    x (B, T) -> shifted right one sample -> causal input conv -> residual stack (no skips) -> 1x1
-    head (zero-initialised: the flow starts as the identity) -> mu (B, T), log_s (B, T).
+    x (B, T) -> shifted right one sample -> causal input conv (+ 1x1 of the excitation, zero-
+    initialised) -> residual stack (no skips) -> 1x1 head (zero-initialised: the flow starts as
+    the identity) -> mu (B, T), log_s (B, T).
     """
 
     def __init__(self, cfg: StudentConfig, layers: int):
         super().__init__()
         R = cfg.residual_channels
         self.input_conv = CausalConv1d(1, R, cfg.input_kernel)
+        self.excitation_conv = None
+        if cfg.excitation_channels:
+            self.excitation_conv = nn.Conv1d(cfg.excitation_channels, R, 1)
+            nn.init.zeros_(self.excitation_conv.weight)  # a mel-only flow's output at first
+            nn.init.zeros_(self.excitation_conv.bias)
         self.stack = WaveNetStack(
             R,
             cfg.gate_channels,
@@ -246,20 +259,27 @@ class IAFFlow(nn.Module):
         nn.init.zeros_(self.head.weight)
         nn.init.zeros_(self.head.bias)
 
-    def params(self, x: Tensor, cond_frames: Tensor) -> tuple[Tensor, Tensor]:
-        """x (B, T) fp32 (or fp64), cond_frames (B, L*2G, F) -> mu (B, T), log_s (B, T) in x's dtype; causal:
-        they depend on x[<t] only. Under autocast the stack runs in low precision, the rest in x's dtype."""
+    def params(
+        self, x: Tensor, cond_frames: Tensor, excitation: Tensor | None = None
+    ) -> tuple[Tensor, Tensor]:
+        """x (B, T) fp32 (or fp64), cond_frames (B, L*2G, F), excitation (B, E, T) or None -> mu (B, T),
+        log_s (B, T) in x's dtype; causal: they depend on x[<t] only (the excitation is conditioning).
+        Under autocast the stack runs in low precision, the rest in x's dtype."""
         with torch.autocast(device_type=x.device.type, enabled=False):
             x_in = F.pad(x[:, :-1], (1, 0))  # (B, T): x_in[t] = x[t - 1]
             h = self.input_conv(x_in.unsqueeze(1))  # (B, R, T)
+            if self.excitation_conv is not None and excitation is not None:
+                h = h + self.excitation_conv(excitation.to(h.dtype))  # (B, R, T)
         h = self.stack(h, cond_frames=cond_frames)  # (B, R, T)
         with torch.autocast(device_type=x.device.type, enabled=False):
             out = self.head(h.to(x.dtype))  # (B, 2, T)
         return out[:, 0], out[:, 1]
 
-    def forward(self, x: Tensor, cond_frames: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+    def forward(
+        self, x: Tensor, cond_frames: Tensor, excitation: Tensor | None = None
+    ) -> tuple[Tensor, Tensor, Tensor]:
         """x (B, T) -> x' (B, T), mu (B, T), log_s (B, T)."""
-        mu, log_s = self.params(x, cond_frames)
+        mu, log_s = self.params(x, cond_frames, excitation)
         return x * torch.exp(log_s) + mu, mu, log_s
 
 
@@ -285,7 +305,7 @@ class StudentIAF(nn.Module):
             apply_weight_norm(self.conditioning)
             for flow in self.flows:
                 apply_weight_norm(flow.input_conv)
-                apply_weight_norm(flow.stack)
+                apply_weight_norm(flow.stack)  # not the zero-initialised excitation conv (0/0)
 
     def num_parameters(self) -> int:
         return sum(p.numel() for p in self.parameters())
@@ -309,47 +329,70 @@ class StudentIAF(nn.Module):
 
     # ------------------------------------------------------------------ the flows (sample rate)
 
-    def flow(self, z: Tensor, cond_frames: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+    def _excitation(self, excitation: Tensor | None, z: Tensor) -> Tensor | None:
+        """Check the excitation's shape; None means unvoiced throughout (zeros) for an excited student."""
+        E = self.cfg.excitation_channels
+        if not E:
+            return None
+        if excitation is None:
+            return z.new_zeros(z.shape[0], E, z.shape[-1])
+        if excitation.shape != (z.shape[0], E, z.shape[-1]):
+            raise ValueError(
+                f"excitation must have shape {(z.shape[0], E, z.shape[-1])}, got {tuple(excitation.shape)}"
+            )
+        return excitation
+
+    def flow(
+        self, z: Tensor, cond_frames: Tensor, excitation: Tensor | None = None
+    ) -> tuple[Tensor, Tensor, Tensor]:
         """z (B, T) -> x (B, T), mean (B, T), log_scale (B, T): the sample and the Gaussian the
         composed flows imply for each x[t] given z[<t] (x == z * exp(log_scale) + mean)."""
         hop = self.cfg.hop_length
         if cond_frames.shape[-1] * hop != z.shape[-1]:
             raise ValueError(f"{cond_frames.shape[-1]} frames * hop {hop} != {z.shape[-1]} noise samples")
+        excitation = self._excitation(excitation, z)  # (B, E, T) or None
         x = z.to(torch.promote_types(z.dtype, torch.float32))  # fp32 at least
         mean = torch.zeros_like(x)
         log_scale = torch.zeros_like(x)
         for flow, c in zip(self.flows, cond_frames.split(self._cond_sizes, dim=1), strict=True):
-            mu, log_s = flow.params(x, c)  # (B, T) each, from x[<t]
+            mu, log_s = flow.params(x, c, excitation)  # (B, T) each, from x[<t]
             scale = torch.exp(log_s)
             x = x * scale + mu
             mean = mean * scale + mu
             log_scale = log_scale + log_s
         return x, mean, log_scale
 
-    def synthesize(self, z: Tensor, cond_frames: Tensor) -> Tensor:
-        """z (B, T), cond_frames from :meth:`frame_conditioning` -> audio (B, T) in [-1, 1]."""
+    def synthesize(self, z: Tensor, cond_frames: Tensor, excitation: Tensor | None = None) -> Tensor:
+        """z (B, T), cond_frames from :meth:`frame_conditioning`, excitation (B, E, T) -> audio (B, T) in [-1, 1]."""
         hop = self.cfg.hop_length
         if cond_frames.shape[-1] * hop != z.shape[-1]:
             raise ValueError(f"{cond_frames.shape[-1]} frames * hop {hop} != {z.shape[-1]} noise samples")
+        excitation = self._excitation(excitation, z)  # (B, E, T) or None
         x = z.to(torch.promote_types(z.dtype, torch.float32))  # fp32 at least
         for flow, c in zip(self.flows, cond_frames.split(self._cond_sizes, dim=1), strict=True):
-            mu, log_s = flow.params(x, c)
+            mu, log_s = flow.params(x, c, excitation)
             x = x * torch.exp(log_s) + mu
         return torch.clamp(x, -1.0, 1.0)
 
     def forward(
-        self, z: Tensor, mel: Tensor, speaker: Tensor | None = None, return_params: bool = False
+        self,
+        z: Tensor,
+        mel: Tensor,
+        speaker: Tensor | None = None,
+        return_params: bool = False,
+        excitation: Tensor | None = None,
     ) -> Tensor | tuple[Tensor, Tensor, Tensor]:
         """The inference signature: z (B, T) standard normal (times a temperature), mel (B, n_mels, F)
-        with T == F * hop, speaker (B,) long or None (single-speaker) -> audio (B, T) in [-1, 1].
+        with T == F * hop, speaker (B,) long or None (single-speaker), excitation (B, E, T) from
+        :func:`service.excitation.excitation` (None: unvoiced throughout) -> audio (B, T) in [-1, 1].
 
         ``return_params=True`` (training): the unclamped sample x (B, T) and its Gaussian
         mean (B, T), log_scale (B, T) instead.
         """
         cond_frames = self.frame_conditioning(mel, speaker)  # (B, n_cond, F)
         if return_params:
-            return self.flow(z, cond_frames)
-        return self.synthesize(z, cond_frames)
+            return self.flow(z, cond_frames, excitation)
+        return self.synthesize(z, cond_frames, excitation)
 
     @torch.inference_mode()
     def generate(
@@ -360,8 +403,10 @@ class StudentIAF(nn.Module):
         temperature: float = 1.0,
         seed: int | None = None,
         noise: Tensor | None = None,
+        excitation: Tensor | None = None,
     ) -> Tensor:
-        """mel (B, n_mels, F) -> audio (B, F*hop): z = temperature * (``noise`` or N(0, I) from ``seed``)."""
+        """mel (B, n_mels, F) [+ excitation (B, E, F*hop)] -> audio (B, F*hop): z = temperature *
+        (``noise`` or N(0, I) from ``seed``)."""
         B, _, n_frames = mel.shape
         T = n_frames * self.cfg.hop_length
         if noise is None:
@@ -370,7 +415,7 @@ class StudentIAF(nn.Module):
             noise = torch.randn(B, T, generator=gen, device=mel.device)
         elif noise.shape != (B, T):
             raise ValueError(f"noise must have shape {(B, T)}, got {tuple(noise.shape)}")
-        return self(noise * temperature, mel.float(), speaker)
+        return self(noise * temperature, mel.float(), speaker, excitation=excitation)
 
 
 # ---------------------------------------------------------------------------------- checkpoints

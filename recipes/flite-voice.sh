@@ -81,7 +81,13 @@ train() {  # train <kind> <run dir name> [extra args...]; the profile's <KIND>_A
         "${args[@]}" "${chunk[@]}" "$@"
 }
 
-stage_acoustic() { train acoustic acoustic; }
+stage_acoustic() {
+    local -a extra=()
+    if [[ -n "${ACOUSTIC_INIT:-}" && ! -f "$RUN/acoustic/checkpoints/last.pt" ]]; then
+        extra+=(--init "$ACOUSTIC_INIT")  # e.g. a model without pitch as the start of a pitch-aware one
+    fi
+    train acoustic acoustic "${extra[@]}"
+}
 
 stage_teacher() {
     if [[ "$TEACHER" != 1 ]]; then

@@ -5,7 +5,7 @@ One typed dataclass, :class:`VoiceBundle`, is both what ``parawave export`` writ
 (:func:`load`). ``voice.json``::
 
     {
-      "format_version": 1,
+      "format_version": 2,
       "name": "ljs3",
       "sample_rate": 16000,
       "audio": {sample_rate, n_fft, hop_length, win_length, n_mels, fmin, fmax, log_floor},
@@ -42,7 +42,7 @@ from typing import Any
 from service import graphs
 from service.types import EngineLoadError
 
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2  # 2: the acoustic graph takes pitch and gives f0; the student takes the excitation
 MANIFEST = "voice.json"
 PRECISIONS = ("fp32", "fp16")
 TEACHER_ROLES = ("teacher_cond", "teacher_block")
@@ -105,7 +105,10 @@ class VoiceBundle:
     def problem(self) -> str | None:
         """What makes this bundle unusable (None when it is fine)."""
         if self.format_version != FORMAT_VERSION:
-            return f"format version {self.format_version} (this parawave reads version {FORMAT_VERSION})"
+            return (
+                f"format version {self.format_version} (this parawave reads version {FORMAT_VERSION}; "
+                "re-export the voice with `parawave export voice`)"
+            )
         if self.sample_rate != self.audio.sample_rate:
             return f"sample_rate {self.sample_rate} differs from audio.sample_rate {self.audio.sample_rate}"
         if self.sample_rate <= 0 or self.audio.hop_length <= 0:
@@ -161,7 +164,10 @@ class VoiceBundle:
             raise ValueError("voice.json must hold a JSON object")
         version = d.get("format_version")
         if version != FORMAT_VERSION:
-            raise ValueError(f"format version {version!r} (this parawave reads version {FORMAT_VERSION})")
+            raise ValueError(
+                f"format version {version!r} (this parawave reads version {FORMAT_VERSION}; "
+                "re-export the voice with `parawave export voice`)"
+            )
         _known(d, cls, "voice.json")
         files = d["files"]
         if not isinstance(files, dict):

@@ -52,6 +52,7 @@ import numpy as np
 
 from service import bundle as bundle_io
 from service import graphs
+from service.excitation import EXCITATION_CHANNELS, excitation
 from service.types import (
     AudioChunk,
     CancelFlag,
@@ -342,69 +343,106 @@ class Voice:
 
     # -- acoustic ---------------------------------------------------------------------------------
 
-    def mels(
-        self, ids: Sequence[np.ndarray], speakers: Sequence[int], speeds: Sequence[float]
-    ) -> list[np.ndarray]:
-        """Phoneme ids of several utterances -> one log-mel (n_mels, F_b) each, in one batched run."""
+    def features(
+        self,
+        ids: Sequence[np.ndarray],
+        speakers: Sequence[int],
+        speeds: Sequence[float],
+        pitches: Sequence[float] | None = None,
+    ) -> list[tuple[np.ndarray, np.ndarray]]:
+        """Phoneme ids of several utterances -> (log-mel (n_mels, F_b), F0 (F_b,) Hz, 0 = unvoiced)
+        each, in one batched run; ``pitches`` in semitones (default 0)."""
         B, L = len(ids), max(len(x) for x in ids)
         phonemes = np.zeros((B, L), np.int64)  # (B, L), 0 = pad
         for b, x in enumerate(ids):
             phonemes[b, : len(x)] = x
         lengths = np.array([len(x) for x in ids], np.int64)
+        pitch = np.zeros(B, np.float32) if pitches is None else np.asarray(pitches, np.float32)
         run = self.acoustic.run_bound if self.acoustic.provider == CUDA else self.acoustic.run
-        mel, _, frames = run(
-            phonemes, lengths, np.asarray(speakers, np.int64), np.asarray(speeds, np.float32)
-        )  # (B, n_mels, F), (B, L), (B,)
-        return [mel[b, :, : int(frames[b])] for b in range(B)]
+        mel, _, frames, f0 = run(
+            phonemes, lengths, np.asarray(speakers, np.int64), np.asarray(speeds, np.float32), pitch
+        )  # (B, n_mels, F), (B, L), (B,), (B, F)
+        return [(mel[b, :, : int(frames[b])], f0[b, : int(frames[b])]) for b in range(B)]
+
+    def mels(
+        self, ids: Sequence[np.ndarray], speakers: Sequence[int], speeds: Sequence[float]
+    ) -> list[np.ndarray]:
+        """Phoneme ids of several utterances -> one log-mel (n_mels, F_b) each (see :meth:`features`)."""
+        return [mel for mel, _ in self.features(ids, speakers, speeds)]
 
     # -- student ----------------------------------------------------------------------------------
 
-    def vocode(
-        self, mels: Sequence[np.ndarray], speakers: Sequence[int], noise: Sequence[np.ndarray]
-    ) -> list[np.ndarray]:
-        """The student on several mels at once: mels (n_mels, F_b), noise (F_b * hop,) -> audio (F_b * hop,).
+    def excitation(self, f0: np.ndarray | None, frames: int) -> np.ndarray:
+        """The student's excitation (3, frames*hop) of one whole utterance (phase from its start);
+        None = unvoiced throughout."""
+        if f0 is None:
+            return np.zeros((EXCITATION_CHANNELS, frames * self.hop), np.float32)
+        return excitation(f0[:frames], self.hop, self.sample_rate)
 
-        Rows are padded to the longest (mel: its last frame repeated; noise: zeros), run in one
-        session call and trimmed. Samples depend only on the past noise and the conditioning, which
-        looks ahead two frames, so a padded row differs from running it alone only in its last two
-        frames.
+    def vocode(
+        self,
+        mels: Sequence[np.ndarray],
+        speakers: Sequence[int],
+        noise: Sequence[np.ndarray],
+        f0s: Sequence[np.ndarray | None] | None = None,
+    ) -> list[np.ndarray]:
+        """The student on several mels at once: mels (n_mels, F_b), noise (F_b * hop,), F0 (F_b,) Hz
+        (None: unvoiced) -> audio (F_b * hop,).
+
+        Rows are padded to the longest (mel: its last frame repeated; noise and excitation: zeros),
+        run in one session call and trimmed. Samples depend only on the past noise and the
+        conditioning, which looks ahead two frames, so a padded row differs from running it alone
+        only in its last two frames.
         """
         assert self.student is not None
+        f0s = list(f0s) if f0s is not None else [None] * len(mels)
+        excs = [self.excitation(f, m.shape[1]) for f, m in zip(f0s, mels, strict=True)]  # (3, F_b*hop)
         if self.chunk_frames is not None and (
             len(mels) == 1 or max(m.shape[1] for m in mels) > self.chunk_frames * 5 // 4
         ):
             return [
-                self.vocode_pieces(m, s, z, self.piece_frames(m.shape[1]))
-                for m, s, z in zip(mels, speakers, noise, strict=True)
+                self.vocode_pieces(m, s, z, self.piece_frames(m.shape[1]), excitation=e)
+                for m, s, z, e in zip(mels, speakers, noise, excs, strict=True)
             ]
         B, F = len(mels), max(m.shape[1] for m in mels)
         mel = np.empty((B, self.n_mels, F), np.float32)
         z = np.zeros((B, F * self.hop), np.float32)
+        exc = np.zeros((B, EXCITATION_CHANNELS, F * self.hop), np.float32)
         for b, m in enumerate(mels):
             n = m.shape[1]
             mel[b, :, :n] = m
             mel[b, :, n:] = m[:, -1:]
             z[b, : n * self.hop] = noise[b]
+            exc[b, :, : n * self.hop] = excs[b]
         run = self.student.run_bound if self.student.provider == CUDA else self.student.run
-        audio = run(z, mel, np.asarray(speakers, np.int64))[0]  # (B, F*hop)
+        audio = run(z, mel, np.asarray(speakers, np.int64), exc)[0]  # (B, F*hop)
         return [audio[b, : m.shape[1] * self.hop] for b, m in enumerate(mels)]
 
     def vocode_pieces(
-        self, mel: np.ndarray, speaker: int, noise: np.ndarray, frames: int | None = None
+        self,
+        mel: np.ndarray,
+        speaker: int,
+        noise: np.ndarray,
+        frames: int | None = None,
+        excitation: np.ndarray | None = None,
     ) -> np.ndarray:
         """One utterance through the student in pieces of ``frames`` (default ``chunk_frames``):
         each piece runs with the bundle's context frames around it and is cut back out, so the
-        result equals one whole run (up to float rounding)."""
+        result equals one whole run (up to float rounding). ``excitation`` (3, F*hop) of the whole
+        utterance (None: unvoiced) is sliced like the noise, so its phase is the one-pass phase."""
         assert self.student is not None
         frames = frames or self.chunk_frames or mel.shape[1]
         left, right = self._context
         F, hop = mel.shape[1], self.hop
         spk = np.array([speaker], np.int64)
+        exc = self.excitation(None, F) if excitation is None else excitation  # (3, F*hop)
 
         def piece(a: int) -> np.ndarray:
             b = min(F, a + frames)
             lo, hi = max(0, a - left), min(F, b + right)
-            audio = self.student.run(noise[None, lo * hop : hi * hop], mel[None, :, lo:hi], spk)[0]  # (1, T)
+            audio = self.student.run(
+                noise[None, lo * hop : hi * hop], mel[None, :, lo:hi], spk, exc[None, :, lo * hop : hi * hop]
+            )[0]  # (1, T)
             return audio[0, (a - lo) * hop : (b - lo) * hop]
 
         starts = range(0, F, frames)
@@ -498,9 +536,9 @@ class Voice:
     def smoke_test(self) -> None:
         """One short utterance through the acoustic model and the student (raises what they raise)."""
         ids = np.arange(1, 9, dtype=np.int64) % max(2, self.n_symbols - 1) + 1  # 8 phoneme ids
-        mel = self.mels([ids], [0], [1.0])[0]
+        mel, f0 = self.features([ids], [0], [1.0])[0]
         if self.student is not None:
-            self.vocode([mel], [0], [np.zeros(mel.shape[1] * self.hop, np.float32)])
+            self.vocode([mel], [0], [np.zeros(mel.shape[1] * self.hop, np.float32)], [f0])
 
     def warmup(self, max_batch: int = 8) -> None:
         """Run every graph over the expected shapes (CUDA: length buckets x batch sizes)."""
@@ -509,9 +547,10 @@ class Voice:
         mel = None
         for n in ids_len:
             ids = rng.integers(1, self.n_symbols, n).astype(np.int64)
-            mel = self.mels([ids], [0], [1.0])[0]
+            mel, f0 = self.features([ids], [0], [1.0])[0]
             if self.student is not None:
-                self.vocode([mel], [0], [rng.standard_normal(mel.shape[1] * self.hop).astype(np.float32)])
+                z = rng.standard_normal(mel.shape[1] * self.hop).astype(np.float32)
+                self.vocode([mel], [0], [z], [f0])
         if self.student is not None and self.student.provider == CUDA:
             for frames in WARMUP_FRAMES_CUDA:
                 for b in WARMUP_BATCHES_CUDA:
@@ -587,16 +626,16 @@ class OnnxEngine:
             for i, s in enumerate(sentences):
                 if cancel is not None and cancel.is_set():
                     return
-                mel = voice.mels([s.ids], [speaker], [request.speed])[0]
+                mel, f0 = voice.features([s.ids], [speaker], [request.speed], [request.pitch])[0]
                 z = rng.standard_normal(mel.shape[1] * voice.hop, dtype=np.float32)
-                audio = voice.vocode([mel], [speaker], [z])[0]
+                audio = voice.vocode([mel], [speaker], [z], [f0])[0]
                 yield AudioChunk(audio, voice.sample_rate, i, i == last, s.text, s.span)
             return
         index = 0
         for i, s in enumerate(sentences):
             if cancel is not None and cancel.is_set():
                 return
-            mel = voice.mels([s.ids], [speaker], [request.speed])[0]
+            mel, _ = voice.features([s.ids], [speaker], [request.speed], [request.pitch])[0]
             for piece, final in voice.teacher(mel, speaker, rng, cancel):
                 yield AudioChunk(piece, voice.sample_rate, index, final and i == last, s.text, s.span)
                 index += 1
@@ -630,11 +669,13 @@ class OnnxEngine:
                 by_voice.setdefault(live[i][0].name, []).append(i)
             for rows in by_voice.values():
                 voice = live[rows[0]][0]
-                mels = voice.mels(
+                feats = voice.features(
                     [live[i][2][k].ids for i in rows],
                     [live[i][1] for i in rows],
                     [requests[i].speed for i in rows],
+                    [requests[i].pitch for i in rows],
                 )
+                mels = [m for m, _ in feats]
                 for group in voice.plan_student_batches([m.shape[1] for m in mels]):
                     if all(stopped(rows[j]) for j in group):
                         continue
@@ -642,7 +683,12 @@ class OnnxEngine:
                         live[rows[j]][3].standard_normal(mels[j].shape[1] * voice.hop, dtype=np.float32)
                         for j in group
                     ]
-                    audio = voice.vocode([mels[j] for j in group], [live[rows[j]][1] for j in group], noise)
+                    audio = voice.vocode(
+                        [mels[j] for j in group],
+                        [live[rows[j]][1] for j in group],
+                        noise,
+                        [feats[j][1] for j in group],
+                    )
                     for j, a in zip(group, audio, strict=True):
                         i = rows[j]
                         if stopped(i):

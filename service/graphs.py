@@ -9,11 +9,15 @@ and audio lengths), every other name is a size fixed by the model (``n_mels``, `
 
 Graphs (roles) in a voice bundle:
 
-``acoustic``      phonemes (B, L) int64 [0 = pad], lengths (B,), speaker (B,), speed (B,) float
+``acoustic``      phonemes (B, L) int64 [0 = pad], lengths (B,), speaker (B,), speed (B,) float,
+                  pitch (B,) float semitones (0 = the voice's own)
                   -> mel (B, n_mels, F) log-mel, silence past each row's length; durations (B, L)
-                  frames per phoneme; frames (B,) valid mel frames per row.
-``student``       z (B, F*hop) standard normal noise, mel (B, n_mels, F), speaker (B,)
-                  -> audio (B, F*hop): one parallel pass of the IAF flows.
+                  frames per phoneme; frames (B,) valid mel frames per row; f0 (B, F) Hz per
+                  frame, 0 where unvoiced (and past each row's length).
+``student``       z (B, F*hop) standard normal noise, mel (B, n_mels, F), speaker (B,),
+                  excitation (B, 3, F*hop) = ``service.excitation.excitation(f0)`` (computed once
+                  per utterance by the caller, sliced like z) -> audio (B, F*hop): one parallel
+                  pass of the IAF flows.
 ``teacher_cond``  mel (B, n_mels, F), speaker (B,) -> cond (B, C, F): every residual layer's gate
                   conditioning at the *frame* rate (C = layers * 2 * gate), once per utterance.
 ``teacher_step``  one sample: x_prev (B, 1), cond_t (B, C) (already upsampled), noise (B,) and the
@@ -108,17 +112,24 @@ ACOUSTIC = GraphSpec(
         _i("lengths", "batch"),
         _i("speaker", "batch"),
         _f("speed", "batch"),
+        _f("pitch", "batch"),
     ),
     outputs=(
         _f("mel", "batch", "n_mels", "frames"),
         _i("durations", "batch", "phonemes"),
         _i("frames", "batch"),
+        _f("f0", "batch", "frames"),
     ),
 )
 
 STUDENT = GraphSpec(
     "student",
-    inputs=(_f("z", "batch", "samples"), _f("mel", "batch", "n_mels", "frames"), _i("speaker", "batch")),
+    inputs=(
+        _f("z", "batch", "samples"),
+        _f("mel", "batch", "n_mels", "frames"),
+        _i("speaker", "batch"),
+        _f("excitation", "batch", "excitation", "samples"),
+    ),
     outputs=(_f("audio", "batch", "samples"),),
 )
 

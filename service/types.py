@@ -76,6 +76,7 @@ class SynthesisRequest:
     speed: float = 1.0  # 0.25..4.0; > 1 is faster (durations divided by speed)
     model: ModelKind = "student"
     seed: int | None = None  # noise seed; None = nondeterministic
+    pitch: float = 0.0  # semitones, -12..12 (0 = the voice's own pitch)
 
 
 @dataclass(frozen=True)

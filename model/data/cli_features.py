@@ -35,8 +35,9 @@ def features(
     config: Path | None = typer.Option(
         None, "--config", help="JSON file with AudioConfig fields (default: the built-in config)."
     ),
+    pitch: bool = typer.Option(True, "--pitch/--no-pitch", help="Also track and cache F0 per frame (Praat)."),
 ) -> None:
-    """Compute and cache log-mels of every clip under <corpus>/cache/mel-<config hash>/."""
+    """Compute and cache log-mels (and F0) of every clip under <corpus>/cache/{mel,f0}-<config hash>/."""
     import json
 
     from model.data.config import AudioConfig
@@ -60,7 +61,23 @@ def features(
     )
     for clip_id, err in sorted(stats["failed"].items()):
         typer.echo(f"  {clip_id}: {err}", err=True)
-    if stats["failed"]:
+    failed = bool(stats["failed"])
+    if pitch:
+        from model.data.pitch import compute_corpus_f0, f0_cache_dir
+
+        p = compute_corpus_f0(corpus, cfg, jobs=jobs)
+        voiced = p["voiced"] / max(p["frames"], 1)
+        typer.echo(
+            f"{f0_cache_dir(corpus, cfg)}: F0 of {p['clips']} clips, {100 * voiced:.1f} % of frames voiced, "
+            f"{len(p['unvoiced_clips'])} clips without a voiced frame, {len(p['failed'])} failed "
+            f"({p['seconds']:.1f} s)"
+        )
+        for clip_id in p["unvoiced_clips"][:20]:
+            typer.echo(f"  {clip_id}: no voiced frame (pitch tracking found no periodicity)", err=True)
+        for clip_id, err in sorted(p["failed"].items()):
+            typer.echo(f"  {clip_id}: {err}", err=True)
+        failed = failed or bool(p["failed"])
+    if failed:
         raise typer.Exit(1)
 
 

@@ -22,8 +22,19 @@ from torch.utils.data import Dataset
 from model.data.config import AudioConfig
 from model.data.corpus import Corpus, CorpusError
 from model.data.features import cached_log_mel, load_clip_audio, silence_value
+from model.data.pitch import cached_f0
+from service.excitation import excitation as excitation_signal
 
-__all__ = ["Corpus", "TTSDataset", "VocoderDataset", "collate_tts", "collate_vocoder", "load_clip"]
+__all__ = [
+    "Corpus",
+    "TTSDataset",
+    "VocoderDataset",
+    "clip_excitation",
+    "collate_tts",
+    "collate_vocoder",
+    "load_clip",
+    "load_clip_f0",
+]
 
 log = logging.getLogger(__name__)
 
@@ -43,13 +54,32 @@ def load_clip(corpus: Corpus, clip_id: str, cfg: AudioConfig) -> tuple[np.ndarra
     return mel, audio
 
 
+def load_clip_f0(corpus: Corpus, clip_id: str, cfg: AudioConfig, audio: np.ndarray) -> np.ndarray:
+    """(F,) F0 in Hz per mel frame of a clip (0 = unvoiced), from the cache (``audio`` is the clip's
+    trimmed audio, used on a cache miss)."""
+    return cached_f0(
+        corpus.path, clip_id, lambda _id: audio, cfg, expected_frames=audio.shape[0] // cfg.hop_length
+    )
+
+
+def clip_excitation(corpus: Corpus, clip_id: str, cfg: AudioConfig, frames: int) -> torch.Tensor:
+    """(1, 3, frames*hop) excitation of a clip's first ``frames`` frames (TensorBoard samples)."""
+    _, audio = load_clip(corpus, clip_id, cfg)
+    f0 = load_clip_f0(corpus, clip_id, cfg, audio)[:frames]
+    return torch.from_numpy(excitation_signal(f0, cfg.hop_length, cfg.sample_rate))[None]
+
+
 class TTSDataset(Dataset):
     """Items: {"id": str, "phonemes": LongTensor (L,), "mel": FloatTensor (n_mels, F),
-    "audio": FloatTensor (F*hop,), "speaker": int}. Needs the phoneme manifest."""
+    "audio": FloatTensor (F*hop,), "speaker": int} and, with ``pitch``, "f0": FloatTensor (F,) Hz
+    (0 = unvoiced). Needs the phoneme manifest."""
 
-    def __init__(self, corpus: Corpus | str | os.PathLike, split: str | None, cfg: AudioConfig):
+    def __init__(
+        self, corpus: Corpus | str | os.PathLike, split: str | None, cfg: AudioConfig, pitch: bool = False
+    ):
         self.corpus = _as_corpus(corpus)
         self.cfg = cfg
+        self.pitch = pitch
         manifest = self.corpus.require_manifest()
         ids = self.corpus.ids(split)
         missing = [i for i in ids if i not in manifest]
@@ -70,13 +100,16 @@ class TTSDataset(Dataset):
     def __getitem__(self, index: int) -> dict:
         clip_id = self.ids[index]
         mel, audio = load_clip(self.corpus, clip_id, self.cfg)
-        return {
+        item = {
             "id": clip_id,
             "phonemes": torch.tensor(self.phonemes[clip_id], dtype=torch.long),  # (L,)
             "mel": torch.from_numpy(mel),  # (n_mels, F)
             "audio": torch.from_numpy(audio),  # (F*hop,)
             "speaker": self.corpus.speaker_id(clip_id),
         }
+        if self.pitch:
+            item["f0"] = torch.from_numpy(load_clip_f0(self.corpus, clip_id, self.cfg, audio))  # (F,)
+        return item
 
 
 class VocoderDataset(Dataset):
@@ -87,6 +120,8 @@ class VocoderDataset(Dataset):
 
     ``seed=None``: a fresh window every time (torch's RNG, which DataLoader seeds per worker);
     ``seed=int``: the window of item i depends only on (seed, i) -- for deterministic validation.
+    ``excitation=True`` adds "f0": (S,) Hz and "excitation": (3, S*hop) computed from the window's
+    F0 (:func:`service.excitation.excitation`; its phase starts at the window).
     """
 
     def __init__(
@@ -96,6 +131,7 @@ class VocoderDataset(Dataset):
         cfg: AudioConfig,
         segment_frames: int,
         seed: int | None = None,
+        excitation: bool = False,
     ):
         if segment_frames <= 0:
             raise ValueError(f"segment_frames must be positive, got {segment_frames}")
@@ -103,6 +139,7 @@ class VocoderDataset(Dataset):
         self.cfg = cfg
         self.segment_frames = segment_frames
         self.seed = seed
+        self.excitation = excitation
         self.ids = self.corpus.ids(split)
 
     def __len__(self) -> int:
@@ -118,21 +155,32 @@ class VocoderDataset(Dataset):
     def __getitem__(self, index: int) -> dict:
         clip_id = self.ids[index]
         mel, audio = load_clip(self.corpus, clip_id, self.cfg)
+        f0 = load_clip_f0(self.corpus, clip_id, self.cfg, audio) if self.excitation else None
         hop, seg = self.cfg.hop_length, self.segment_frames
         n_frames = mel.shape[1]
         start = self._start(index, n_frames - seg)
         mel = mel[:, start : start + seg]  # (n_mels, <=S)
         audio = audio[start * hop : (start + seg) * hop]  # (<=S*hop,)
+        if f0 is not None:
+            f0 = f0[start : start + seg]  # (<=S,)
         if mel.shape[1] < seg:
             pad = seg - mel.shape[1]
             mel = np.pad(mel, ((0, 0), (0, pad)), constant_values=silence_value(self.cfg))
             audio = np.pad(audio, (0, seg * hop - audio.shape[0]))
-        return {
+            if f0 is not None:
+                f0 = np.pad(f0, (0, pad))  # unvoiced
+        item = {
             "id": clip_id,
             "mel": torch.from_numpy(np.ascontiguousarray(mel)),  # (n_mels, S)
             "audio": torch.from_numpy(np.ascontiguousarray(audio)),  # (S*hop,)
             "speaker": self.corpus.speaker_id(clip_id),
         }
+        if f0 is not None:
+            item["f0"] = torch.from_numpy(np.ascontiguousarray(f0))  # (S,)
+            item["excitation"] = torch.from_numpy(
+                excitation_signal(f0, hop, self.cfg.sample_rate)
+            )  # (3, S*hop)
+        return item
 
 
 def collate_tts(batch: list[dict], mel_pad_value: float = _DEFAULT_MEL_PAD) -> dict:
@@ -156,7 +204,14 @@ def collate_tts(batch: list[dict], mel_pad_value: float = _DEFAULT_MEL_PAD) -> d
         phonemes[i, : ph_len[i]] = b["phonemes"]
         mel[i, :, : mel_len[i]] = b["mel"]
         audio[i, : au_len[i]] = b["audio"]
+    extra = {}
+    if "f0" in batch[0]:
+        f0 = torch.zeros(B, int(mel_len.max()), dtype=torch.float32)  # (B, F), pad unvoiced
+        for i, b in enumerate(batch):
+            f0[i, : mel_len[i]] = b["f0"]
+        extra["f0"] = f0
     return {
+        **extra,
         "ids": [b["id"] for b in batch],
         "phonemes": phonemes,
         "phoneme_lengths": ph_len,
@@ -172,7 +227,12 @@ def collate_vocoder(batch: list[dict]) -> dict:
     """Stack VocoderDataset items: {"ids", "mel": (B, n_mels, S), "audio": (B, S*hop), "speaker": (B,)}."""
     if not batch:
         raise ValueError("empty batch")
+    extra = {}
+    if "excitation" in batch[0]:
+        extra["f0"] = torch.stack([b["f0"] for b in batch])  # (B, S)
+        extra["excitation"] = torch.stack([b["excitation"] for b in batch])  # (B, 3, S*hop)
     return {
+        **extra,
         "ids": [b["id"] for b in batch],
         "mel": torch.stack([b["mel"] for b in batch]),  # (B, n_mels, S)
         "audio": torch.stack([b["audio"] for b in batch]),  # (B, S*hop)

@@ -30,6 +30,7 @@ from model.train.common import (
     TrainTask,
     UserError,
     infinite_batches,
+    load_checkpoint,
     make_loader,
     pick_eval_split,
     plot_mels,
@@ -202,21 +203,28 @@ class AcousticTask(TrainTask):
         from model.data.dataset import TTSDataset
 
         cfg = self.train_cfg
-        dataset = TTSDataset(self.corpus, "train", self.audio)
+        dataset = TTSDataset(self.corpus, "train", self.audio, pitch=self.model_cfg.pitch)
         loader = make_loader(dataset, cfg.batch_size, collate_acoustic, cfg.num_workers, cfg.seed, device)
         return infinite_batches(loader)
 
     @staticmethod
     def _forward(model: nn.Module, batch: dict) -> dict[str, Tensor]:
         return model(
-            batch["phonemes"], batch["phoneme_lengths"], batch["mel"], batch["mel_lengths"], batch["speaker"]
+            batch["phonemes"],
+            batch["phoneme_lengths"],
+            batch["mel"],
+            batch["mel_lengths"],
+            batch["speaker"],
+            f0=batch.get("f0"),  # (B, F) Hz, present when the model predicts pitch
         )
 
     def loss(self, model: nn.Module, batch: dict) -> tuple[Tensor, dict]:
         w = self.bin_weight(self.step)
         self.step += 1
         out = self._forward(model, batch)
-        losses = acoustic_losses(out, batch["phoneme_lengths"], batch["mel_lengths"], w)
+        losses = acoustic_losses(
+            out, batch["phoneme_lengths"], batch["mel_lengths"], w, self.model_cfg.f0_log_std
+        )
         metrics = {k: v.detach() for k, v in losses.items() if k != "total"}
         metrics["bin_weight"] = w
         return losses["total"], metrics
@@ -226,7 +234,7 @@ class AcousticTask(TrainTask):
 
         from model.data.dataset import TTSDataset
 
-        dataset = TTSDataset(self.corpus, self.eval_split, self.audio)
+        dataset = TTSDataset(self.corpus, self.eval_split, self.audio, pitch=self.model_cfg.pitch)
         loader = DataLoader(dataset, batch_size=batch_size, shuffle=False, collate_fn=collate_acoustic)
         for i, batch in enumerate(loader):
             if i >= n_batches:
@@ -247,7 +255,9 @@ class AcousticTask(TrainTask):
             batch = {k: (v.to(device) if isinstance(v, Tensor) else v) for k, v in batch.items()}
             out = self._forward(model, batch)
             if i < cfg.val_batches:
-                losses = acoustic_losses(out, batch["phoneme_lengths"], batch["mel_lengths"], 1.0)
+                losses = acoustic_losses(
+                    out, batch["phoneme_lengths"], batch["mel_lengths"], 1.0, self.model_cfg.f0_log_std
+                )
                 for k, v in losses.items():
                     sums[k] = sums.get(k, 0.0) + float(v)
                 n += 1
@@ -263,7 +273,12 @@ class AcousticTask(TrainTask):
                     boundary.extend(stats)
         result = {k: v / max(n, 1) for k, v in sums.items()}
         # best.pt: the mel and duration terms (the alignment terms change meaning with bin_weight)
-        result["loss"] = result.get("mel", 0.0) + result.get("duration", 0.0)
+        result["loss"] = (
+            result.get("mel", 0.0)
+            + result.get("duration", 0.0)
+            + result.get("pitch", 0.0)
+            + result.get("voicing", 0.0)
+        )
         result.pop("total", None)
         if rel_errors:
             import numpy as np
@@ -298,6 +313,21 @@ class AcousticTask(TrainTask):
         writer.add_figure("sample/mel", plot_mels(mels, title=f"step {step}"), step)
 
 
+def _load_init_weights(model: AcousticModel, ckpt: dict, path) -> None:
+    """--init: another acoustic checkpoint's (EMA) weights, mel statistics included; a checkpoint
+    without pitch leaves the pitch predictor at its initialisation and the pitch embedding at zero,
+    so the model starts exactly where that one was."""
+    result = model.load_state_dict(ckpt.get("ema") or ckpt["model"], strict=False)
+    missing = [
+        k for k in result.missing_keys if not k.startswith(("pitch_convs.", "pitch_out.", "pitch_embed."))
+    ]
+    if missing or result.unexpected_keys:
+        raise UserError(
+            f"--init {path} does not fit: missing {missing[:3]}, unexpected {result.unexpected_keys[:3]}"
+        )
+    log.info("acoustic weights initialised from %s (%d new pitch tensors)", path, len(result.missing_keys))
+
+
 def train(args: TrainArgs) -> dict:
     """Entry point of ``parawave train acoustic`` (see model.train.cli). Returns run_training's summary."""
     from model.data.corpus import Corpus, CorpusError
@@ -330,6 +360,17 @@ def train(args: TrainArgs) -> dict:
             n_symbols=n_symbols,
             n_speakers=len(corpus.speakers),
         )
+    init = args.extra.get("init")
+    if init is not None:
+        if ckpt is not None:
+            raise UserError("--init starts a fresh run: it cannot be combined with --resume of a saved run")
+        init_ckpt = load_checkpoint(init)
+        if init_ckpt.get("kind") != MODEL_KIND:
+            raise UserError(f"--init {init} holds a {init_ckpt.get('kind')!r} model, not an acoustic model")
+        if init_ckpt["config"]["data"].get("symbols") != corpus.symbols:
+            raise UserError(f"--init {init}: its symbol table differs from the corpus' symbols.json")
+        saved = AcousticConfig.from_dict(init_ckpt["config"]["model"])  # its architecture, pitch as asked
+        sections["model"] = replace(saved, pitch=sections["model"].pitch)
     device = resolve_device(args.device)
     task = AcousticTask(
         sections["model"],
@@ -338,7 +379,9 @@ def train(args: TrainArgs) -> dict:
         corpus,
         start_step=int(ckpt["step"]) if ckpt else 0,
     )
-    if ckpt is None:
+    if ckpt is None and init is not None:
+        _load_init_weights(task.model, init_ckpt, init)
+    elif ckpt is None:
         task.measure_mel_stats()
     return run_training(
         task,

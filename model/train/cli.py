@@ -148,6 +148,12 @@ def student(
 
 @app.command("acoustic", help=TRAINERS["acoustic"][1])
 def acoustic(
+    init: Path | None = typer.Option(
+        None,
+        "--init",
+        help="Start a fresh run from this acoustic checkpoint's weights and architecture (a model "
+        "without pitch gains a pitch predictor).",
+    ),
     data: Path = _DATA,
     out: Path = _OUT,
     preset: str = _PRESET,
@@ -157,7 +163,8 @@ def acoustic(
     max_minutes: float | None = _MAX_MINUTES,
     device: str | None = _DEVICE,
 ) -> None:
-    _run("acoustic", _args(data, out, preset, sets, resume, max_steps, max_minutes, device))
+    extra = {"extra": {"init": init}} if init is not None else {}
+    _run("acoustic", _args(data, out, preset, sets, resume, max_steps, max_minutes, device, **extra))
 
 
 if __name__ == "__main__":  # torchrun --nproc_per_node N -m model.train.cli teacher ...

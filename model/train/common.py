@@ -516,12 +516,18 @@ def log_vocoder_sample(
     frames = max(1, min(mel.shape[1], round(sample_seconds * audio_cfg.frame_rate)))
     mel, audio = mel[:, :frames], audio[: frames * audio_cfg.hop_length]
     speaker = torch.tensor([corpus.speaker_id(clip_id)], device=device)
+    extra = {}
+    if getattr(getattr(model, "cfg", None), "excitation_channels", 0):  # pitch-excited vocoder
+        from model.data.dataset import clip_excitation
+
+        extra["excitation"] = clip_excitation(corpus, clip_id, audio_cfg, frames).to(device)
     generated = (
         model.generate(
             torch.from_numpy(mel)[None].to(device),
             speaker,
             temperature=temperature,
             seed=step,
+            **extra,
         )[0]
         .float()
         .cpu()

@@ -216,7 +216,8 @@ class StudentTask(TrainTask):
 
         self._on(device)
         cfg = self.train_cfg
-        dataset = VocoderDataset(self.corpus, "train", self.audio, cfg.segment_frames)
+        excite = self.model_cfg.excitation_channels > 0
+        dataset = VocoderDataset(self.corpus, "train", self.audio, cfg.segment_frames, excitation=excite)
         loader = make_loader(dataset, cfg.batch_size, collate_vocoder, cfg.num_workers, cfg.seed, device)
         return infinite_batches(loader)
 
@@ -226,7 +227,10 @@ class StudentTask(TrainTask):
         cfg = self.train_cfg
         audio, mel, speaker = batch["audio"], batch["mel"], batch["speaker"]  # (B, T), (B, n_mels, F), (B,)
         z = torch.randn_like(audio) if noise is None else noise
-        x, mean_q, log_scale_q = model(z, mel, speaker, return_params=True)  # (B, T) each, fp32
+        excitation = batch.get("excitation")  # (B, 3, T) or None (a mel-only student)
+        x, mean_q, log_scale_q = model(
+            z, mel, speaker, return_params=True, excitation=excitation
+        )  # (B, T) each
         stft = self.stft(x, audio)
         loss = cfg.stft_weight * stft["loss"]
         terms: dict[str, Tensor] = {}
@@ -259,7 +263,10 @@ class StudentTask(TrainTask):
 
         self._on(device)
         cfg = self.train_cfg
-        dataset = VocoderDataset(self.corpus, self.eval_split, self.audio, cfg.val_segment_frames, seed=0)
+        excite = self.model_cfg.excitation_channels > 0
+        dataset = VocoderDataset(
+            self.corpus, self.eval_split, self.audio, cfg.val_segment_frames, seed=0, excitation=excite
+        )
         loader = DataLoader(dataset, batch_size=cfg.batch_size, shuffle=False, collate_fn=collate_vocoder)
         gen = torch.Generator().manual_seed(0)  # the same noise at every validation
         totals: dict[str, float] = {}
@@ -319,15 +326,29 @@ def _init_checkpoint(path: Path) -> dict:
     return ckpt
 
 
-def _init_model_config(path: Path) -> StudentConfig:
-    """The architecture of the --init checkpoint (a fresh run takes it whole; --set model.* is ignored)."""
-    return StudentConfig.from_dict(_init_checkpoint(path)["config"]["model"])
+def _init_model_config(path: Path, excitation_channels: int) -> StudentConfig:
+    """The architecture of the --init checkpoint (a fresh run takes it whole; --set model.* is ignored),
+    with ``excitation_channels`` (the run's) when the checkpoint predates excitation: a mel-only student
+    gains zero-initialised excitation convs and starts exactly where it was."""
+    saved = dict(_init_checkpoint(path)["config"]["model"])
+    saved.setdefault("excitation_channels", excitation_channels)
+    return StudentConfig.from_dict(saved)
 
 
 def _load_init_weights(model: StudentIAF, path: Path) -> None:
     ckpt = _init_checkpoint(path)
     state = ckpt.get("ema") or ckpt["model"]  # the averaged weights are the ones worth continuing
-    model.load_state_dict(state)
+    result = model.load_state_dict(state, strict=False)
+    missing = [k for k in result.missing_keys if ".excitation_conv." not in k]
+    if missing or result.unexpected_keys:
+        raise UserError(
+            f"--init {path} does not fit this student: missing {missing[:3]}, unexpected {result.unexpected_keys[:3]}"
+        )
+    if result.missing_keys:
+        log.info(
+            "--init: %d excitation tensors start at zero (the checkpoint is mel-only)",
+            len(result.missing_keys),
+        )
 
 
 def train(args: TrainArgs) -> dict:
@@ -373,7 +394,7 @@ def train(args: TrainArgs) -> dict:
         if teacher is not None and audio != base_audio:
             raise UserError("the student must use the teacher's audio/mel settings (audio.* cannot change)")
         if init is not None:
-            sections["model"] = _init_model_config(init)
+            sections["model"] = _init_model_config(init, sections["model"].excitation_channels)
         sections["model"] = replace(
             sections["model"],
             sample_rate=audio.sample_rate,

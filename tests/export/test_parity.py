@@ -35,6 +35,7 @@ def acoustic():
     model = perturbed(AcousticModel(cfg))
     with torch.no_grad():
         model.dur_out.bias.fill_(1.5)  # a few frames per phoneme
+        model.pitch_out.bias[1] = 4.0  # mostly voiced, so the F0 output is compared where it is not 0
     return model
 
 
@@ -58,7 +59,25 @@ def teacher_step(teacher):
 def test_acoustic_matches_pytorch(acoustic):
     result = parity.acoustic_parity(acoustic, onnx_export.export_acoustic(acoustic), lengths=(2, 9, 31))
     print(result)
-    assert len(result.cases) == 4 and result.max_abs < 1e-4
+    assert len(result.cases) == 8 and result.max_abs < 1e-4  # mel and F0 of 4 cases
+
+
+def test_acoustic_pitch_input_shifts_f0(acoustic):
+    """The graph's pitch input (semitones) scales the voiced F0 by 2^(p/12) and changes the mel."""
+    sess = parity.session(onnx_export.export_acoustic(acoustic))
+    phonemes = np.arange(1, 13, dtype=np.int64)[None]
+    feeds = {
+        "phonemes": phonemes,
+        "lengths": np.array([12]),
+        "speaker": np.array([0]),
+        "speed": np.ones(1, np.float32),
+    }
+    mel0, _, _, f0 = sess.run(None, {**feeds, "pitch": np.zeros(1, np.float32)})
+    mel5, _, _, f5 = sess.run(None, {**feeds, "pitch": np.full(1, 5.0, np.float32)})
+    voiced = f0 > 0
+    assert voiced.mean() > 0.3 and np.array_equal(voiced, f5 > 0)
+    np.testing.assert_allclose(f5[voiced] / f0[voiced], 2 ** (5 / 12), rtol=1e-4)
+    assert np.abs(mel5 - mel0).max() > 0  # the decoder hears the pitch (nonzero embedding here)
 
 
 def test_student_matches_pytorch_fp32_and_fp16(student):
@@ -150,6 +169,7 @@ def test_single_speaker_graph_keeps_the_speaker_input():
     sess = parity.session(graph)
     z = np.zeros((1, 400), np.float32)
     mel = np.full((1, N_MELS, 2), -5.0, np.float32)
-    a = sess.run(None, {"z": z, "mel": mel, "speaker": np.array([0])})[0]
-    b = sess.run(None, {"z": z, "mel": mel, "speaker": np.array([5])})[0]
+    e = np.zeros((1, 3, 400), np.float32)
+    a = sess.run(None, {"z": z, "mel": mel, "speaker": np.array([0]), "excitation": e})[0]
+    b = sess.run(None, {"z": z, "mel": mel, "speaker": np.array([5]), "excitation": e})[0]
     np.testing.assert_array_equal(a, b)

@@ -109,7 +109,11 @@ def test_forward_and_infer_shapes_two_speakers():
     mel = torch.randn(B, 80, 40) - 4
     mel_lens = torch.tensor([40, 31, 5])
     speaker = torch.tensor([0, 1, 0])
-    out = model(ids, lengths, mel, mel_lens, speaker)
+    f0 = torch.where(torch.arange(40)[None] % 7 < 4, 120.0, 0.0).expand(B, 40)  # (B, F) voiced runs
+    with pytest.raises(ValueError, match="f0"):
+        model(ids, lengths, mel, mel_lens, speaker)  # a pitch model trains on the target F0
+    out = model(ids, lengths, mel, mel_lens, speaker, f0=f0)
+    assert out["lf0_pred"].shape == (B, 40) and out["voiced_logit"].shape == (B, 40)
     assert out["mel_post"].shape == (B, 80, 40) and out["log_dur"].shape == (B, L)
     assert out["attn_soft"].shape == (B, 40, L) and out["attn_hard"].shape == (B, 40, L)
     assert out["durations"].sum(1).tolist() == mel_lens.tolist()
@@ -208,7 +212,7 @@ def test_generate_exports_to_onnx_with_dynamic_length_and_speed(tmp_path):
             self.m = m
 
         def forward(self, ids, lengths, speaker, speed):
-            return self.m.generate(ids, lengths, speaker, speed)
+            return self.m.generate(ids, lengths, speaker, speed)[:3]
 
     ids, lengths = batch()
     speaker = torch.tensor([0, 1, 1])
@@ -242,7 +246,9 @@ def test_generate_exports_to_onnx_with_dynamic_length_and_speed(tmp_path):
             "speed": np.array(speed, dtype=np.float32),
         }
         mel, durations, frames = session.run(None, feeds)
-        ref_mel, ref_dur, ref_frames = model.generate(ids[:n], lengths[:n], speaker[:n], torch.tensor(speed))
+        ref_mel, ref_dur, ref_frames, _ = model.generate(
+            ids[:n], lengths[:n], speaker[:n], torch.tensor(speed)
+        )
         np.testing.assert_array_equal(durations, ref_dur.numpy())
         np.testing.assert_array_equal(frames, ref_frames.numpy())
         np.testing.assert_allclose(mel, ref_mel.detach().numpy(), atol=1e-4)

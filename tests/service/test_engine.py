@@ -158,9 +158,9 @@ def test_batch_runs_the_student_once_for_similar_lengths(engine, monkeypatch):
     calls = []
     original = voice.vocode
 
-    def counting(mels, speakers, noise):
+    def counting(mels, speakers, noise, f0s=None):
         calls.append(len(mels))
-        return original(mels, speakers, noise)
+        return original(mels, speakers, noise, f0s)
 
     monkeypatch.setattr(voice, "vocode", counting)
     requests = [req("The same sentence.", seed=s) for s in range(4)]
@@ -272,11 +272,11 @@ def test_cuda_libraries_preloaded_only_when_cuda_is_used(monkeypatch):
 def test_smoke_test_runs_a_short_utterance():
     voice = Voice.load(VOICES / "tiny")
     calls = []
-    real_mels, real_vocode = voice.mels, voice.vocode
-    voice.mels = lambda *a: calls.append("mels") or real_mels(*a)
+    real_features, real_vocode = voice.features, voice.vocode
+    voice.features = lambda *a: calls.append("features") or real_features(*a)
     voice.vocode = lambda *a: calls.append("vocode") or real_vocode(*a)
     voice.smoke_test()
-    assert calls == ["mels", "vocode"]
+    assert calls == ["features", "vocode"]
 
 
 def test_a_voice_failing_on_cuda_runs_on_the_cpu_unless_cuda_is_required(monkeypatch):
@@ -368,7 +368,7 @@ def test_long_utterances_are_vocoded_in_exact_pieces_on_cpu(engine, monkeypatch)
     monkeypatch.setattr(voice, "piece_threads", 1)
     pieces = voice.vocode([mel], [0], [z])[0]
     assert len(calls) == 3
-    whole = run(z[None], mel[None], np.array([0]))[0][0]
+    whole = run(z[None], mel[None], np.array([0]), np.zeros((1, 3, n * HOP), np.float32))[0][0]
     np.testing.assert_allclose(pieces, whole, atol=1e-5)
 
 
@@ -388,7 +388,7 @@ def test_pieces_of_one_utterance_run_in_parallel_and_equal_one_run(engine, monke
     )
     audio = voice.vocode([mel], [0], [z])[0]
     assert len(threads) == 2 and all(t.startswith("parawave-piece") for t in threads), threads
-    whole = run(z[None], mel[None], np.array([0]))[0][0]
+    whole = run(z[None], mel[None], np.array([0]), np.zeros((1, 3, n * HOP), np.float32))[0][0]
     np.testing.assert_allclose(audio, whole, atol=1e-5)
 
 

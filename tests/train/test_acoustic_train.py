@@ -177,12 +177,14 @@ def test_learned_alignment_recovers_known_durations(tmp_path):
     sets = ("sample_every=-1", "val_every=0", "steps=400", "batch_size=8", "bin_start=200")
     train(TrainArgs(data=root, out=out, preset="tiny", max_steps=400, sets=sets))
     model = acoustic_from_checkpoint(load_checkpoint(out / "checkpoints" / "last.pt"))
-    ds = TTSDataset(root, "train", AudioConfig())
+    ds = TTSDataset(root, "train", AudioConfig(), pitch=True)
     errors, even, boundaries = [], [], []
     with torch.no_grad():
         for i in range(len(ds)):
             b = collate_tts([ds[i]])
-            res = model(b["phonemes"], b["phoneme_lengths"], b["mel"], b["mel_lengths"], b["speaker"])
+            res = model(
+                b["phonemes"], b["phoneme_lengths"], b["mel"], b["mel_lengths"], b["speaker"], f0=b["f0"]
+            )
             true = np.asarray(truth[b["ids"][0]])
             learned = res["durations"][0].numpy()
             errors += np.abs(learned - true).tolist()

@@ -1,0 +1,67 @@
+"""The vocoders' sample-rate excitation from a frame-rate F0 contour (numpy, torch-free).
+
+One function serves training (``model.data.dataset`` windows) and the runtime (``service.engine``,
+once per utterance before the student's pieces), so both see the same signal:
+
+    f0 (B, F) Hz per mel frame, 0 = unvoiced
+      -> per-sample F0: linear interpolation between frame centres, across unvoiced gaps from the
+         neighbouring voiced frames (no glide down to 0 at a voicing boundary)
+      -> voiced per sample: its frame's voicing (a step at the frame edge)
+      -> phase[t] = 2 pi * sum_{u <= t} f0[u] * voiced[u] / sr   (float64, continuous: it only holds
+         still while unvoiced, never jumps)
+      -> excitation (B, 3, F*hop) = [sin(phase) * voiced, cos(phase) * voiced, voiced]
+
+Source-filter vocoders (NSF) and the original WaveNet TTS give the network the periodic source
+instead of making it discover periodicity from a mel; here it is conditioning beside the mel (the
+student's noise z stays its only random input). The phase starts at 0 at sample 0 of the signal
+given: the runtime computes it once per utterance, so chunked synthesis matches one pass exactly.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+__all__ = ["EXCITATION_CHANNELS", "excitation", "shift_f0"]
+
+EXCITATION_CHANNELS = 3
+
+
+def excitation(f0: np.ndarray, hop: int, sample_rate: int) -> np.ndarray:
+    """f0 (F,) or (B, F) Hz, 0 = unvoiced -> (3, F*hop) or (B, 3, F*hop) float32; see the module docstring."""
+    f0 = np.asarray(f0, dtype=np.float64)
+    if f0.ndim not in (1, 2):
+        raise ValueError(f"f0 must be (F,) or (B, F), got shape {f0.shape}")
+    if hop <= 0 or sample_rate <= 0:
+        raise ValueError("hop and sample_rate must be positive")
+    if f0.ndim == 1:
+        return _one(f0, hop, sample_rate)
+    return (
+        np.stack([_one(row, hop, sample_rate) for row in f0])
+        if len(f0)
+        else np.zeros((0, EXCITATION_CHANNELS, f0.shape[1] * hop), np.float32)
+    )
+
+
+def _one(f0: np.ndarray, hop: int, sr: int) -> np.ndarray:  # (F,) -> (3, F*hop)
+    n_frames = f0.shape[0]
+    out = np.zeros((EXCITATION_CHANNELS, n_frames * hop), dtype=np.float32)
+    f0 = np.where(np.isfinite(f0) & (f0 > 0), f0, 0.0)  # (F,)
+    voiced = f0 > 0  # (F,)
+    if not voiced.any():
+        return out
+    frames = np.arange(n_frames, dtype=np.float64)
+    filled = np.interp(frames, frames[voiced], f0[voiced])  # (F,) unvoiced frames from voiced neighbours
+    t = (np.arange(n_frames * hop, dtype=np.float64) + 0.5) / hop - 0.5  # (T,) position in frames
+    f_s = np.interp(t, frames, filled)  # (T,) Hz, linear between frame centres
+    v_s = np.repeat(voiced, hop)  # (T,)
+    phase = 2.0 * np.pi * np.cumsum(np.where(v_s, f_s, 0.0) / sr)  # (T,)
+    phase = np.mod(phase, 2.0 * np.pi)
+    out[0] = np.sin(phase) * v_s
+    out[1] = np.cos(phase) * v_s
+    out[2] = v_s
+    return out
+
+
+def shift_f0(f0: np.ndarray, semitones: float) -> np.ndarray:
+    """Scale voiced F0 by 2^(semitones/12); unvoiced (0) stays 0."""
+    return np.asarray(f0, dtype=np.float32) * np.float32(2.0 ** (float(semitones) / 12.0))
