@@ -195,18 +195,26 @@ def say(
     voice: str | None = typer.Option(None, help="Voice bundle name [default: the first]."),
     speaker: str | None = typer.Option(None, help="Speaker name [default: the voice's first]."),
     speed: float = typer.Option(1.0, min=0.25, max=4.0, help="Speaking rate, 0.25-4 (> 1 is faster)."),
+    pitch: float = typer.Option(
+        0.0, help="Pitch shift in semitones, -12 to 12 (0 = the voice's own pitch; 12 = an octave up)."
+    ),
     model: str = typer.Option("student", help="student (real time) | teacher (autoregressive reference)."),
     seed: int | None = typer.Option(None, help="Noise seed (same seed, same audio)."),
     voices_dir: Path = typer.Option(DEFAULT_VOICES_DIR, help="Folder of voice bundles."),
     device: str = typer.Option("cpu", help="auto | cpu | cuda."),
 ) -> None:
     """Synthesize TEXT to an audio file with a voice bundle (ONNX Runtime, no torch)."""
+    import math
     import time
 
     import numpy as np
 
     from service.audio import available_formats, encode
-    from service.types import InputError, SynthesisRequest
+    from service.types import MAX_PITCH, MIN_PITCH, InputError, SynthesisRequest
+
+    # checked here, not with typer's min/max, so a bad value is one line (typer draws a box)
+    if not (math.isfinite(pitch) and MIN_PITCH <= pitch <= MAX_PITCH):
+        raise _fail(f"--pitch must be between {MIN_PITCH:g} and {MAX_PITCH:g} semitones, got {pitch:g}")
 
     fmt = SUFFIX_FORMATS.get(output.suffix.lower())
     if fmt is None:
@@ -222,7 +230,7 @@ def say(
     info = next(v for v in engine.voices if v.name == voice_name)
     if model not in info.models:
         raise _fail(f"voice {voice_name!r} does not ship the {model} model")
-    request = SynthesisRequest(text, voice_name, speaker_name, speed, model, seed)  # type: ignore[arg-type]
+    request = SynthesisRequest(text, voice_name, speaker_name, speed, model, seed, pitch)  # type: ignore[arg-type]
     start = time.perf_counter()
     try:
         pieces = [chunk.audio for chunk in engine.synthesize(request)]

@@ -54,6 +54,8 @@ from service import bundle as bundle_io
 from service import graphs
 from service.excitation import EXCITATION_CHANNELS, excitation
 from service.types import (
+    MAX_PITCH,
+    MIN_PITCH,
     AudioChunk,
     CancelFlag,
     EngineLoadError,
@@ -614,6 +616,16 @@ class OnnxEngine:
         speed = request.speed
         if not (isinstance(speed, int | float) and math.isfinite(speed) and MIN_SPEED <= speed <= MAX_SPEED):
             raise InputError(f"speed must be between {MIN_SPEED} and {MAX_SPEED}, got {speed!r}")
+        pitch = request.pitch
+        if not (
+            isinstance(pitch, int | float)
+            and not isinstance(pitch, bool)
+            and math.isfinite(pitch)
+            and MIN_PITCH <= pitch <= MAX_PITCH
+        ):
+            raise InputError(
+                f"pitch must be between {MIN_PITCH:g} and {MAX_PITCH:g} semitones, got {pitch!r}"
+            )
         if not request.text or not request.text.strip():
             raise InputError("the input text is empty")
         return voice, speaker, prepare_text(request.text, voice.symbols)

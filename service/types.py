@@ -44,6 +44,8 @@ import numpy as np
 ModelKind = Literal["student", "teacher"]
 MODEL_KINDS: tuple[ModelKind, ...] = ("student", "teacher")
 
+MIN_PITCH, MAX_PITCH = -12.0, 12.0  # semitones: the request's pitch shift (0 = the voice's own pitch)
+
 
 class EngineLoadError(RuntimeError):
     """The engine could not be loaded (no or broken voice bundle, CUDA required but missing, ...).
@@ -76,7 +78,7 @@ class SynthesisRequest:
     speed: float = 1.0  # 0.25..4.0; > 1 is faster (durations divided by speed)
     model: ModelKind = "student"
     seed: int | None = None  # noise seed; None = nondeterministic
-    pitch: float = 0.0  # semitones, -12..12 (0 = the voice's own pitch)
+    pitch: float = 0.0  # semitones, MIN_PITCH..MAX_PITCH; 0 = the voice's own pitch (F0 * 2 ** (pitch / 12))
 
 
 @dataclass(frozen=True)

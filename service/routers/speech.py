@@ -21,7 +21,7 @@ from service.catalog import MODEL_ALIASES, fallback_model, resolve_model
 from service.errors import RATE_LIMIT, SERVER_ERROR, APIError, error_responses
 from service.scheduler import GenerationTimeout, Job, QueueFull
 from service.state import ServiceState, require_ready
-from service.types import AudioChunk, InputError, ModelKind, SynthesisRequest
+from service.types import MAX_PITCH, MIN_PITCH, AudioChunk, InputError, ModelKind, SynthesisRequest
 
 log = logging.getLogger(__name__)
 
@@ -78,6 +78,15 @@ class SpeechBody(BaseModel):
     )
     instructions: str | None = Field(None, description="Accepted for compatibility; ignored (as tts-1).")
     seed: int | None = Field(None, ge=0, le=MAX_SEED, description="Noise seed for reproducible audio.")
+    pitch: float = Field(
+        0.0,
+        ge=MIN_PITCH,
+        le=MAX_PITCH,
+        allow_inf_nan=False,
+        description="Pitch shift in semitones (0 = the voice's own pitch; 12 = an octave up). A parawave "
+        "extension, not part of OpenAI's API: the official OpenAI client sends it with "
+        'extra_body={"pitch": 2}.',
+    )
 
     @field_validator("input")
     @classmethod
@@ -179,6 +188,7 @@ async def _speak(body: SpeechBody, request: Request, state: ServiceState, force_
         speed=body.speed,
         model=model,
         seed=body.seed,
+        pitch=body.pitch,
     )
     try:
         job = state.pools[model].submit(synthesis)

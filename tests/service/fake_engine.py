@@ -1,13 +1,15 @@
 """A deterministic fake engine and a live-server helper for the HTTP service tests.
 
 The fake speaks each sentence as a sine tone whose frequency and length follow from the sentence
-text (10 ms per character at speed 1), so a response can be checked sample by sample against
-:func:`expected_audio`. Gates (threading.Event) let tests hold the engine at known points instead
-of sleeping. The real fixture bundle (issue 6) can replace it behind the same SpeechEngine protocol.
+text (10 ms per character at speed 1; ``pitch`` semitones scale the frequency by 2 ** (pitch / 12)),
+so a response can be checked sample by sample against :func:`expected_audio`. Gates
+(threading.Event) let tests hold the engine at known points instead of sleeping. The real fixture
+bundle (issue 6) can replace it behind the same SpeechEngine protocol.
 """
 
 from __future__ import annotations
 
+import math
 import re
 import socket
 import threading
@@ -20,7 +22,15 @@ import numpy as np
 import uvicorn
 
 from service.settings import Settings
-from service.types import AudioChunk, CancelFlag, InputError, SynthesisRequest, VoiceInfo
+from service.types import (
+    MAX_PITCH,
+    MIN_PITCH,
+    AudioChunk,
+    CancelFlag,
+    InputError,
+    SynthesisRequest,
+    VoiceInfo,
+)
 
 RATE = 16000
 SECONDS_PER_CHAR = 0.01
@@ -37,14 +47,14 @@ def sentences(text: str) -> list[tuple[str, int, int]]:
     return out
 
 
-def tone(sentence: str, rate: int = RATE, speed: float = 1.0) -> np.ndarray:
+def tone(sentence: str, rate: int = RATE, speed: float = 1.0, pitch: float = 0.0) -> np.ndarray:
     n = round(len(sentence) * SECONDS_PER_CHAR * rate / speed)
-    freq = 200.0 + 20.0 * (zlib.crc32(sentence.encode()) % 40)
+    freq = (200.0 + 20.0 * (zlib.crc32(sentence.encode()) % 40)) * 2.0 ** (pitch / 12)
     return (0.5 * np.sin(2 * np.pi * freq * np.arange(n) / rate)).astype(np.float32)  # (n,)
 
 
-def expected_audio(text: str, rate: int = RATE, speed: float = 1.0) -> np.ndarray:
-    return np.concatenate([tone(s, rate, speed) for s, _, _ in sentences(text)])
+def expected_audio(text: str, rate: int = RATE, speed: float = 1.0, pitch: float = 0.0) -> np.ndarray:
+    return np.concatenate([tone(s, rate, speed, pitch) for s, _, _ in sentences(text)])
 
 
 class FakeEngine:
@@ -116,13 +126,20 @@ class FakeEngine:
     def _plan(self, request: SynthesisRequest) -> list[tuple[np.ndarray, str, tuple[int, int]]]:
         if "CRASH" in request.text:
             raise RuntimeError("engine exploded with secret internals")
+        pitch = request.pitch  # validated as OnnxEngine._check does
+        if isinstance(pitch, bool) or not isinstance(pitch, int | float) or not math.isfinite(pitch):
+            raise InputError(f"pitch must be a finite number of semitones, got {pitch!r}")
+        if not MIN_PITCH <= pitch <= MAX_PITCH:
+            raise InputError(
+                f"pitch must be between {MIN_PITCH:g} and {MAX_PITCH:g} semitones, got {pitch!r}"
+            )
         parts = sentences(request.text)
         if not parts:
             raise InputError("the text has nothing to speak after normalization")
         rate = self._rate(request)
         plan = []
         for s, a, b in parts:
-            audio = tone(s, rate, request.speed)
+            audio = tone(s, rate, request.speed, pitch)
             if request.model == "teacher":
                 pieces = [audio[i : i + self.teacher_chunk] for i in range(0, len(audio), self.teacher_chunk)]
             else:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import subprocess
 import sys
 import threading
@@ -75,11 +76,24 @@ def test_speed_and_speaker_change_the_audio(engine):
         (req("... !!! ---"), "nothing to speak"),
         (SynthesisRequest("Hi.", "nope", "alpha"), "unknown voice 'nope'"),
         (req(speed=9.0), "speed must be between"),
+        (req(pitch=12.5), "pitch must be between -12 and 12"),
+        (req(pitch=-13), "pitch must be between -12 and 12"),
+        (req(pitch=float("nan")), "pitch must be between"),
+        (req(pitch=float("inf")), "pitch must be between"),
+        (req(pitch=True), "pitch must be between"),
+        (req(pitch="2"), "pitch must be between"),
     ],
 )
 def test_bad_requests_raise_input_error(engine, request_, message):
     with pytest.raises(InputError, match=message):
         list(engine.synthesize(request_))
+    (item,) = [x for _, x in engine.synthesize_batch([request_])]  # the batch path checks the same
+    assert isinstance(item, InputError) and re.search(message, str(item))
+
+
+@pytest.mark.parametrize("pitch", [-12, 12.0, 0.5])
+def test_pitch_in_range_is_accepted(engine, pitch):
+    assert sum(c.audio.size for c in engine.synthesize(req("Hi there.", seed=1, pitch=pitch))) > 0
 
 
 def test_teacher_streams_small_chunks(engine):

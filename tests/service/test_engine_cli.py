@@ -54,6 +54,24 @@ def test_say_bad_options_are_one_line_errors(tmp_path, args, message):
     assert message in result.output and "Traceback" not in result.output
 
 
+@pytest.mark.parametrize("value", ["12.5", "-13", "nan", "inf"])
+def test_say_pitch_out_of_range_is_one_line(tmp_path, value):
+    out = tmp_path / "o.wav"
+    result = runner.invoke(app, ["say", "Hi.", "-o", str(out), "--voices-dir", VOICES, f"--pitch={value}"])
+    assert result.exit_code == 2
+    (line,) = result.output.strip().splitlines()
+    assert line.startswith("error: --pitch must be between -12 and 12 semitones, got ")
+    assert not out.exists()
+
+
+@pytest.mark.parametrize("value", ["-12", "12", "2.5"])
+def test_say_pitch_in_range(tmp_path, value):
+    out = tmp_path / "o.wav"
+    result = runner.invoke(app, ["say", "Hi.", "-o", str(out), "--voices-dir", VOICES, f"--pitch={value}"])
+    assert result.exit_code == 0, result.output
+    assert sf.info(str(out)).frames > 0
+
+
 def test_say_unspeakable_text(tmp_path):
     result = runner.invoke(app, ["say", "...", "-o", str(tmp_path / "o.wav"), "--voices-dir", VOICES])
     assert result.exit_code == 2 and "nothing to speak" in result.output

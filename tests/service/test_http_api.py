@@ -111,6 +111,52 @@ def test_speed_and_seed_reach_the_engine(client, engine):
     assert len(audio) == len(expected_audio("Quick.", speed=2.0))
 
 
+def test_pitch_defaults_to_the_voice_own(client, engine):
+    r = client.post(SPEECH, json={"input": "Plain.", "response_format": "wav"})
+    assert r.status_code == 200
+    assert engine.calls[-1].pitch == 0.0
+    np.testing.assert_allclose(wav_audio(r)[0], expected_audio("Plain."), atol=1e-4)
+
+
+@pytest.mark.parametrize("path", [SPEECH, f"{SPEECH}/reference"])
+@pytest.mark.parametrize("pitch", [3, -2.5, -12, 12])
+def test_pitch_reaches_the_engine(client, engine, path, pitch):
+    text = "Higher or lower? Two sentences."
+    r = client.post(path, json={"input": text, "pitch": pitch, "response_format": "wav"})
+    assert r.status_code == 200, r.text
+    call = engine.calls[-1]
+    assert (call.pitch, call.model) == (pitch, "teacher" if path.endswith("reference") else "student")
+    audio, _ = wav_audio(r)
+    np.testing.assert_allclose(audio, expected_audio(text, pitch=pitch), atol=1e-4)
+    assert not np.allclose(audio, expected_audio(text), atol=1e-2)  # the fake's tones moved
+
+
+@pytest.mark.parametrize("path", [SPEECH, f"{SPEECH}/reference"])
+@pytest.mark.parametrize(
+    ("raw", "says"),
+    [
+        ("12.5", "less than or equal to 12"),
+        ("-13", "greater than or equal to -12"),
+        ("-12.001", "greater than or equal to -12"),
+        ('"2"', "valid number"),
+        ("true", "valid number"),
+        ("null", "valid number"),
+        ("[3]", "valid number"),
+        ("NaN", "finite number"),
+        ("Infinity", "finite number"),
+        ("-Infinity", "finite number"),
+    ],
+)
+def test_bad_pitch_is_a_400(client, engine, path, raw, says):
+    # raw JSON: NaN and Infinity are not JSON, but Python's parser (the server's) takes them
+    body = '{"input": "Hi.", "pitch": ' + raw + ', "response_format": "wav"}'
+    r = client.post(path, content=body, headers={"content-type": "application/json"})
+    err = assert_envelope(r, 400, param="pitch")
+    assert err["type"] == "invalid_request_error"
+    assert err["message"].startswith("Invalid value for 'pitch'") and says in err["message"]
+    assert not engine.calls
+
+
 def test_reference_endpoint_uses_the_teacher(client, engine):
     r = client.post(
         f"{SPEECH}/reference", json={"model": "tts-1", "input": "Slowly.", "response_format": "wav"}
@@ -185,6 +231,8 @@ def test_tts_1_hd_falls_back_to_the_student_of_a_voice_without_teacher(client, e
         ({"input": "Hi.", "speed": 0}, "speed", None),
         ({"input": "Hi.", "speed": 5}, "speed", None),
         ({"input": "Hi.", "speed": "fast"}, "speed", None),
+        ({"input": "Hi.", "pitch": 13}, "pitch", "less_than_equal"),
+        ({"input": "Hi.", "pitch": "up"}, "pitch", "float_type"),
         ({"input": "Hi.", "response_format": "ogg"}, "response_format", None),
         ({"input": "Hi.", "model": "gpt-5"}, "model", "model_not_found"),
         ({"input": "Hi.", "stream_format": "events"}, "stream_format", None),
@@ -394,6 +442,7 @@ def test_web_page_is_self_contained(client):
     page = r.text
     for needle in ("<textarea", 'id="voice"', 'id="speed"', 'value="teacher"', "<audio", "download", "RTF"):
         assert needle in page
+    assert 'id="pitch" type="number" min="-12" max="12"' in page
     assert "http://" not in page and "https://" not in page  # no CDN, nothing external
 
 
@@ -401,7 +450,7 @@ def test_openapi_schema(client):
     schema = client.get("/openapi.json").json()
     assert "/v1/audio/speech" in schema["paths"] and "/v1/audio/speech/reference" in schema["paths"]
     body = schema["components"]["schemas"]["SpeechBody"]["properties"]
-    assert set(body) >= {"model", "input", "voice", "response_format", "speed", "stream"}
+    assert set(body) >= {"model", "input", "voice", "response_format", "speed", "pitch", "stream"}
 
 
 # -- settings ------------------------------------------------------------------------------------

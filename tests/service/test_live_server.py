@@ -150,7 +150,8 @@ def test_32_concurrent_requests_each_get_their_own_audio(live_server):
 
 def test_openai_client(live_server):
     openai = pytest.importorskip("openai")
-    server = live_server(FakeEngine(), api_key="sk-parawave-test")
+    engine = FakeEngine()
+    server = live_server(engine, api_key="sk-parawave-test")
     client = openai.OpenAI(base_url=f"{server.url}/v1", api_key="sk-parawave-test", max_retries=0)
     speech = client.audio.speech.create(model="tts-1", voice="alloy", input="Hello")
     audio, rate = sf.read(io.BytesIO(speech.content), dtype="float32")  # mp3, OpenAI's default
@@ -178,6 +179,17 @@ def test_openai_client(live_server):
     assert events[-1]["type"] == "speech.audio.done"
     pcm = b"".join(base64.b64decode(e["audio"]) for e in events[:-1])
     np.testing.assert_allclose(np.frombuffer(pcm, "<i2") / 32767, expected_audio(text), atol=1e-4)
+
+    # pitch is a parawave extension: the client sends it with extra_body
+    speech = client.audio.speech.create(
+        model="tts-1", voice="alloy", input=text, response_format="wav", extra_body={"pitch": 3}
+    )
+    assert engine.calls[-1].pitch == 3
+    audio, rate = sf.read(io.BytesIO(speech.content), dtype="float32")
+    np.testing.assert_allclose(audio, expected_audio(text, pitch=3), atol=1e-4)
+    with pytest.raises(openai.BadRequestError) as bad:
+        client.audio.speech.create(model="tts-1", voice="alloy", input="Hello", extra_body={"pitch": 13})
+    assert bad.value.param == "pitch"
 
     with pytest.raises(openai.BadRequestError) as bad:
         client.audio.speech.create(model="tts-1", voice="nobody", input="Hello")

@@ -52,6 +52,10 @@ def test_speech_body_and_errors_are_documented(client_for):
     assert props["response_format"]["enum"] == list(available_formats())
     assert props["stream_format"]["enum"] == ["audio", "sse"]
     assert props["speed"]["minimum"] == 0.25 and props["speed"]["maximum"] == 4.0
+    pitch = props["pitch"]
+    assert (pitch["type"], pitch["minimum"], pitch["maximum"], pitch["default"]) == ("number", -12, 12, 0)
+    assert "semitones" in pitch["description"] and "extra_body" in pitch["description"]
+    assert "pitch" not in body["required"]
     assert props["seed"]["anyOf"][0] == {"type": "integer", "minimum": 0, "maximum": MAX_SEED}
     # the loaded voices: ids, qualified names, bundle names and OpenAI names
     names = next(o for o in props["voice"]["anyOf"] if o.get("type") == "string")["enum"]
@@ -105,6 +109,8 @@ def test_largest_seed_is_accepted(onnx_client):
         ("seed", 1.5),
         ("speed", "1.0"),
         ("speed", True),
+        ("pitch", "2"),
+        ("pitch", True),
         ("stream", "yes"),
         ("stream", 1),
     ],

@@ -1,5 +1,5 @@
 """``GET /`` played end to end in headless Chromium (Debian's ``chromium``, driven by Playwright) against
-a real uvicorn server on a loopback port: type text, pick voice, speed and model, click Speak, the
+a real uvicorn server on a loopback port: type text, pick voice, speed, pitch and model, click Speak, the
 <audio> element gets the audio, the page shows time to first audio and RTF, and the download link
 gives the same WAV. Skipped only where no browser is installed (``./run.sh test`` installs one).
 """
@@ -86,12 +86,13 @@ def open_page(browser):
         page.close()
 
 
-def speak(page, text: str, voice: str, speed: float, model: str) -> dict:
+def speak(page, text: str, voice: str, speed: float, model: str, pitch: float = 0.0) -> dict:
     """Fill in the form as a user would, click Speak, wait for the audio element to have data."""
     page.wait_for_function("document.querySelectorAll('#voice option').length > 0")
     page.fill("#text", text)
     page.select_option("#voice", voice)
     page.fill("#speed", str(speed))
+    page.fill("#pitch", str(pitch))
     page.check(f"input[name=model][value={model}]")
     page.click("#speak")
     page.wait_for_function("['done', 'error'].includes(document.body.dataset.state)")
@@ -146,16 +147,17 @@ def test_page_speaks_with_the_fake_engine(open_page, tmp_path, model):
         assert voices == ["alpha", "beta", "gamma"]
         assert page.input_value("#voice") == "alpha"  # the server's default is preselected
         text = "Hello from the browser. Two sentences, streamed!"
-        result = speak(page, text, voice="beta", speed=1.5, model=model)
+        result = speak(page, text, voice="beta", speed=1.5, model=model, pitch=-2.5)
         call = engine.calls[-1]
-        assert (call.text, call.voice, call.speaker, call.speed, call.model) == (
+        assert (call.text, call.voice, call.speaker, call.speed, call.model, call.pitch) == (
             text,
             "fake",
             "beta",
             1.5,
             model,
+            -2.5,
         )
-        expected = expected_audio(text, RATE, speed=1.5)
+        expected = expected_audio(text, RATE, speed=1.5, pitch=-2.5)
         assert result["seconds"] == pytest.approx(len(expected) / RATE, abs=0.006)
         audio, rate = download(page, tmp_path)
         assert rate == RATE
