@@ -33,7 +33,9 @@
 #   6 sweep    service.loadtest.sweep, concurrency 1,2,4,...,256, stop after the first level whose
 #              p95 time to first audio passes 250 ms                         -> sweep/report.*
 #   7 summary  summary.json + summary.md (the README's numbers), env.json (versions, GPU, step
-#              times), then verify: every report there with sane content (exit 1 otherwise)
+#              times), then verify: every report there with sane content (exit 1 otherwise); on
+#              the device export.log, serve.log, voice.json and sweep/report.png then go into
+#              extras.tar.gz, since a call returns 8 files at most (8 come back)
 #
 # Time plan, device (the lease counts start, transfers, idle and close):
 #   call 1  machine start                                     60-120 s
@@ -302,9 +304,18 @@ check() {
     STEP_S[total]=$SECONDS
     write_env "$mode"
     "$PY" recipes/gpu_check.py summary "$OUTD" || echo "gpu-check: summary incomplete" >&2
-    local flag=()
+    local flag=() rc=0
     [[ "$mode" == dry-run ]] && flag=(--dry-run)
-    "$PY" recipes/gpu_check.py verify "$OUTD" "${flag[@]}"
+    "$PY" recipes/gpu_check.py verify "$OUTD" "${flag[@]}" || rc=$?
+    if [[ "$mode" == gpu ]]; then # the device returns 8 files at most: the rest travel as one archive
+        local extra=() f
+        for f in export.log serve.log voice.json sweep/report.png; do [[ -f "$OUTD/$f" ]] && extra+=("$f"); done
+        if ((${#extra[@]})); then
+            tar -czf "$OUTD/extras.tar.gz" -C "$OUTD" "${extra[@]}" && (cd "$OUTD" && rm -f "${extra[@]}")
+        fi
+        echo "gpu-check: reports in $OUTD: $(cd "$OUTD" && find . -type f | sort | tr '\n' ' ')"
+    fi
+    return "$rc"
 }
 
 # ------------------------------------------------------------------------------------ commands
