@@ -70,6 +70,7 @@ TARGET_WER_DELTA = 0.03
 TARGET_PESQ = 3.5
 TARGET_STOI = 0.95
 TARGET_PESQ_GAP = 0.2  # student within this much PESQ of the teacher
+TARGET_HNR_GAP = 2.0  # served voice HNR within this many dB of the recordings (issue 17 goal; 3 dB required)
 
 app = typer.Typer(add_completion=False, help="Evaluate a voice: ASR WER, PESQ, STOI, MCD, durations.")
 
@@ -236,7 +237,12 @@ class ClipResult:
     reference_text: str
     teacher: bool
     transcripts: dict[str, str] = field(default_factory=dict)  # system -> ASR hypothesis
-    copy: dict[str, dict[str, float]] = field(default_factory=dict)  # system -> pesq_wb, stoi, mcd_db
+    copy: dict[str, dict[str, float]] = field(
+        default_factory=dict
+    )  # system -> pesq_wb, stoi, mcd_db, hnr_db, f0
+    hnr: dict[str, float] = field(
+        default_factory=dict
+    )  # system (reference, text->audio of a model) -> HNR dB
     reference_seconds: float = 0.0
     tts_seconds: dict[str, float] = field(default_factory=dict)  # system -> text->audio length
     tts_wall_seconds: dict[str, float] = field(default_factory=dict)  # system -> synthesis wall time
@@ -326,12 +332,15 @@ def text_to_audio(engine, voice, clip: Clip, model: str, seed: int) -> tuple[np.
     return (np.concatenate(pieces) if pieces else np.zeros(0, np.float32)), wall
 
 
-def copy_synthesis(voice, mel: np.ndarray, speaker: int, model: str, seed: int) -> np.ndarray:
-    """Ground-truth mel (n_mels, F) -> (F * hop,) audio with the student or the teacher."""
+def copy_synthesis(
+    voice, mel: np.ndarray, speaker: int, model: str, seed: int, f0: np.ndarray | None = None
+) -> np.ndarray:
+    """Ground-truth mel (n_mels, F) [+ the recording's F0 (F,), for the student's excitation] ->
+    (F * hop,) audio with the student or the teacher."""
     rng = np.random.default_rng(seed)
     if model == "student":
         z = rng.standard_normal(mel.shape[1] * voice.hop, dtype=np.float32)  # (F * hop,)
-        return voice.vocode([mel], [speaker], [z])[0]
+        return voice.vocode([mel], [speaker], [z], [f0])[0]
     pieces = [p for p, _ in voice.teacher(mel, speaker, rng)]
     return np.concatenate(pieces) if pieces else np.zeros(0, np.float32)
 
@@ -339,29 +348,36 @@ def copy_synthesis(voice, mel: np.ndarray, speaker: int, model: str, seed: int) 
 def evaluate_clip(engine, voice, cfg, corpus_dir: Path, clip: Clip, systems: Sequence[str], seed: int):
     """Synthesize and score one clip -> (ClipResult, Audio)."""
     from model.data.features import load_clip_audio, log_mel
+    from model.data.pitch import track_f0
+    from model.eval.voicing import f0_error, hnr_db
 
     ref = load_clip_audio(corpus_dir, clip.id, cfg)  # (T,) at the bundle rate
     mel = log_mel(ref, cfg)  # (n_mels, F)
     ref_cut = ref[: mel.shape[1] * cfg.hop_length]  # (F * hop,) what the mel describes
+    ref_f0 = track_f0(ref_cut, cfg)  # (F,) Hz, the student's excitation in copy synthesis
     spk = voice.speaker_id(clip.voice_speaker)
     res = ClipResult(clip.id, clip.speaker, clip.normalized, clip.teacher)
     res.reference_seconds = len(ref) / cfg.sample_rate
     res.transcripts["reference"] = transcribe(ref, cfg.sample_rate)
+    res.hnr["reference"] = hnr_db(ref, cfg.sample_rate)
     audio = Audio(ref, mel)
     mask = speech_frames(mel)  # (F,)
     s = clip_seed(seed, clip.id)
     for model in systems:
-        copy = copy_synthesis(voice, mel, spk, model, s)  # (F * hop,)
+        copy = copy_synthesis(voice, mel, spk, model, s, ref_f0)  # (F * hop,)
         audio.copy[model] = copy
         res.copy[model] = {
             "pesq_wb": pesq_wb(ref_cut, copy, cfg.sample_rate),
             "stoi": stoi_of(ref_cut, copy, cfg.sample_rate),
             "mcd_db": mcd(log_mel(copy, cfg), mel, mask=mask),
+            "hnr_db": hnr_db(copy, cfg.sample_rate),
+            **f0_error(ref_f0, track_f0(copy, cfg)),
         }
         tts, wall = text_to_audio(engine, voice, clip, model, s)
         audio.tts[model] = tts
         res.tts_seconds[model] = len(tts) / cfg.sample_rate
         res.tts_wall_seconds[model] = wall
+        res.hnr[model] = hnr_db(tts, cfg.sample_rate)
         res.transcripts[model] = transcribe(tts, cfg.sample_rate) if len(tts) else ""
     return res, audio
 
@@ -375,11 +391,14 @@ def summarize_system(results: Sequence[ClipResult], system: str) -> dict[str, An
     out: dict[str, Any] = {
         "clips": len(rs),
         "wer": wer_of([r.reference_text for r in rs], [r.transcripts[system] for r in rs]),
+        "hnr_db": nanmean(r.hnr.get(system, math.nan) for r in rs),  # text->audio (reference: the recording)
     }
     if system == "reference":
         return out
-    for key in ("pesq_wb", "stoi", "mcd_db"):
-        out[key] = nanmean(r.copy[system][key] for r in rs)
+    for key in ("pesq_wb", "stoi", "mcd_db", "hnr_db", "f0_rmse_cents", "voicing_error"):
+        out["copy_" + key if key == "hnr_db" else key] = nanmean(
+            r.copy[system].get(key, math.nan) for r in rs
+        )
     out["durations"] = duration_stats([r.tts_seconds[system] for r in rs], [r.reference_seconds for r in rs])
     audio_s = sum(r.tts_seconds[system] for r in rs)
     out["rtf"] = sum(r.tts_wall_seconds[system] for r in rs) / audio_s if audio_s else math.nan
@@ -415,6 +434,13 @@ def targets(summary: dict[str, Any]) -> list[dict[str, Any]]:
         add("student WER - reference WER", delta, f"<= {TARGET_WER_DELTA}", delta <= TARGET_WER_DELTA)
         add("student PESQ-WB", student["pesq_wb"], f">= {TARGET_PESQ}", student["pesq_wb"] >= TARGET_PESQ)
         add("student STOI", student["stoi"], f">= {TARGET_STOI}", student["stoi"] >= TARGET_STOI)
+        gap = abs(student["hnr_db"] - ref["hnr_db"])
+        add(
+            "|student HNR - reference HNR| (text->audio, dB)",
+            gap,
+            f"<= {TARGET_HNR_GAP}",
+            gap <= TARGET_HNR_GAP,
+        )
     paired = summary.get("teacher_clips")
     if student is not None and paired is not None:
         gap = paired["teacher"]["pesq_wb"] - paired["student"]["pesq_wb"]
@@ -438,8 +464,9 @@ def render_markdown(report: dict[str, Any]) -> str:
     lines = [
         f"# parawave eval: voice `{cfg['voice']}` on `{cfg['corpus']}` ({cfg['split']} split)",
         "",
-        "| system | clips | WER | PESQ-WB | STOI | MCD (dB) | duration error |",
-        "|---|---:|---:|---:|---:|---:|---:|",
+        "| system | clips | WER | HNR (dB) | PESQ-WB | STOI | MCD (dB) | copy HNR (dB) | copy F0 error (cents) "
+        "| copy voicing error | duration error |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for s in systems:
         m = summary["systems"][s]
@@ -448,14 +475,19 @@ def render_markdown(report: dict[str, Any]) -> str:
             d = m["durations"]
             dur = f"{_fmt(100 * d['mean_abs_rel_error'], '.1f')} % ({_fmt(100 * d['within_15pct'], '.0f')} % within 15 %)"
         lines.append(
-            f"| {s} | {m['clips']} | {_fmt(m['wer'])} | {_fmt(m.get('pesq_wb'), '.2f')} | "
-            f"{_fmt(m.get('stoi'))} | {_fmt(m.get('mcd_db'), '.2f')} | {dur} |"
+            f"| {s} | {m['clips']} | {_fmt(m['wer'])} | {_fmt(m.get('hnr_db'), '.1f')} | "
+            f"{_fmt(m.get('pesq_wb'), '.2f')} | {_fmt(m.get('stoi'))} | {_fmt(m.get('mcd_db'), '.2f')} | "
+            f"{_fmt(m.get('copy_hnr_db'), '.1f')} | {_fmt(m.get('f0_rmse_cents'), '.0f')} | "
+            f"{_fmt(m.get('voicing_error'))} | {dur} |"
         )
     lines += [
         "",
         "WER: pocketsphinx (en-us) transcripts vs the corpus's normalized text, pooled over clips. "
-        "PESQ-WB, STOI, MCD: copy synthesis from the recording's mel. Duration error: mean |relative "
-        "error| of the text->audio length.",
+        "HNR: Praat's harmonics-to-noise ratio (parselmouth, cross-correlation, mean over measurable "
+        "frames) of the text->audio output (reference: the recording). "
+        "PESQ-WB, STOI, MCD, copy HNR / F0 error / voicing error: copy synthesis from the recording's mel "
+        "(and its Praat F0 for the student's excitation); F0 error: RMS cents on frames voiced in both. "
+        "Duration error: mean |relative error| of the text->audio length.",
     ]
     if "teacher_clips" in summary:
         p = summary["teacher_clips"]

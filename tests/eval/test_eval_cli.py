@@ -175,15 +175,29 @@ def test_eval_end_to_end(tmp_path, corpus):
     ref, student, teacher = (summary["systems"][s] for s in ("reference", "student", "teacher"))
     assert (ref["clips"], student["clips"], teacher["clips"]) == (4, 4, 2)
     assert ref["wer"] < 0.5  # flite is understood; the random-weight voice is noise
-    for key in ("wer", "pesq_wb", "stoi", "mcd_db", "rtf", "durations"):
+    for key in (
+        "wer",
+        "pesq_wb",
+        "stoi",
+        "mcd_db",
+        "rtf",
+        "durations",
+        "hnr_db",
+        "copy_hnr_db",
+        "f0_rmse_cents",
+    ):
         assert key in student and key in teacher, key
     assert student["mcd_db"] > 0 and 0 <= student["stoi"] <= 1 and student["rtf"] > 0
+    assert ref["hnr_db"] > 5  # flite's recordings are periodic; noise is not
+    assert not student["copy_hnr_db"] > ref["hnr_db"]  # random weights: noise (or not measurable)
+    assert 0 <= student["voicing_error"] <= 1
     assert set(student["durations"]) >= {"mean_abs_rel_error", "median_abs_rel_error", "within_15pct"}
     assert summary["teacher_clips"]["student"]["clips"] == 2
     assert [t["name"].split(" (")[0] for t in report["targets"]] == [
         "student WER - reference WER",
         "student PESQ-WB",
         "student STOI",
+        "|student HNR - reference HNR|",
         "teacher PESQ-WB - student PESQ-WB",
     ]
     assert report["targets"][2]["pass"] is False  # noise is not intelligible

@@ -431,3 +431,28 @@ def test_student_threads_from_the_environment(monkeypatch):
     assert e.voice("tiny").piece_threads == 3
     monkeypatch.delenv("PARAWAVE_STUDENT_THREADS")
     assert 1 <= engine_mod.default_piece_threads() <= engine_mod.MAX_PIECE_THREADS
+
+
+def test_pitch_shifts_the_f0_and_the_student_hears_the_excitation(engine, monkeypatch):
+    """The request's pitch reaches the acoustic graph (voiced F0 scaled by 2^(p/12)), and the F0
+    reaches the student as its excitation (the audio differs from an unvoiced excitation)."""
+    voice = engine.voice("tiny")
+    seen = []
+    original = voice.vocode
+
+    def spy(mels, speakers, noise, f0s=None):
+        seen.append(f0s)
+        return original(mels, speakers, noise, f0s)
+
+    monkeypatch.setattr(voice, "vocode", spy)
+    text = "Hello there, this is a test."
+    base = np.concatenate([c.audio for c in engine.synthesize(req(text, seed=3))])
+    up = np.concatenate([c.audio for c in engine.synthesize(req(text, seed=3, pitch=4.0))])
+    f0, f4 = seen[0][0], seen[1][0]
+    assert (f0 > 0).mean() > 0.2 and np.array_equal(f0 > 0, f4 > 0)
+    np.testing.assert_allclose(f4[f0 > 0] / f0[f0 > 0], 2 ** (4 / 12), rtol=1e-4)
+    assert up.shape != base.shape or np.abs(up - base).max() > 1e-3
+    mel, f = voice.features([prepare_text(text, voice.symbols)[0].ids], [0], [1.0])[0]
+    z = np.random.default_rng(0).standard_normal(mel.shape[1] * HOP).astype(np.float32)
+    excited, unvoiced = original([mel], [0], [z], [f])[0], original([mel], [0], [z])[0]
+    assert np.abs(excited - unvoiced).max() > 1e-3
