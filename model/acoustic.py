@@ -574,16 +574,18 @@ def acoustic_from_checkpoint(ckpt: dict, *, ema: bool = True) -> AcousticModel:
 
 
 def text_to_mel(
-    model: AcousticModel, ckpt: dict, text: str, speaker: int = 0, speed: float = 1.0
+    model: AcousticModel, ckpt: dict, text: str, speaker: int = 0, speed: float = 1.0, pitch: float = 0.0
 ) -> tuple[torch.Tensor, list[dict]]:
     """English text -> log-mel (n_mels, F) with the checkpoint's symbol table, sentence by sentence.
 
-    Returns the concatenated mel and, per sentence, {"text", "phonemes", "frames"}. Needs the text
-    front end (phonemizer), so not for the GPU host. ValueError on empty text or a bad speed.
+    Returns the concatenated mel and, per sentence, {"text", "phonemes", "frames", "f0"} (the F0 (F_s,)
+    Hz of its frames, 0 = unvoiced). Needs the text
+    front end (phonemizer), so not for the GPU host. ValueError on empty text or a bad speed/pitch.
     """
     from model.text import SymbolTable, normalize, phonemize, split_sentences
 
     check_speed(speed)
+    check_pitch(pitch)
     symbols = ckpt["config"]["data"].get("symbols")
     table = SymbolTable.from_dict(symbols) if symbols else None
     if table is None:
@@ -596,12 +598,17 @@ def text_to_mel(
         ids = table.encode(phonemes)
         if not ids:
             continue
-        mel, durations = model.infer(
-            torch.tensor([ids]), torch.tensor([len(ids)]), torch.tensor([speaker]), speed
+        mel, durations, f0 = model.infer(
+            torch.tensor([ids]),
+            torch.tensor([len(ids)]),
+            torch.tensor([speaker]),
+            speed,
+            pitch,
+            return_f0=True,
         )
         n = int(durations.sum())
         mels.append(mel[0, :, :n])
-        info.append({"text": sentence, "phonemes": phonemes, "frames": n})
+        info.append({"text": sentence, "phonemes": phonemes, "frames": n, "f0": f0[0, :n]})
     if not mels:
         raise ValueError("the text has nothing to say (no phonemes)")
     return torch.cat(mels, dim=1), info

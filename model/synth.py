@@ -33,8 +33,8 @@ VOCODERS: dict[str, str] = {
 
 @dataclass
 class Vocoder:
-    """A loaded vocoder: ``generate(mel (n_mels, F) float32, speaker, temperature, greedy, seed)`` ->
-    audio (F*hop,) float32 in [-1, 1]."""
+    """A loaded vocoder: ``generate(mel (n_mels, F) float32, speaker, temperature, greedy, seed,
+    f0=(F,) Hz or None)`` -> audio (F*hop,) float32 in [-1, 1] (the F0 builds a student's excitation)."""
 
     kind: str
     audio: object  # model.data.config.AudioConfig
@@ -56,7 +56,9 @@ def load_teacher_vocoder(ckpt: dict, device) -> Vocoder:
     model = teacher_from_checkpoint(ckpt).to(device)
     audio = AudioConfig.from_dict(ckpt["config"]["audio"])
 
-    def generate(mel: np.ndarray, speaker: int, temperature: float, greedy: bool, seed: int) -> np.ndarray:
+    def generate(
+        mel: np.ndarray, speaker: int, temperature: float, greedy: bool, seed: int, f0=None
+    ) -> np.ndarray:
         mel_t = torch.from_numpy(np.ascontiguousarray(mel, dtype=np.float32))[None].to(
             device
         )  # (1, n_mels, F)
@@ -78,19 +80,29 @@ def load_student_vocoder(ckpt: dict, device) -> Vocoder:
     model = student_from_checkpoint(ckpt).to(device)
     audio = AudioConfig.from_dict(ckpt["config"]["audio"])
 
-    def generate(mel: np.ndarray, speaker: int, temperature: float, greedy: bool, seed: int) -> np.ndarray:
+    def generate(
+        mel: np.ndarray, speaker: int, temperature: float, greedy: bool, seed: int, f0=None
+    ) -> np.ndarray:
+        from service.excitation import excitation
+
         mel_t = torch.from_numpy(np.ascontiguousarray(mel, dtype=np.float32))[None].to(
             device
         )  # (1, n_mels, F)
         spk = torch.tensor([speaker], device=device)
-        out = model.generate(mel_t, spk, temperature=0.0 if greedy else temperature, seed=seed)
+        exc = None
+        if f0 is not None and model.cfg.excitation_channels:
+            exc = torch.from_numpy(excitation(f0, audio.hop_length, audio.sample_rate))[None].to(device)
+        out = model.generate(
+            mel_t, spk, temperature=0.0 if greedy else temperature, seed=seed, excitation=exc
+        )
         return out[0].float().cpu().numpy()  # (F*hop,)
 
     return Vocoder("student", audio, list(ckpt["config"]["data"]["speakers"]), generate)
 
 
 def input_mel(audio_cfg, mel: Path | None, wav: Path | None):
-    """The log-mel (n_mels, F) to vocode, from exactly one source."""
+    """The log-mel (n_mels, F) to vocode and its F0 (F,) (None for a .npy mel: unvoiced excitation),
+    from exactly one source."""
     import numpy as np
 
     if (mel is None) == (wav is None):
@@ -108,7 +120,7 @@ def input_mel(audio_cfg, mel: Path | None, wav: Path | None):
             )
         if not np.all(np.isfinite(arr)):
             raise SynthError(f"{mel}: contains NaN or infinite values")
-        return arr.astype(np.float32)
+        return arr.astype(np.float32), None
     from model.data.audio import load_wav
     from model.data.features import log_mel, resample
 
@@ -121,11 +133,18 @@ def input_mel(audio_cfg, mel: Path | None, wav: Path | None):
     samples = resample(samples, sr, audio_cfg.sample_rate)
     if samples.shape[0] < audio_cfg.hop_length:
         raise SynthError(f"{wav}: shorter than one frame")
-    return log_mel(samples, audio_cfg)
+    from model.data.pitch import track_f0
+
+    return log_mel(samples, audio_cfg), track_f0(samples, audio_cfg)
 
 
-def text_mel(audio_cfg, text: str | None, acoustic: Path | None, speaker: str | None, speed: float):
-    """Text -> log-mel (n_mels, F) with an acoustic-model checkpoint (its own symbols and speakers)."""
+def text_mel(
+    audio_cfg, text: str | None, acoustic: Path | None, speaker: str | None, speed: float, pitch: float = 0.0
+):
+    """Text -> log-mel (n_mels, F) and F0 (F,) with an acoustic-model checkpoint (its own symbols
+    and speakers)."""
+    import torch
+
     from model.acoustic import acoustic_from_checkpoint, text_to_mel
     from model.train.common import UserError, load_checkpoint
 
@@ -146,10 +165,11 @@ def text_mel(audio_cfg, text: str | None, acoustic: Path | None, speaker: str | 
     model = acoustic_from_checkpoint(ckpt)
     speaker_id = resolve_speaker(list(ckpt["config"]["data"]["speakers"]), speaker)
     try:
-        mel, _ = text_to_mel(model, ckpt, text, speaker_id, speed)
+        mel, info = text_to_mel(model, ckpt, text, speaker_id, speed, pitch)
     except ValueError as exc:
         raise SynthError(str(exc)) from None
-    return mel.numpy().astype("float32")
+    f0 = torch.cat([i["f0"] for i in info])  # (F,) Hz
+    return mel.numpy().astype("float32"), f0.numpy().astype("float32")
 
 
 def resolve_speaker(speakers: list[str], speaker: str | None) -> int:
@@ -191,6 +211,7 @@ def synth(
         None, "--acoustic", help="Acoustic model checkpoint: text -> log-mel."
     ),
     speed: float = typer.Option(1.0, "--speed", help="Speaking rate for --text, 0.25-4.0."),
+    pitch: float = typer.Option(0.0, "--pitch", help="Pitch shift for --text, semitones -12..12."),
     out: Path = typer.Option(..., "--out", "-o", help="Output wav (16-bit PCM)."),
     speaker: str | None = typer.Option(
         None, "--speaker", help="Speaker name or index (multi-speaker models)."
@@ -214,12 +235,12 @@ def synth(
         if text is not None or acoustic is not None:
             if mel is not None or wav is not None:
                 raise SynthError("give --text (with --acoustic) or one of --mel/--wav, not both")
-            features = text_mel(vocoder.audio, text, acoustic, speaker, speed)
+            features, f0 = text_mel(vocoder.audio, text, acoustic, speaker, speed, pitch)
         else:
-            features = input_mel(vocoder.audio, mel, wav)
+            features, f0 = input_mel(vocoder.audio, mel, wav)
         speaker_id = resolve_speaker(vocoder.speakers, speaker)
         t0 = time.monotonic()
-        audio = vocoder.generate(features, speaker_id, temperature, greedy, seed)
+        audio = vocoder.generate(features, speaker_id, temperature, greedy, seed, f0=f0)
         elapsed = time.monotonic() - t0
         out.parent.mkdir(parents=True, exist_ok=True)
         save_wav(out, audio, vocoder.audio.sample_rate)
