@@ -96,6 +96,9 @@ def ingest(
     ),
     silence_dbfs: float = typer.Option(-60.0, "--silence-dbfs", help="Near-silent if RMS is below this."),
     jobs: int = typer.Option(4, "--jobs", "-j", min=1, help="Threads reading wavs."),
+    pitch: bool = typer.Option(
+        True, "--pitch/--no-pitch", help="Track F0 (Praat): report pitch coverage, flag clips where it fails."
+    ),
     as_json: bool = typer.Option(False, "--json", help="Print the report as JSON."),
     progress: bool = typer.Option(True, "--progress/--no-progress", help="Show a progress bar."),
 ) -> None:
@@ -115,6 +118,7 @@ def ingest(
         silence_dbfs=silence_dbfs,
         max_clip_fraction=max_clip_fraction,
         jobs=jobs,
+        pitch=pitch,
     )
     with tqdm(unit="clip", desc=f"ingest {corpus.name}", disable=not progress, leave=False) as bar:
         report = validate_corpus(corpus, opt, progress=bar.update)

@@ -54,6 +54,8 @@ class IngestOptions:
     clip_level: float = 0.999  # |x| at or above this counts as a full-scale sample
     max_clip_fraction: float = 0.001  # more full-scale samples than this fraction: clipped, error
     jobs: int = 4  # threads reading wavs
+    pitch: bool = False  # track F0 (Praat) per clip: report coverage, flag clips where tracking fails
+    min_voiced: float = 0.05  # fewer voiced frames than this fraction: pitch tracking failed, warning
 
 
 @dataclass
@@ -74,6 +76,8 @@ class IngestReport:
     splits_source: str = "hash"  # "splits.csv", or "hash" (derived from the id when loading)
     splits: dict[str, int] = field(default_factory=dict)  # split -> clips (only with splits.csv)
     orphans: int = 0
+    pitch_frames: int = 0  # with options.pitch: frames tracked over readable clips ...
+    pitch_voiced: int = 0  # ... and how many of them are voiced
     problems: list[Problem] = field(default_factory=list)
 
     @property
@@ -225,6 +229,8 @@ def parse_splits(path: str | os.PathLike) -> tuple[dict[str, str], list[Problem]
 class _ClipResult:
     seconds: float | None = None  # None: unreadable
     sample_rate: int | None = None
+    frames: int = 0  # F0 frames tracked (options.pitch)
+    voiced: int = 0
     problems: list[tuple[str, str, str]] = field(default_factory=list)  # (kind, message, severity)
 
 
@@ -279,6 +285,21 @@ def check_clip(path: Path, opt: IngestOptions) -> _ClipResult:
                 ERROR,
             )
         )
+    if opt.pitch and rms_db >= opt.silence_dbfs:
+        from model.data.config import AudioConfig
+        from model.data.pitch import track_f0
+
+        f0 = track_f0(mono, AudioConfig(sample_rate=sr, fmax=min(8000.0, sr / 2)))  # (F,) at the clip's rate
+        res.frames, res.voiced = int(f0.shape[0]), int((f0 > 0).sum())
+        if res.frames and res.voiced < opt.min_voiced * res.frames:
+            res.problems.append(
+                (
+                    "pitch_untracked",
+                    f"pitch tracking found {res.voiced} voiced frames of {res.frames} "
+                    f"(< {opt.min_voiced:.0%}): no periodic speech to train the excitation on",
+                    WARNING,
+                )
+            )
     if res.seconds < opt.min_seconds:
         res.problems.append(("too_short", f"{res.seconds:.2f} s < {opt.min_seconds:g} s", WARNING))
     if res.seconds > opt.max_seconds:
@@ -328,6 +349,8 @@ def validate_corpus(
                 spk = report.speakers.setdefault(row.speaker or default_speaker, SpeakerSummary())
                 spk.clips += 1
                 spk.seconds += res.seconds
+                report.pitch_frames += res.frames
+                report.pitch_voiced += res.voiced
             if progress is not None:
                 progress(1)
 
@@ -399,6 +422,13 @@ def format_report(report: IngestReport) -> str:
         out.append("splits: no splits.csv; derived from a hash of each id when loaded")
     if report.orphans:
         out.append(f"orphan wavs (not in metadata.csv): {report.orphans}")
+    if report.options.pitch:
+        flagged = sum(p.kind == "pitch_untracked" for p in report.problems)
+        share = report.pitch_voiced / report.pitch_frames if report.pitch_frames else 0.0
+        out.append(
+            f"pitch (Praat): {share:.1%} of {report.pitch_frames} frames voiced; "
+            f"{flagged} clips where tracking found < {report.options.min_voiced:.0%} voiced"
+        )
     verdict = "VALID" if report.ok else "INVALID"
     out.append(f"{len(report.errors)} errors, {len(report.warnings)} warnings: {verdict}")
     return "\n".join(out)

@@ -79,3 +79,22 @@ def test_periodicity_metrics_tell_a_tone_from_noise():
     assert f0_error(ref, ref) == {"f0_rmse_cents": 0.0, "voicing_error": 0.0}
     octave = f0_error(ref, np.array([200.0, 200.0, 0.0, 0.0]))
     assert octave["f0_rmse_cents"] == pytest.approx(1200.0) and octave["voicing_error"] == 0.25
+
+
+def test_ingest_reports_pitch_coverage_and_flags_clips_without_pitch(tmp_path):
+    from model.data.audio import save_wav
+    from model.data.ingest import IngestOptions, format_report, validate_corpus
+
+    (tmp_path / "wavs").mkdir()
+    rng = np.random.default_rng(0)
+    clips = {"tone": harmonic_tone(130.0, 1.0), "hiss": rng.normal(0, 0.05, SR).astype(np.float32)}
+    for name, audio in clips.items():
+        save_wav(tmp_path / "wavs" / f"{name}.wav", audio, SR)
+    (tmp_path / "metadata.csv").write_text("tone|A tone.|A tone.\nhiss|A hiss.|A hiss.\n")
+    report = validate_corpus(tmp_path, IngestOptions(pitch=True))
+    flagged = [p.where for p in report.problems if p.kind == "pitch_untracked"]
+    assert flagged == ["hiss"] and report.ok  # a warning, not an error
+    assert 0.3 < report.pitch_voiced / report.pitch_frames < 0.6  # the tone, not the hiss
+    assert "pitch (Praat):" in format_report(report)
+    plain = validate_corpus(tmp_path, IngestOptions())
+    assert plain.pitch_frames == 0 and "pitch (Praat)" not in format_report(plain)
