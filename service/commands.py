@@ -11,9 +11,9 @@ from pathlib import Path
 
 import typer
 
-log = logging.getLogger(__name__)
+from service.settings import DEFAULT_VOICES_DIR
 
-DEFAULT_VOICES_DIR = Path(__file__).resolve().parent.parent / "voices"
+log = logging.getLogger(__name__)
 
 
 def _bundles(voices_dir: Path) -> list[Path]:

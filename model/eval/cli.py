@@ -48,7 +48,7 @@ from typing import Any
 import numpy as np
 import typer
 
-from service.commands import DEFAULT_VOICES_DIR
+from service.settings import DEFAULT_VOICES_DIR
 
 log = logging.getLogger(__name__)
 
