@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import subprocess
-import sys
 import threading
 from pathlib import Path
 
@@ -421,15 +419,9 @@ def test_gpu_memory_limit_reaches_the_cuda_provider(monkeypatch):
     assert "gpu_mem_limit" not in opts
 
 
-def test_service_and_engine_work_without_torch():
+def test_service_and_engine_work_without_torch(python_without):
     """torch made unimportable: the runtime imports, loads the bundle and speaks."""
     code = (
-        "import sys\n"
-        "class Block:\n"
-        "    def find_spec(self, name, path=None, target=None):\n"
-        "        if name == 'torch' or name.startswith('torch.') or name == 'model.acoustic':\n"
-        "            raise ImportError(f'{name} blocked for this test')\n"
-        "sys.meta_path.insert(0, Block())\n"
         "import service, service.engine, service.bundle, service.graphs, service.app\n"
         "from service.types import SynthesisRequest\n"
         f"e = service.engine.load_engine({str(VOICES)!r}, device='cpu', require_cuda=False)\n"
@@ -438,7 +430,7 @@ def test_service_and_engine_work_without_torch():
         "assert not any(m == 'torch' or m.startswith('torch.') for m in sys.modules)\n"
         "print('ok')\n"
     )
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    out = python_without(code, blocked=("torch", "model.acoustic"))
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip() == "ok"
 
