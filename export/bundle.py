@@ -219,15 +219,12 @@ def _write_graphs(folder: Path, acoustic, student, teacher, fp16: bool, check: b
 
 
 def _load(path: Path, kind: str) -> dict:
-    from model.train.common import UserError, load_checkpoint
+    from model.checkpoint import UserError, check_kind, load_checkpoint
 
     try:
-        ckpt = load_checkpoint(path)
+        return check_kind(load_checkpoint(path), kind, path)
     except UserError as exc:
         raise ExportError(str(exc)) from None
-    if ckpt.get("kind") != kind:
-        raise ExportError(f"{path}: holds a {ckpt.get('kind')!r} checkpoint, expected {kind!r}")
-    return ckpt
 
 
 def _source(ckpt: dict, model: nn.Module, path: Path) -> ModelSource:

@@ -159,6 +159,9 @@ def export_graph(module: nn.Module, args: Sequence[Tensor], spec: GraphSpec) -> 
     _check_interface(model, spec)
     compact(model)
     model.doc_string = f"parawave {spec.role}"
+    # the exporter stamps itself ("pytorch", torch.__version__): the bytes, hence the bundle's sha256,
+    # would change with the torch release (pyproject allows a range) though the graph does not
+    model.producer_name, model.producer_version = "parawave", ""
     return model
 
 

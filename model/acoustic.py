@@ -563,7 +563,7 @@ def count_parameters(model: nn.Module) -> int:
 
 
 def acoustic_from_checkpoint(ckpt: dict, *, ema: bool = True) -> AcousticModel:
-    """Build the model of a checkpoint dict (see model.train.common), EMA weights by default, eval mode."""
+    """Build the model of a checkpoint dict (see model.checkpoint), EMA weights by default, eval mode."""
     kind = ckpt.get("kind")
     if kind != MODEL_KIND:
         raise ValueError(f"checkpoint holds a {kind!r} model, not an acoustic model")

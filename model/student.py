@@ -58,13 +58,13 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from model.checkpoint import vocoder_from_checkpoint
 from model.wavenet import (
     UPSAMPLE_MODES,
     CausalConv1d,
     ConditioningNetwork,
     WaveNetStack,
     apply_weight_norm,
-    vocoder_from_checkpoint,
 )
 
 __all__ = [

@@ -146,16 +146,14 @@ def text_mel(
     import torch
 
     from model.acoustic import acoustic_from_checkpoint, text_to_mel
-    from model.train.common import UserError, load_checkpoint
+    from model.checkpoint import UserError, check_kind, load_checkpoint
 
     if text is None or acoustic is None:
         raise SynthError("--text and --acoustic go together")
     try:
-        ckpt = load_checkpoint(acoustic)
+        ckpt = check_kind(load_checkpoint(acoustic), "acoustic", acoustic)
     except UserError as exc:
         raise SynthError(str(exc)) from None
-    if ckpt.get("kind") != "acoustic":
-        raise SynthError(f"{acoustic} holds a {ckpt.get('kind')!r} model, not an acoustic model")
     saved = ckpt["config"]["audio"]
     for key in ("sample_rate", "hop_length", "n_mels"):
         if saved.get(key) != getattr(audio_cfg, key):
@@ -183,16 +181,14 @@ def resolve_speaker(speakers: list[str], speaker: str | None) -> int:
 
 
 def _load_vocoder(model: str, checkpoint: Path, device):
-    from model.train.common import UserError, load_checkpoint
+    from model.checkpoint import UserError, check_kind, load_checkpoint
 
     if model not in VOCODERS:
         raise SynthError(f"unknown --model {model!r}; choose from {', '.join(VOCODERS)}")
     try:
-        ckpt = load_checkpoint(checkpoint)
+        ckpt = check_kind(load_checkpoint(checkpoint), model, checkpoint)
     except UserError as exc:
         raise SynthError(str(exc)) from None
-    if ckpt.get("kind") != model:
-        raise SynthError(f"{checkpoint} holds a {ckpt.get('kind')!r} model, not {model!r}")
     module_name, attr = VOCODERS[model].split(":")
     loader = getattr(importlib.import_module(module_name), attr)
     return loader(ckpt, device)

@@ -28,6 +28,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from model.checkpoint import vocoder_from_checkpoint
 from model.distributions import TEACHER_LOG_SCALE_MIN, floor_log_scale
 from model.wavenet import (
     UPSAMPLE_MODES,
@@ -37,7 +38,6 @@ from model.wavenet import (
     apply_weight_norm,
     dilation_cycle,
     pointwise,
-    vocoder_from_checkpoint,
 )
 
 __all__ = ["PRESETS", "TeacherConfig", "TeacherWaveNet", "load_teacher", "teacher_from_checkpoint"]
@@ -326,7 +326,7 @@ class TeacherWaveNet(nn.Module):
 
 
 def teacher_from_checkpoint(ckpt: dict, *, ema: bool = True, for_inference: bool = True) -> TeacherWaveNet:
-    """Build a teacher from a checkpoint dict (see model.train.common): config inside, EMA weights
+    """Build a teacher from a checkpoint dict (see model.checkpoint): config inside, EMA weights
     by default. ``for_inference`` folds weight normalisation and switches to eval mode."""
     return vocoder_from_checkpoint(
         ckpt, MODEL_KIND, TeacherConfig, TeacherWaveNet, ema=ema, for_inference=for_inference

@@ -400,24 +400,3 @@ def remove_weight_norm(module: nn.Module) -> nn.Module:
         if parametrize.is_parametrized(m, "weight"):
             parametrize.remove_parametrizations(m, "weight", leave_parametrized=True)
     return module
-
-
-# ---------------------------------------------------------------------------------- checkpoints
-
-
-def vocoder_from_checkpoint(
-    ckpt: dict, kind: str, config_cls: type, model_cls: type, *, ema: bool = True, for_inference: bool = True
-) -> nn.Module:
-    """Build a WaveNet-family vocoder (teacher or student) of ``kind`` from a checkpoint dict (see
-    model.train.common): ``model_cls(config_cls.from_dict(config["model"]))`` with the EMA weights
-    by default. ``for_inference`` folds weight normalisation and switches to eval mode."""
-    found = ckpt.get("kind")
-    if found != kind:
-        raise ValueError(f"checkpoint holds a {found!r} model, not a {kind}")
-    model = model_cls(config_cls.from_dict(ckpt["config"]["model"]))
-    weights = ckpt.get("ema") if ema and ckpt.get("ema") else ckpt["model"]
-    model.load_state_dict(weights)
-    if for_inference:
-        remove_weight_norm(model)
-        model.eval()
-    return model

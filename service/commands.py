@@ -11,9 +11,9 @@ from pathlib import Path
 
 import typer
 
-log = logging.getLogger(__name__)
+from service.settings import DEFAULT_VOICES_DIR
 
-DEFAULT_VOICES_DIR = Path(__file__).resolve().parent.parent / "voices"
+log = logging.getLogger(__name__)
 
 
 def _bundles(voices_dir: Path) -> list[Path]:
@@ -42,11 +42,7 @@ def serve(
     log_level: str | None = typer.Option(None, help="critical | error | warning | info | debug."),
 ) -> None:
     """Start the HTTP service on the voice bundles in VOICES_DIR (other settings: PARAWAVE_* env)."""
-    import os
-
-    from pydantic import ValidationError
-
-    from service.settings import get_settings
+    from service.settings import export_to_environment
 
     given = {
         "host": host,
@@ -57,19 +53,8 @@ def serve(
         "require_cuda": require_cuda,
         "log_level": log_level,
     }
-    for name, value in given.items():
-        if value is not None:  # through the environment, so that every worker process sees them
-            os.environ[f"PARAWAVE_{name.upper()}"] = (
-                str(value).lower() if isinstance(value, bool) else str(value)
-            )
-    get_settings.cache_clear()
-    try:
-        settings = get_settings()
-    except ValidationError as exc:
-        first = exc.errors()[0]
-        where = ".".join(str(p) for p in first["loc"])
-        typer.echo(f"error: invalid setting {where}: {first['msg']}", err=True)
-        raise typer.Exit(2) from None
+    export_to_environment(given)  # through the environment, so that every worker process sees them
+    settings = _settings()
     _require_voice(settings.voices_dir)
     if settings.device == "cuda" and settings.require_cuda:
         _require_cuda()
@@ -104,6 +89,21 @@ def serve(
         log_config=_log_config(settings.log_level),
         timeout_graceful_shutdown=10,
     )
+
+
+def _settings():
+    """``service.settings.get_settings()``; an invalid PARAWAVE_* value (or .env line) is one error line."""
+    from pydantic import ValidationError
+
+    from service.settings import get_settings
+
+    try:
+        return get_settings()
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        where = ".".join(str(p) for p in first["loc"])
+        typer.echo(f"error: invalid setting {where}: {first['msg']}", err=True)
+        raise typer.Exit(2) from None
 
 
 def _require_cuda() -> None:
@@ -158,12 +158,17 @@ def _fail(message: str) -> typer.Exit:
 
 
 def _engine(voices_dir: Path, device: str, threads: int | None = None):
+    """The engine on ``voices_dir``, with the engine knobs of the settings (``threads``, when given,
+    overrides ``intra_op_threads``)."""
     from service.engine import load_engine
     from service.types import EngineLoadError
 
     _require_voice(voices_dir)
+    options = _settings().engine_options()
+    if threads is not None:
+        options["intra_op_threads"] = threads
     try:
-        return load_engine(voices_dir, device=device, require_cuda=False, intra_op_threads=threads)
+        return load_engine(voices_dir, device=device, require_cuda=False, **options)
     except EngineLoadError as exc:
         raise _fail(f"cannot load voices from {voices_dir}: {exc}") from None
 
@@ -266,7 +271,8 @@ def bench(
     device: str = typer.Option("cpu", help="auto | cpu | cuda."),
     threads: int | None = typer.Option(
         None,
-        help="CPU threads per session [default: PARAWAVE_INTRA_OP_THREADS or 1; 0: onnxruntime's choice].",
+        help="CPU threads per session [default: the intra_op_threads setting (PARAWAVE_INTRA_OP_THREADS) or 1; "
+        "0: onnxruntime's choice].",
     ),
 ) -> None:
     """Benchmark a voice bundle on one input: text->audio RTF (acoustic + student), student and

@@ -19,7 +19,7 @@ runs when the CUDA provider failed to load) is logged and reported by :attr:`Onn
 
 Threading. ``InferenceSession.run`` is safe to call from several threads at once; every request
 has its own numpy RNG; the one piece of shared mutable state (the teacher's calibrated frames per
-call) is guarded by a lock. ``synthesize``/``synthesize_batch`` are lazy generators.
+call, unless ``teacher_frames_per_call`` fixes it) is guarded by a lock. ``synthesize``/``synthesize_batch`` are lazy generators.
 
 CPU student pieces. On the CPU an utterance goes through the student in pieces (each with the
 bundle's context frames around it, cut back out, so the audio equals one whole run): pieces of at
@@ -27,11 +27,14 @@ most :data:`STUDENT_CHUNK_FRAMES` keep the activations in cache, and the pieces 
 in parallel on a small shared pool, so that one request uses every core (a session runs single-
 threaded: ONNX Runtime's intra-op threads barely pay on these small ops).
 
-Environment: ``PARAWAVE_STUDENT_THREADS`` (parallel student pieces on the CPU; default the CPUs
-this process may use, at most 8; 1 = sequential), ``PARAWAVE_INTRA_OP_THREADS`` (CPU threads per
-session; default 1, see :data:`DEFAULT_INTRA_OP_THREADS`; 0 = ONNX Runtime's choice, one per physical core), ``PARAWAVE_ORT_SPIN=1`` (let idle ORT threads spin: lower latency on a
-dedicated machine, wasted cores on a shared one; default off), ``PARAWAVE_GPU_MEM_LIMIT_MB`` (CUDA
-arena limit per session, default no limit).
+Knobs (arguments of :func:`load_engine`; the service takes them from ``service.settings.Settings``,
+that is ``PARAWAVE_<NAME>`` or ``.env``): ``student_threads`` (parallel student pieces on the CPU;
+default the CPUs this process may use, at most 8; 1 = sequential), ``intra_op_threads`` (CPU threads
+per session; default 1, see :data:`DEFAULT_INTRA_OP_THREADS`; 0 = ONNX Runtime's choice, one per
+physical core), ``ort_spin`` (let idle ORT threads spin: lower latency on a dedicated machine, wasted
+cores on a shared one; default off), ``gpu_mem_limit_mb`` (CUDA arena limit per session, default no
+limit), ``teacher_frames_per_call`` (mel frames per teacher_block call; default calibrated from the
+measured speed, see :data:`TEACHER_CALL_SECONDS`).
 """
 
 from __future__ import annotations
@@ -145,19 +148,6 @@ def _ort():
     return onnxruntime
 
 
-def _env_int(name: str) -> int | None:
-    raw = os.environ.get(name, "").strip()
-    if not raw:
-        return None
-    try:
-        value = int(raw)
-    except ValueError:
-        raise EngineLoadError(f"{name}={raw!r} is not an integer") from None
-    if value < 0:
-        raise EngineLoadError(f"{name} must be >= 0")
-    return value
-
-
 def cuda_provider(mem_limit_mb: int | None = None) -> tuple[str, dict[str, Any]]:
     """The CUDA provider with our options: cuDNN heuristic conv search (no benchmarking per new
     shape), an arena that grows only by what is asked, an optional memory limit."""
@@ -186,7 +176,13 @@ class Graph:
     """One InferenceSession plus its spec: feeds by name, checked interface, provider in use."""
 
     def __init__(
-        self, role: str, path: Path, providers: Sequence, threads: int | None, batch_one: bool = False
+        self,
+        role: str,
+        path: Path,
+        providers: Sequence,
+        threads: int | None,
+        batch_one: bool = False,
+        spin: bool = False,
     ):
         ort = _ort()
         so = ort.SessionOptions()
@@ -199,9 +195,7 @@ class Graph:
         # Idle intra-op threads busy-wait by default; on a CPU shared with other requests (or
         # processes) that burns cores: measured on the 2-core dev box under load, the cpu
         # student took 0.10 CPU s per audio s without spinning and 0.16 with it.
-        so.add_session_config_entry(
-            "session.intra_op.allow_spinning", "1" if _env_int("PARAWAVE_ORT_SPIN") else "0"
-        )
+        so.add_session_config_entry("session.intra_op.allow_spinning", "1" if spin else "0")
         if batch_one:  # static batch: ORT folds every shape computation on the batch dimension
             so.add_free_dimension_override_by_name("batch", 1)
         try:
@@ -241,7 +235,15 @@ class Graph:
 class Voice:
     """One loaded voice bundle: its manifest, symbol table, speakers and ONNX sessions."""
 
-    def __init__(self, path: Path, manifest: bundle_io.VoiceBundle, graphs_: dict[str, Graph]):
+    def __init__(
+        self,
+        path: Path,
+        manifest: bundle_io.VoiceBundle,
+        graphs_: dict[str, Graph],
+        *,
+        student_threads: int | None = None,
+        teacher_frames_per_call: int | None = None,
+    ):
         self.path = path
         self.manifest = manifest
         self.name = manifest.name
@@ -269,8 +271,10 @@ class Voice:
         self._context = (left or 0, right or 0)
         # a piece is at least 4x its context frames (the context is recomputed for every piece)
         self._min_piece = max(8, 4 * (self._context[0] + self._context[1]))
-        self.piece_threads = default_piece_threads() if self.chunk_frames else 1  # CPU student pieces
+        # CPU student pieces
+        self.piece_threads = default_piece_threads(student_threads) if self.chunk_frames else 1
         self._lock = threading.Lock()
+        self.teacher_frames = teacher_frames_per_call  # frames per teacher_block call; None = calibrated
         self._teacher_frame_seconds: float | None = None  # measured cost of one frame, teacher
         if self.teacher_block is not None:
             self._state_shapes = [
@@ -287,10 +291,13 @@ class Voice:
         *,
         intra_op_threads: int | None = None,
         prefer_fp16: bool = True,
+        student_threads: int | None = None,
+        ort_spin: bool = False,
+        teacher_frames_per_call: int | None = None,
     ) -> Voice:
         """Load ``path`` (a bundle folder): verify it, open its sessions on ``providers`` (the
         teacher always on the CPU). With CUDA first and ``prefer_fp16``, fp16 variants are used
-        when the bundle has them."""
+        when the bundle has them. The knobs: see the module's docstring."""
         path = Path(path)
         manifest = bundle_io.load(path)
         providers = list(providers)
@@ -303,16 +310,31 @@ class Voice:
                 f"{role}_fp16" if on_cuda and prefer_fp16 and f"{role}_fp16" in manifest.files else role
             )
             loaded[role] = Graph(
-                file_role, path / manifest.files[file_role].path, providers, intra_op_threads
+                file_role, path / manifest.files[file_role].path, providers, intra_op_threads, spin=ort_spin
             )
         if "teacher" in manifest.models:
             loaded["teacher_cond"] = Graph(
-                "teacher_cond", path / manifest.files["teacher_cond"].path, [CPU], intra_op_threads
+                "teacher_cond",
+                path / manifest.files["teacher_cond"].path,
+                [CPU],
+                intra_op_threads,
+                spin=ort_spin,
             )
             loaded["teacher_block"] = Graph(
-                "teacher_block", path / manifest.files["teacher_block"].path, [CPU], 1, batch_one=True
+                "teacher_block",
+                path / manifest.files["teacher_block"].path,
+                [CPU],
+                1,
+                batch_one=True,
+                spin=ort_spin,
             )
-        voice = cls(path, manifest, loaded)
+        voice = cls(
+            path,
+            manifest,
+            loaded,
+            student_threads=student_threads,
+            teacher_frames_per_call=teacher_frames_per_call,
+        )
         for role, g in loaded.items():
             log.info("voice %s: %s (%s) runs on %s", voice.name, role, g.path.name, g.provider)
         return voice
@@ -487,6 +509,8 @@ class Voice:
     # -- teacher ----------------------------------------------------------------------------------
 
     def _frames_per_call(self) -> int:
+        if self.teacher_frames:
+            return self.teacher_frames
         with self._lock:
             sec = self._teacher_frame_seconds
         if sec is None:
@@ -509,8 +533,8 @@ class Voice:
     ) -> Iterator[tuple[np.ndarray, bool]]:
         """Autoregressive generation of mel (n_mels, F): yields (audio piece, is the last piece).
 
-        A few frames per ``teacher_block`` call, as many as take ~TEACHER_CALL_SECONDS (measured),
-        so ``cancel`` is looked at that often. Noise: temperature * N(0, 1) from ``rng``.
+        A few frames per ``teacher_block`` call: ``teacher_frames_per_call`` when set, else as many
+        as take ~TEACHER_CALL_SECONDS (measured), so ``cancel`` is looked at that often. Noise: temperature * N(0, 1) from ``rng``.
         """
         assert self.teacher_cond is not None and self.teacher_block is not None
         cond = self.teacher_cond.run(mel[None].astype(np.float32), np.array([speaker], np.int64))[
@@ -712,8 +736,9 @@ class OnnxEngine:
 # ------------------------------------------------------------------------------------- loading
 
 
-def resolve_providers(device: str, require_cuda: bool) -> list:
-    """ONNX Runtime providers for ``device`` ("auto" | "cpu" | "cuda")."""
+def resolve_providers(device: str, require_cuda: bool, gpu_mem_limit_mb: int | None = None) -> list:
+    """ONNX Runtime providers for ``device`` ("auto" | "cpu" | "cuda"); ``gpu_mem_limit_mb``: the
+    CUDA arena limit per session (None or 0: no limit)."""
     if device not in ("auto", "cpu", "cuda"):
         raise EngineLoadError(f"device must be auto, cpu or cuda, got {device!r}")
     ort = _ort()
@@ -722,7 +747,7 @@ def resolve_providers(device: str, require_cuda: bool) -> list:
         return [CPU]
     if CUDA in available:
         _preload_cuda_libraries(ort)
-        return [cuda_provider(_env_int("PARAWAVE_GPU_MEM_LIMIT_MB")), CPU]
+        return [cuda_provider(gpu_mem_limit_mb), CPU]
     if device == "cuda":
         msg = (
             f"CUDA asked for but onnxruntime {ort.__version__} has no CUDA provider "
@@ -751,11 +776,11 @@ def _piece_pool(threads: int) -> ThreadPoolExecutor:
         return _pool
 
 
-def default_piece_threads() -> int:
-    """PARAWAVE_STUDENT_THREADS, else the CPUs this process may run on (at most 8)."""
-    value = _env_int("PARAWAVE_STUDENT_THREADS")
-    if value:
-        return value
+def default_piece_threads(requested: int | None = None) -> int:
+    """``requested`` (the ``student_threads`` setting) when set and not 0, else the CPUs this process
+    may run on (at most 8)."""
+    if requested:
+        return requested
     try:
         cpus = len(os.sched_getaffinity(0))
     except AttributeError:  # not Linux
@@ -779,11 +804,13 @@ def _preload_cuda_libraries(ort) -> None:
         log.warning("onnxruntime.preload_dlls failed (%s); relying on the system's CUDA libraries", exc)
 
 
-def _load_voice(path: Path, providers: list, intra_op_threads: int | None, require_cuda: bool) -> Voice:
+def _load_voice(
+    path: Path, providers: list, intra_op_threads: int | None, require_cuda: bool, **knobs: Any
+) -> Voice:
     """A voice on ``providers``; on CUDA it must also run one short utterance, else (unless CUDA is
     required) it is loaded again on the CPU: a GPU whose kernels fail at run time must not turn every
-    request into a server error."""
-    voice = Voice.load(path, providers, intra_op_threads=intra_op_threads)
+    request into a server error. ``knobs``: more keyword arguments of :meth:`Voice.load`."""
+    voice = Voice.load(path, providers, intra_op_threads=intra_op_threads, **knobs)
     on_cuda = any(g.provider == CUDA for g in voice.graphs.values())
     if not on_cuda:
         return voice
@@ -794,7 +821,7 @@ def _load_voice(path: Path, providers: list, intra_op_threads: int | None, requi
         if require_cuda:
             raise EngineLoadError(f"{path}: a test run on CUDA failed: {first}") from None
         log.warning("voice %s: a test run on CUDA failed (%s); running it on the CPU", voice.name, first)
-        voice = Voice.load(path, [CPU], intra_op_threads=intra_op_threads)
+        voice = Voice.load(path, [CPU], intra_op_threads=intra_op_threads, **knobs)
     return voice
 
 
@@ -809,18 +836,28 @@ def load_engine(
     require_cuda: bool = False,
     intra_op_threads: int | None = None,
     max_batch: int = 8,
+    student_threads: int | None = None,
+    ort_spin: bool = False,
+    gpu_mem_limit_mb: int | None = None,
+    teacher_frames_per_call: int | None = None,
 ) -> OnnxEngine:
-    """Load every bundle under ``voices_dir``; EngineLoadError (one line) when it cannot."""
+    """Load every bundle under ``voices_dir``; EngineLoadError (one line) when it cannot.
+
+    The knobs (``intra_op_threads`` .. ``teacher_frames_per_call``, see the module's docstring) are
+    the ``Settings`` fields of the same names (``Settings.engine_options()``)."""
     voices_dir = Path(voices_dir)
     dirs = bundle_dirs(voices_dir)
     if not dirs:
         raise EngineLoadError(f"no voice bundle in {voices_dir} (expected <name>/{bundle_io.MANIFEST})")
-    providers = resolve_providers(device, require_cuda)
-    if intra_op_threads is None:
-        intra_op_threads = _env_int("PARAWAVE_INTRA_OP_THREADS")
+    providers = resolve_providers(device, require_cuda, gpu_mem_limit_mb)
     if intra_op_threads is None:
         intra_op_threads = DEFAULT_INTRA_OP_THREADS
-    voices = [_load_voice(d, providers, intra_op_threads, require_cuda) for d in dirs]
+    knobs = {
+        "student_threads": student_threads,
+        "ort_spin": ort_spin,
+        "teacher_frames_per_call": teacher_frames_per_call,
+    }
+    voices = [_load_voice(d, providers, intra_op_threads, require_cuda, **knobs) for d in dirs]
     if _provider_name(providers[0]) == CUDA and require_cuda:
         for v in voices:
             for role in ("acoustic", "student"):

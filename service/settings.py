@@ -6,9 +6,11 @@ JSON (``PARAWAVE_VOICE_ALIASES='{"alloy": "slt"}'``).
 
 from __future__ import annotations
 
+import os
+from collections.abc import Mapping
 from functools import lru_cache
 from pathlib import Path
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
@@ -53,6 +55,34 @@ class Settings(BaseSettings):
     device: Literal["auto", "cpu", "cuda"] = "auto"
     require_cuda: bool = Field(False, description="Refuse to start when device=cuda and CUDA is missing.")
 
+    # Engine (ONNX Runtime; keyword arguments of service.engine.load_engine, see engine_options)
+    intra_op_threads: int | None = Field(
+        None,
+        ge=0,
+        description="CPU threads per ONNX Runtime session. Unset: 1 (service.engine.DEFAULT_INTRA_OP_THREADS); "
+        "0: ONNX Runtime's choice (one per physical core).",
+    )
+    student_threads: int | None = Field(
+        None,
+        ge=0,
+        description="Student pieces of one utterance run in parallel on the CPU. Unset or 0: the CPUs this "
+        "process may use (at most 8); 1: one after another.",
+    )
+    ort_spin: bool = Field(
+        False,
+        description="Let idle ONNX Runtime threads spin: lower latency on a dedicated machine, wasted cores "
+        "on a shared one.",
+    )
+    gpu_mem_limit_mb: int | None = Field(
+        None, ge=0, description="CUDA arena limit per session in MiB. Unset or 0: no limit."
+    )
+    teacher_frames_per_call: int | None = Field(
+        None,
+        ge=1,
+        description="Mel frames per teacher step call (how often a reference generation looks at its "
+        "cancel flag). Unset: calibrated from the measured speed, ~0.1 s of work per call.",
+    )
+
     # Request limits
     max_input_chars: int = Field(4096, ge=1)
     max_body_bytes: int = Field(65536, ge=1024, description="Larger bodies get 413 (checked before reading).")
@@ -86,6 +116,16 @@ class Settings(BaseSettings):
     workers: int = Field(1, ge=1)
     log_level: Literal["critical", "error", "warning", "info", "debug"] = "info"
 
+    def engine_options(self) -> dict[str, Any]:
+        """The engine knobs as keyword arguments of ``service.engine.load_engine``."""
+        return {
+            "intra_op_threads": self.intra_op_threads,
+            "student_threads": self.student_threads,
+            "ort_spin": self.ort_spin,
+            "gpu_mem_limit_mb": self.gpu_mem_limit_mb,
+            "teacher_frames_per_call": self.teacher_frames_per_call,
+        }
+
     @field_validator("cors_origins", mode="before")
     @classmethod
     def _split_origins(cls, value: object) -> object:
@@ -108,3 +148,15 @@ class Settings(BaseSettings):
 def get_settings() -> Settings:
     """The process-wide settings (read once; ``get_settings.cache_clear()`` re-reads)."""
     return Settings()
+
+
+def export_to_environment(values: Mapping[str, object]) -> None:
+    """Write settings (field name -> value; None skipped) as ``PARAWAVE_<NAME>`` into this process's
+    environment, where worker processes started later (uvicorn ``--workers``) read them, and clear
+    the cached :func:`get_settings`."""
+    for name, value in values.items():
+        if value is not None:
+            os.environ[f"PARAWAVE_{name.upper()}"] = (
+                str(value).lower() if isinstance(value, bool) else str(value)
+            )
+    get_settings.cache_clear()

@@ -39,7 +39,12 @@ def default_engine_loader(settings: Settings) -> SpeechEngine:
         from service.engine import load_engine
     except ImportError as exc:
         raise EngineLoadError(f"the inference engine cannot be imported ({exc})") from exc
-    return load_engine(settings.voices_dir, device=settings.device, require_cuda=settings.require_cuda)
+    return load_engine(
+        settings.voices_dir,
+        device=settings.device,
+        require_cuda=settings.require_cuda,
+        **settings.engine_options(),
+    )
 
 
 class ServiceState:

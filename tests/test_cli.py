@@ -1,8 +1,5 @@
 """The root ``parawave`` command: every group answers --help, and the runtime stays torch-free."""
 
-import subprocess
-import sys
-
 import pytest
 from typer.testing import CliRunner
 
@@ -31,19 +28,13 @@ def test_serve_without_voice_says_so(tmp_path):
     assert "no voice bundle" in result.output
 
 
-def test_runtime_imports_without_torch():
+def test_runtime_imports_without_torch(python_without):
     # Make torch unimportable, then import the runtime packages and the CLI root.
     code = (
-        "import sys\n"
-        "class Block:\n"
-        "    def find_spec(self, name, path=None, target=None):\n"
-        "        if name == 'torch' or name.startswith('torch.'):\n"
-        "            raise ImportError('torch blocked for this test')\n"
-        "sys.meta_path.insert(0, Block())\n"
         "import service, service.cli, service.commands, model.text\n"
         "assert 'torch' not in sys.modules\n"
         "print('ok')\n"
     )
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    out = python_without(code, blocked=("torch",))
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip() == "ok"

@@ -5,8 +5,8 @@
 
 For every configuration: build the student (random weights -- speed does not depend on their
 values; the zero-initialised heads are randomised so no flow is a trivial identity), fold weight
-normalisation, export it with plain ``torch.onnx.export`` (TorchScript exporter, opset 17, dynamic
-time axes) into a temporary folder, and time ``InferenceSession.run`` with
+normalisation, export it with the bundle's exporter (``export.onnx.export_student``: the graph
+contract of ``service.graphs.STUDENT``, opset 17, dynamic axes) into a temporary folder, and time ``InferenceSession.run`` with
 ``intra_op_num_threads=threads`` (inter-op 1, all graph optimisations) on one utterance of
 ``--seconds`` of audio (mel frames + noise in, audio out: the whole student, conditioning
 included). One warm-up run each, then ``--repeats`` rounds that run every configuration once,
@@ -35,7 +35,6 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from torch import nn
 
 from model.student import PRESETS, StudentConfig, StudentIAF, load_student
 from model.wavenet import remove_weight_norm
@@ -71,48 +70,14 @@ CANDIDATES: dict[str, StudentConfig] = {
 }
 
 
-class _Export(nn.Module):
-    """(z (B, T), mel (B, n_mels, F)[, speaker (B,)]) -> audio (B, T)."""
+def export_onnx(model: StudentIAF, path: Path) -> list[str]:
+    """The bundle's student graph (``export.onnx.export_student``: the interface of
+    ``service.graphs.STUDENT``, its opset and dynamic axes) written to ``path``; returns its input names."""
+    from export.onnx import export_student, save
+    from service import graphs
 
-    def __init__(self, model: StudentIAF):
-        super().__init__()
-        self.model = model
-        self.multi = model.cfg.n_speakers > 1
-
-    def forward(self, z, mel, speaker=None):
-        return self.model(z, mel, speaker if self.multi else None)
-
-
-def export_onnx(model: StudentIAF, path: Path, frames: int = 8) -> list[str]:
-    """torch.onnx.export (opset 17, dynamic time) of the student's forward; returns the input names."""
-    import warnings
-
-    cfg = model.cfg
-    z = torch.randn(1, frames * cfg.hop_length)
-    mel = torch.randn(1, cfg.n_mels, frames) - 4.0
-    names, args = ["z", "mel"], (z, mel)
-    axes = {
-        "z": {0: "batch", 1: "samples"},
-        "mel": {0: "batch", 2: "frames"},
-        "audio": {0: "batch", 1: "samples"},
-    }
-    if cfg.n_speakers > 1:
-        names.append("speaker")
-        args = (*args, torch.zeros(1, dtype=torch.long))
-        axes["speaker"] = {0: "batch"}
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")  # the legacy exporter's deprecation and tracer notes
-        torch.onnx.export(
-            _Export(model).eval(),
-            args,
-            str(path),
-            dynamo=False,
-            opset_version=17,
-            input_names=names,
-            output_names=["audio"],
-            dynamic_axes=axes,
-        )
-    return names
+    save(export_student(model), path)
+    return graphs.STUDENT.input_names
 
 
 def randomize_heads(model: StudentIAF, seed: int = 0, scale: float = 1e-3) -> StudentIAF:
@@ -145,12 +110,13 @@ def prepare(name: str, model: StudentIAF, seconds: float, tmp: Path) -> dict:
     n_frames = round(seconds * cfg.sample_rate / cfg.hop_length)
     T = n_frames * cfg.hop_length
     rng = np.random.default_rng(0)
-    feeds = {
-        "z": rng.standard_normal((1, T)).astype(np.float32),
-        "mel": (rng.standard_normal((1, cfg.n_mels, n_frames)) * 2.0 - 5.0).astype(np.float32),
-    }
-    if "speaker" in names:
-        feeds["speaker"] = np.zeros(1, dtype=np.int64)
+    values = (
+        rng.standard_normal((1, T)).astype(np.float32),  # z
+        (rng.standard_normal((1, cfg.n_mels, n_frames)) * 2.0 - 5.0).astype(np.float32),  # mel
+        np.zeros(1, dtype=np.int64),  # speaker (unused by a single-speaker student)
+        np.zeros((1, 3, T), dtype=np.float32),  # excitation (its cost is the same voiced or not)
+    )
+    feeds = dict(zip(names, values, strict=True))
     return {
         "name": name,
         "path": path,

@@ -153,6 +153,13 @@ def read_symbols(corpus_dir: str | os.PathLike) -> dict | None:
         return json.load(f)
 
 
+def durations_dir(corpus_dir: str | os.PathLike) -> Path | None:
+    """``<corpus>/durations`` when the corpus has flite phone timings (``parawave data render
+    --durations``), else None."""
+    d = Path(corpus_dir) / "durations"
+    return d if d.is_dir() else None
+
+
 class Corpus:
     """An LJSpeech-format corpus on disk: clips, speakers, splits and (when built) the manifest.
 

@@ -33,6 +33,8 @@ from pathlib import Path
 
 import numpy as np
 
+from model.data.corpus import durations_dir
+
 log = logging.getLogger(__name__)
 
 PAUSE = "pau"
@@ -260,12 +262,6 @@ def boundary_errors(
 # ---------------------------------------------------------------------------------------------
 
 
-def durations_dir(corpus_dir: str | os.PathLike) -> Path | None:
-    """``<corpus>/durations`` when the corpus has flite phone timings, else None."""
-    d = Path(corpus_dir) / "durations"
-    return d if d.is_dir() else None
-
-
 def clip_boundary_errors(corpus, clip_id: str, durations, frame_s: float) -> BoundaryResult | None:
     """Boundary errors of one clip of a :class:`model.data.corpus.Corpus`; None when it cannot be
     compared (no flite timings for it, or its ids are not one per phoneme code point)."""
@@ -313,10 +309,10 @@ def evaluate_checkpoint(
     from torch.utils.data import DataLoader
 
     from model.acoustic import acoustic_from_checkpoint
+    from model.checkpoint import load_checkpoint
     from model.data.config import AudioConfig
     from model.data.corpus import Corpus
     from model.data.dataset import TTSDataset, collate_tts
-    from model.train.common import load_checkpoint
 
     ckpt = load_checkpoint(checkpoint)
     model = acoustic_from_checkpoint(ckpt)
@@ -372,7 +368,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("corpus")
     parser.add_argument("--split", default="val", choices=("train", "val", "test"))
     args = parser.parse_args(argv)
-    from model.train.common import UserError
+    from model.checkpoint import UserError
 
     try:
         report = evaluate_checkpoint(args.checkpoint, args.corpus, args.split)

@@ -48,7 +48,7 @@ from typing import Any
 import numpy as np
 import typer
 
-from service.commands import DEFAULT_VOICES_DIR
+from service.settings import DEFAULT_VOICES_DIR
 
 log = logging.getLogger(__name__)
 
@@ -654,10 +654,18 @@ def find_bundle(voice: str, voices_dir: Path) -> Path:
 def load_voice(path: Path, device: str):
     """(engine, voice) for one bundle; EvalError on a broken bundle."""
     from service.engine import DEFAULT_INTRA_OP_THREADS, OnnxEngine, Voice, resolve_providers
+    from service.settings import get_settings
     from service.types import EngineLoadError
 
+    knobs = get_settings()  # the engine knobs of PARAWAVE_* / .env, as the service would use them
     try:
-        voice = Voice.load(path, resolve_providers(device, False), intra_op_threads=DEFAULT_INTRA_OP_THREADS)
+        voice = Voice.load(
+            path,
+            resolve_providers(device, False, knobs.gpu_mem_limit_mb),
+            intra_op_threads=DEFAULT_INTRA_OP_THREADS,
+            student_threads=knobs.student_threads,
+            ort_spin=knobs.ort_spin,
+        )
     except EngineLoadError as exc:
         raise EvalError(f"cannot load voice {path}: {exc}") from None
     return OnnxEngine([voice], max_batch=1), voice

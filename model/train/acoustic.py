@@ -242,7 +242,8 @@ class AcousticTask(TrainTask):
             yield batch
 
     def validate(self, model: nn.Module, device: torch.device) -> dict[str, float]:
-        from model.eval.alignment import alignment_batch_stats, durations_dir
+        from model.data.corpus import durations_dir
+        from model.eval.alignment import alignment_batch_stats
 
         cfg = self.train_cfg
         sums: dict[str, float] = {}

@@ -40,6 +40,7 @@ from pathlib import Path
 import torch
 from torch import Tensor, nn
 
+from model.checkpoint import check_kind
 from model.data.config import AudioConfig
 from model.losses import MultiResolutionSTFTLoss, distillation_kl
 from model.student import MODEL_KIND, PRESETS, StudentConfig, StudentIAF
@@ -305,9 +306,7 @@ def _load_teacher(path: Path | None) -> tuple[TeacherWaveNet | None, dict]:
             "until the student is distilled from a trained teacher"
         )
         return None, {"path": None, "step": 0, "config": None, "speakers": [], "audio": None}
-    ckpt = load_checkpoint(path)
-    if ckpt.get("kind") != "teacher":
-        raise UserError(f"{path} holds a {ckpt.get('kind')!r} model, not a teacher")
+    ckpt = check_kind(load_checkpoint(path), "teacher", path)
     teacher = teacher_from_checkpoint(ckpt, ema=True)  # EMA weights, weight norm folded, eval mode
     info = {
         "path": str(path),
@@ -320,10 +319,7 @@ def _load_teacher(path: Path | None) -> tuple[TeacherWaveNet | None, dict]:
 
 
 def _init_checkpoint(path: Path) -> dict:
-    ckpt = load_checkpoint(path)
-    if ckpt.get("kind") != MODEL_KIND:
-        raise UserError(f"--init {path} holds a {ckpt.get('kind')!r} model, not a student")
-    return ckpt
+    return check_kind(load_checkpoint(path), MODEL_KIND, f"--init {path}")
 
 
 def _init_model_config(path: Path, excitation_channels: int) -> StudentConfig:

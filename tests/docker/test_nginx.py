@@ -25,7 +25,7 @@ SERVICE_TESTS = Path(__file__).resolve().parents[1] / "service"
 if str(SERVICE_TESTS) not in sys.path:
     sys.path.insert(0, str(SERVICE_TESTS))
 
-from fake_engine import FakeEngine, LiveServer, expected_audio, make_settings  # noqa: E402
+from fake_engine import FakeEngine, LiveServer, expected_audio, make_settings, wait_for  # noqa: E402
 
 from service.app import create_app  # noqa: E402
 from service.settings import Settings  # noqa: E402
@@ -125,14 +125,15 @@ class Nginx:
             stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT,
         )
-        deadline = time.monotonic() + 20
+        deadline = time.monotonic() + 120  # against a hang only: a loaded host may take its time
         while time.monotonic() < deadline:
             assert self.proc.poll() is None, self.proc.stdout.read().decode()
             try:
-                if httpx.get(f"{self.url}/proxy/health", timeout=2).status_code == 200:
+                if httpx.get(f"{self.url}/proxy/health", timeout=10).status_code == 200:
                     return
             except httpx.HTTPError:
-                time.sleep(0.05)
+                pass
+            time.sleep(0.05)  # between every two tries, whatever the answer (no busy loop)
         raise AssertionError("nginx did not come up")
 
     def stop(self) -> None:
@@ -203,15 +204,11 @@ def test_least_conn_sends_the_second_request_to_the_idle_replica(proxied):
 
     threads = [threading.Thread(target=call, args=(t,)) for t in ("One request.", "Another request.")]
     threads[0].start()
-    deadline = time.monotonic() + 10
-    while not any(e.started.is_set() for e in engines):  # the first request holds one replica
-        assert time.monotonic() < deadline
-        time.sleep(0.01)
+    # the first request holds one replica...
+    wait_for(lambda: any(e.started.is_set() for e in engines), timeout=60, what="the first request")
     threads[1].start()
-    deadline = time.monotonic() + 10
-    while not all(e.started.is_set() for e in engines):  # ...so the second goes to the other one
-        assert time.monotonic() < deadline, [len(e.calls) for e in engines]
-        time.sleep(0.01)
+    for e in engines:  # ...so the second goes to the other one
+        assert e.started.wait(60), [len(e.calls) for e in engines]
     for g in gates:
         g.set()
     for t in threads:
@@ -238,10 +235,8 @@ def test_reference_endpoint_and_429_pass_through(proxied):
     ]
     for t in held:
         t.start()
-    deadline = time.monotonic() + 10
-    while teacher.outstanding < 2:  # one generating (held by the gate), one in the queue: full
-        assert time.monotonic() < deadline
-        time.sleep(0.01)
+    # one generating (held by the gate), one in the queue: full
+    wait_for(lambda: teacher.outstanding >= 2, timeout=60, what="2 reference requests admitted")
     over = httpx.post(f"{nginx.url}/v1/audio/speech/reference", json=body, timeout=30)
     assert over.status_code == 429 and over.headers["retry-after"] == "3"
     assert over.json()["error"]["code"] == "queue_full"  # the replica's answer, not nginx's

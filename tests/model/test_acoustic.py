@@ -17,14 +17,7 @@ from model.acoustic import (
     length_regulate,
 )
 
-
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """Tiny models on a shared CPU: one intra-op thread is many times faster than oversubscribed ones."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")  # tests/conftest.py
 
 
 def tiny_model(n_speakers: int = 2, seed: int = 0, **overrides) -> AcousticModel:
@@ -198,7 +191,6 @@ def test_generate_exports_to_onnx_with_dynamic_length_and_speed(tmp_path):
     """The inference core traces to one ONNX graph (issue 6 exports it) that matches PyTorch."""
     ort = pytest.importorskip("onnxruntime")
     pytest.importorskip("onnx")
-    import warnings
 
     import numpy as np
 
@@ -206,49 +198,29 @@ def test_generate_exports_to_onnx_with_dynamic_length_and_speed(tmp_path):
     with torch.no_grad():
         model.dur_out.bias.fill_(math.log(6.0))
 
-    class Core(torch.nn.Module):
-        def __init__(self, m):
-            super().__init__()
-            self.m = m
-
-        def forward(self, ids, lengths, speaker, speed):
-            return self.m.generate(ids, lengths, speaker, speed)[:3]
+    from export.onnx import export_acoustic, save
+    from service import graphs
 
     ids, lengths = batch()
     speaker = torch.tensor([0, 1, 1])
-    path = tmp_path / "acoustic.onnx"
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        torch.onnx.export(
-            Core(model).eval(),
-            (ids[:1], lengths[:1], speaker[:1], torch.tensor(1.0)),
-            str(path),
-            input_names=["ids", "lengths", "speaker", "speed"],
-            output_names=["mel", "durations", "frames"],
-            dynamic_axes={
-                "ids": {0: "B", 1: "L"},
-                "lengths": {0: "B"},
-                "speaker": {0: "B"},
-                "mel": {0: "B", 2: "F"},
-                "durations": {0: "B", 1: "L"},
-                "frames": {0: "B"},
-            },
-            dynamo=False,
-            opset_version=17,
-        )
+    path = save(export_acoustic(model), tmp_path / "acoustic.onnx")  # the bundle's exporter
     session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
     model.eval()
     for n, speed in [(1, 1.0), (3, 2.0)]:  # batch of one and a padded batch of three
-        feeds = {
-            "ids": ids[:n].numpy(),
-            "lengths": lengths[:n].numpy(),
-            "speaker": speaker[:n].numpy(),
-            "speed": np.array(speed, dtype=np.float32),
-        }
-        mel, durations, frames = session.run(None, feeds)
-        ref_mel, ref_dur, ref_frames, _ = model.generate(
-            ids[:n], lengths[:n], speaker[:n], torch.tensor(speed)
+        pitch = np.full(n, 2.0, np.float32)
+        values = (
+            ids[:n].numpy(),
+            lengths[:n].numpy(),
+            speaker[:n].numpy(),
+            np.full(n, speed, np.float32),
+            pitch,
         )
+        feeds = dict(zip(graphs.ACOUSTIC.input_names, values, strict=True))  # the graph contract
+        mel, durations, frames, f0 = session.run(graphs.ACOUSTIC.output_names, feeds)
+        ref_mel, ref_dur, ref_frames, ref_f0 = model.generate(
+            ids[:n], lengths[:n], speaker[:n], torch.tensor(speed), torch.from_numpy(pitch)
+        )
+        np.testing.assert_allclose(f0, ref_f0.detach().numpy(), rtol=1e-4)
         np.testing.assert_array_equal(durations, ref_dur.numpy())
         np.testing.assert_array_equal(frames, ref_frames.numpy())
         np.testing.assert_allclose(mel, ref_mel.detach().numpy(), atol=1e-4)

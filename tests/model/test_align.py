@@ -12,13 +12,7 @@ from model.align import Aligner, beta_binomial_log_prior, forward_sum_loss, maxi
 IMPLS = [False, True] if align.HAVE_NUMBA else [False]
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """Tiny models on a shared CPU: one intra-op thread is many times faster than oversubscribed ones."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")  # tests/conftest.py
 
 
 def brute_force_best(value: np.ndarray) -> float:

@@ -70,6 +70,7 @@ class FakeEngine:
         gate: threading.Event | None = None,
         hold_after_first: threading.Event | None = None,
         warmup_gate: threading.Event | None = None,
+        park_after: int | None = None,
     ) -> None:
         self._voices = list(
             voices
@@ -83,10 +84,12 @@ class FakeEngine:
         self.gate = gate  # synthesis waits on it before starting
         self.hold_after_first = hold_after_first  # after a request's first chunk, waits on it
         self.warmup_gate = warmup_gate
+        # after this many chunks of a request, wait (60 s at most) for its cancel flag instead of going on
+        self.park_after = park_after
+        self.parked = threading.Event()  # set when a generation parks
         self.warmed = threading.Event()
         self.started = threading.Event()  # set when any synthesis starts
         self.stopped = threading.Event()  # set when a generation notices its cancel flag
-        self.stopped_at: float | None = None
         self.lock = threading.Lock()
         self.calls: list[SynthesisRequest] = []
         self.batches: list[int] = []
@@ -118,9 +121,6 @@ class FakeEngine:
             assert self.gate.wait(60), "engine gate never opened"
 
     def _note_stop(self) -> None:
-        with self.lock:
-            if self.stopped_at is None:
-                self.stopped_at = time.monotonic()
         self.stopped.set()
 
     def _plan(self, request: SynthesisRequest) -> list[tuple[np.ndarray, str, tuple[int, int]]]:
@@ -152,6 +152,9 @@ class FakeEngine:
         plan = self._plan(request)
         rate = self._rate(request)
         for i, (audio, s, span) in enumerate(plan):
+            if i == self.park_after:
+                self.parked.set()
+                assert cancel is not None and cancel.wait(60), "parked generation was never cancelled"
             if cancel is not None and cancel.is_set():
                 self._note_stop()
                 return

@@ -3,26 +3,28 @@
 from __future__ import annotations
 
 import re
-import subprocess
-import sys
 import threading
 from pathlib import Path
 
 import numpy as np
 import pytest
+from pydantic import ValidationError
 
 from service import engine as engine_mod
 from service.engine import CPU, OnnxEngine, Voice, load_engine, prepare_text
+from service.settings import Settings
+from service.state import default_engine_loader
 from service.types import EngineLoadError, InputError, SpeechEngine, SynthesisRequest, VoiceInfo
 
 VOICES = Path(__file__).resolve().parents[1] / "fixtures" / "voices"
 HOP = 200
 TEXT = "Hello world. This is a test of the engine!  Dr. Smith paid $5."
+TEACHER_FRAMES = 4  # frames per teacher_block call, fixed: chunking must not follow the machine's speed
 
 
 @pytest.fixture(scope="module")
 def engine() -> OnnxEngine:
-    e = load_engine(VOICES, device="cpu", require_cuda=False)
+    e = load_engine(VOICES, device="cpu", require_cuda=False, teacher_frames_per_call=TEACHER_FRAMES)
     e.warmup()
     return e
 
@@ -97,8 +99,19 @@ def test_pitch_in_range_is_accepted(engine, pitch):
 
 
 def test_teacher_streams_small_chunks(engine):
+    voice = engine.voice("tiny")
+    frames = [
+        voice.mels([s.ids], [0], [1.0])[0].shape[1]
+        for s in prepare_text("Hello world. Bye now.", voice.symbols)
+    ]
     chunks = list(engine.synthesize(req("Hello world. Bye now.", model="teacher", seed=3)))
-    assert len(chunks) > 2
+    # TEACHER_FRAMES frames per chunk, a sentence's last chunk the rest: the count follows from the mels
+    assert len(chunks) == sum(-(-f // TEACHER_FRAMES) for f in frames) > 2
+    sizes = [c.audio.size for c in chunks]
+    expected = [TEACHER_FRAMES * HOP] * (-(-frames[0] // TEACHER_FRAMES) - 1) + [
+        (frames[0] - 1) % TEACHER_FRAMES * HOP + HOP
+    ]
+    assert sizes[: len(expected)] == expected
     assert [c.index for c in chunks] == list(range(len(chunks)))
     assert [c.is_last for c in chunks] == [False] * (len(chunks) - 1) + [True]
     assert {c.text for c in chunks} == {"Hello world.", "Bye now."}
@@ -109,6 +122,26 @@ def test_teacher_streams_small_chunks(engine):
         [c.audio for c in engine.synthesize(req("Hello world. Bye now.", model="teacher", seed=3))]
     )
     np.testing.assert_array_equal(np.concatenate([c.audio for c in chunks]), again)
+
+
+def test_teacher_frames_per_call_follow_the_measured_speed_unless_fixed():
+    """Unset, the frames per call aim at TEACHER_CALL_SECONDS of work (a smoothed measurement);
+    ``teacher_frames_per_call`` fixes them whatever the speed."""
+    voice = Voice.load(VOICES / "tiny")
+    assert voice.teacher_frames is None and voice._frames_per_call() == 1  # nothing measured yet
+    voice._note_teacher_speed(10, 10 * engine_mod.TEACHER_CALL_SECONDS / 8)  # 8 frames take the budget
+    assert voice._frames_per_call() == 8
+    voice._note_teacher_speed(1, 1e-9)  # much faster: smoothed (0.7 old + 0.3 new)
+    assert voice._frames_per_call() == int(1 / 0.7 * 8)
+    for _ in range(40):
+        voice._note_teacher_speed(100, 1e-9)
+    assert voice._frames_per_call() == engine_mod.TEACHER_MAX_FRAMES
+    voice._note_teacher_speed(1, 100.0)
+    assert voice._frames_per_call() == 1
+    fixed = Voice.load(VOICES / "tiny", teacher_frames_per_call=5)
+    assert fixed._frames_per_call() == 5
+    fixed._note_teacher_speed(1, 100.0)
+    assert fixed._frames_per_call() == 5
 
 
 def test_teacher_matches_the_block_graph_run_in_one_call(engine):
@@ -330,9 +363,13 @@ def test_cuda_provider_options():
     assert opts["gpu_mem_limit"] == 512 * 1024 * 1024
 
 
-def test_intra_op_threads_from_the_environment(monkeypatch):
+def _settings(**values) -> Settings:
+    return Settings(_env_file=None, voices_dir=VOICES, device="cpu", **values)
+
+
+def test_intra_op_threads_from_the_settings(monkeypatch):
     def threads() -> int:
-        e = load_engine(VOICES, device="cpu", require_cuda=False)
+        e = default_engine_loader(_settings())
         return e.voice("tiny").student.session.get_session_options().intra_op_num_threads
 
     monkeypatch.delenv("PARAWAVE_INTRA_OP_THREADS", raising=False)
@@ -342,19 +379,63 @@ def test_intra_op_threads_from_the_environment(monkeypatch):
     monkeypatch.setenv("PARAWAVE_INTRA_OP_THREADS", "0")  # onnxruntime's choice
     assert threads() == 0
     monkeypatch.setenv("PARAWAVE_INTRA_OP_THREADS", "many")
-    with pytest.raises(EngineLoadError, match="PARAWAVE_INTRA_OP_THREADS"):
-        load_engine(VOICES, device="cpu", require_cuda=False)
+    with pytest.raises(ValidationError, match="intra_op_threads"):
+        _settings()
+    monkeypatch.setenv("PARAWAVE_INTRA_OP_THREADS", "-1")
+    with pytest.raises(ValidationError, match="intra_op_threads"):
+        _settings()
 
 
-def test_service_and_engine_work_without_torch():
+def test_engine_knobs_from_a_dotenv_file(tmp_path, monkeypatch):
+    """The engine knobs are settings like any other: a .env file sets them too."""
+    for name in (
+        "INTRA_OP_THREADS",
+        "STUDENT_THREADS",
+        "ORT_SPIN",
+        "GPU_MEM_LIMIT_MB",
+        "TEACHER_FRAMES_PER_CALL",
+    ):
+        monkeypatch.delenv(f"PARAWAVE_{name}", raising=False)
+    env = tmp_path / ".env"
+    env.write_text(
+        "PARAWAVE_INTRA_OP_THREADS=2\nPARAWAVE_STUDENT_THREADS=3\nPARAWAVE_ORT_SPIN=1\n"
+        "PARAWAVE_GPU_MEM_LIMIT_MB=512\nPARAWAVE_TEACHER_FRAMES_PER_CALL=6\n"
+    )
+    settings = Settings(_env_file=env, voices_dir=VOICES, device="cpu")
+    assert settings.engine_options() == {
+        "intra_op_threads": 2,
+        "student_threads": 3,
+        "ort_spin": True,
+        "gpu_mem_limit_mb": 512,
+        "teacher_frames_per_call": 6,
+    }
+    voice = default_engine_loader(settings).voice("tiny")
+    assert voice.piece_threads == 3 and voice._frames_per_call() == 6
+    for g in voice.graphs.values():
+        options = g.session.get_session_options()
+        assert options.get_session_config_entry("session.intra_op.allow_spinning") == "1"
+    assert voice.student.session.get_session_options().intra_op_num_threads == 2
+    assert Settings(_env_file=None).engine_options()["ort_spin"] is False
+    off = default_engine_loader(_settings()).voice("tiny").student.session.get_session_options()
+    assert off.get_session_config_entry("session.intra_op.allow_spinning") == "0"
+
+
+def test_gpu_memory_limit_reaches_the_cuda_provider(monkeypatch):
+    import onnxruntime
+
+    monkeypatch.setattr(onnxruntime, "get_available_providers", lambda: [engine_mod.CUDA, CPU])
+    monkeypatch.setattr(onnxruntime, "preload_dlls", lambda: None, raising=False)
+    (name, opts), _ = engine_mod.resolve_providers(
+        "cuda", True, _settings(gpu_mem_limit_mb=64).gpu_mem_limit_mb
+    )
+    assert name == engine_mod.CUDA and opts["gpu_mem_limit"] == 64 * 1024 * 1024
+    (_, opts), _ = engine_mod.resolve_providers("cuda", True)
+    assert "gpu_mem_limit" not in opts
+
+
+def test_service_and_engine_work_without_torch(python_without):
     """torch made unimportable: the runtime imports, loads the bundle and speaks."""
     code = (
-        "import sys\n"
-        "class Block:\n"
-        "    def find_spec(self, name, path=None, target=None):\n"
-        "        if name == 'torch' or name.startswith('torch.') or name == 'model.acoustic':\n"
-        "            raise ImportError(f'{name} blocked for this test')\n"
-        "sys.meta_path.insert(0, Block())\n"
         "import service, service.engine, service.bundle, service.graphs, service.app\n"
         "from service.types import SynthesisRequest\n"
         f"e = service.engine.load_engine({str(VOICES)!r}, device='cpu', require_cuda=False)\n"
@@ -363,7 +444,7 @@ def test_service_and_engine_work_without_torch():
         "assert not any(m == 'torch' or m.startswith('torch.') for m in sys.modules)\n"
         "print('ok')\n"
     )
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    out = python_without(code, blocked=("torch", "model.acoustic"))
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip() == "ok"
 
@@ -424,13 +505,15 @@ def test_piece_frames(engine, monkeypatch, threads, frames, piece):
     assert voice.piece_frames(frames) == piece
 
 
-def test_student_threads_from_the_environment(monkeypatch):
+def test_student_threads_from_the_settings(monkeypatch):
     monkeypatch.setenv("PARAWAVE_STUDENT_THREADS", "3")
-    assert engine_mod.default_piece_threads() == 3
-    e = load_engine(VOICES, device="cpu", require_cuda=False)
+    assert engine_mod.default_piece_threads(_settings().student_threads) == 3
+    e = default_engine_loader(_settings())
     assert e.voice("tiny").piece_threads == 3
     monkeypatch.delenv("PARAWAVE_STUDENT_THREADS")
+    assert _settings().student_threads is None
     assert 1 <= engine_mod.default_piece_threads() <= engine_mod.MAX_PIECE_THREADS
+    assert engine_mod.default_piece_threads(0) == engine_mod.default_piece_threads()
 
 
 def test_pitch_shifts_the_f0_and_the_student_hears_the_excitation(engine, monkeypatch):

@@ -99,23 +99,14 @@ def test_bench_prints_every_measurement():
         assert row in result.output, result.output
 
 
-def test_bench_runs_without_torch_or_the_text_front_end():
+def test_bench_runs_without_torch_or_the_text_front_end(python_without):
     """A GPU host has onnxruntime but neither torch nor the text front end's packages: bench still
     measures the graphs (random phoneme ids stand in for the text)."""
     code = (
-        "import sys\n"
-        "class Block:\n"
-        "    def find_spec(self, name, path=None, target=None):\n"
-        "        if name.split('.')[0] in ('torch', 'num2words', 'phonemizer', 'espeakng_loader'):\n"
-        "            raise ImportError(f'{name} blocked for this test')\n"
-        "sys.meta_path.insert(0, Block())\n"
         "from service.cli import app\n"
         f"app(['bench', '--voices-dir', {VOICES!r}, '--runs', '1', '--teacher-seconds', '0.05'])\n"
     )
-    import subprocess
-    import sys
-
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=180)
+    out = python_without(code, blocked=("torch", "num2words", "phonemizer", "espeakng_loader"), timeout=180)
     assert out.returncode == 0, out.stderr
     assert "text front end unavailable" in out.stdout
     assert "ids->audio RTF (acoustic+student)" in out.stdout

@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import os
-import subprocess
-import sys
 
 import pytest
 from fake_engine import FakeEngine
@@ -107,19 +105,13 @@ def test_serve_refuses_missing_cuda_when_required(isolated_env, bundle_dir):
     assert "CUDA required" in result.output
 
 
-def test_service_app_imports_without_torch():
+def test_service_app_imports_without_torch(python_without):
     code = (
-        "import sys\n"
-        "class Block:\n"
-        "    def find_spec(self, name, path=None, target=None):\n"
-        "        if name == 'torch' or name.startswith('torch.'):\n"
-        "            raise ImportError('torch blocked')\n"
-        "sys.meta_path.insert(0, Block())\n"
         "import service.app, service.routers.speech, service.audio, service.scheduler\n"
         "service.app.create_app()\n"
         "assert 'torch' not in sys.modules\n"
         "print('ok')\n"
     )
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    out = python_without(code, blocked=("torch",))
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip() == "ok"

@@ -35,13 +35,7 @@ def formant_envelopes(seed: int = 123) -> tuple[np.ndarray, dict[str, np.ndarray
 runner = CliRunner()
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """Tiny models on a shared CPU: one intra-op thread is many times faster than oversubscribed ones."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")  # tests/conftest.py
 
 
 def write_phone_corpus(

@@ -232,15 +232,20 @@ def test_sigterm_to_the_process_group_saves_with_dataloader_workers(tmp_path):
     out = tmp_path / "run"
     cmd = [sys.executable, "-m", "service.cli", "train", "teacher", "--data", str(corpus), "--out", str(out)]
     cmd += ["--preset", "tiny", "--set", "num_workers=1", "--set", "steps=1000000", "--device", "cpu"]
+    cmd += ["--set", "checkpoint_minutes=0"]  # a checkpoint (and a "saved ... (step N)" log line) every step
     proc = subprocess.Popen(cmd, start_new_session=True, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
     log = out / "train.log"
-    deadline = time.monotonic() + 120
-    while time.monotonic() < deadline and not (log.is_file() and "training teacher" in log.read_text()):
+    deadline = (
+        time.monotonic() + 300
+    )  # a deadline only against a hang: it passes or fails, never falls through
+    # wait for the event itself: 3 steps done, the loader's worker feeding them
+    while not (log.is_file() and "(step 3)" in log.read_text()):
+        assert proc.poll() is None, proc.communicate()[0].decode()[-3000:]
+        assert time.monotonic() < deadline, "the trainer made no 3 steps"
         time.sleep(0.2)
-    time.sleep(3.0)  # a few steps with the worker running
     os.killpg(proc.pid, signal.SIGTERM)
     output = proc.communicate(timeout=120)[0].decode()
     assert proc.returncode == 0, output[-3000:]
     assert "SIGTERM" in output and "DataLoader worker" not in output, output[-3000:]
     ckpt = load_checkpoint(out / "checkpoints" / "last.pt")
-    assert ckpt["step"] > 0
+    assert ckpt["step"] >= 3

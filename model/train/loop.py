@@ -1,0 +1,363 @@
+"""The training loop: :class:`TrainTask` (a model kind's part) and :func:`run_training` (the rest:
+optimiser, EMA, precision, checkpoints, validation, samples, TensorBoard, DDP, stopping on
+``--max-steps``/``--max-minutes``/SIGTERM/Ctrl-C), and the summary table the CLI prints."""
+
+from __future__ import annotations
+
+import copy
+import json
+import logging
+import math
+import signal
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import torch
+from torch import Tensor, nn
+
+from model.checkpoint import CHECKPOINT_FORMAT, cpu_state, save_checkpoint, versions
+from model.train.config import TrainConfig
+from model.train.distributed import rank_and_world, setup_distributed
+from model.train.loaders import to_device
+from model.train.optim import EMA, autocast_context, make_optimizer, make_scheduler
+from model.train.rundir import RunDir, setup_file_logging
+
+log = logging.getLogger(__name__)
+
+
+class TrainTask:
+    """One model kind's part of training; :func:`run_training` does the rest.
+
+    Set ``kind`` and ``model`` (the trainable nn.Module; its ``state_dict`` is what is saved) and
+    implement :meth:`config_dict`, :meth:`train_batches` and :meth:`loss`; optionally
+    :meth:`validate` (its "loss" selects best.pt) and :meth:`log_samples`.
+    """
+
+    kind: str = ""
+    model: nn.Module
+
+    def config_dict(self) -> dict:
+        """Everything needed to rebuild the model and continue: {"model", "train", "audio", "data", ...}."""
+        raise NotImplementedError
+
+    def train_batches(self, device: torch.device) -> Iterator[dict]:
+        """Endless training batches (CPU tensors are fine; they are moved to ``device``)."""
+        raise NotImplementedError
+
+    def loss(self, model: nn.Module, batch: dict) -> tuple[Tensor, dict[str, float | Tensor]]:
+        """Scalar loss to minimise and metrics to log. ``model`` may be the DDP wrapper: call it, do
+        not reach into ``.module``, so gradients are synchronised. Runs under autocast on CUDA."""
+        raise NotImplementedError
+
+    def validate(self, model: nn.Module, device: torch.device) -> dict[str, float]:
+        """Validation metrics with the EMA weights (no grad, eval mode). "loss" picks best.pt."""
+        return {}
+
+    def log_samples(self, model: nn.Module, writer, step: int, device: torch.device) -> None:
+        """Audio samples / figures to TensorBoard with the EMA weights."""
+
+
+class _StopFlag:
+    """SIGTERM (and SIGINT handled as KeyboardInterrupt) -> finish the step, save, stop."""
+
+    def __init__(self) -> None:
+        self.reason: str | None = None
+        self._previous = None
+
+    def __enter__(self) -> _StopFlag:
+        try:
+            self._previous = signal.signal(signal.SIGTERM, self._handler)
+        except ValueError:  # not the main thread
+            self._previous = None
+        return self
+
+    def _handler(self, signum, frame) -> None:
+        self.reason = "SIGTERM"
+
+    def __exit__(self, *exc) -> None:
+        if self._previous is not None:
+            signal.signal(signal.SIGTERM, self._previous)
+
+
+def _scalar(v: float | Tensor) -> float:
+    return float(v.detach().float().item()) if isinstance(v, Tensor) else float(v)
+
+
+def run_training(
+    task: TrainTask,
+    cfg: TrainConfig,
+    run: RunDir,
+    *,
+    device: torch.device,
+    resume_from: dict | None = None,
+    max_steps: int | None = None,
+    max_minutes: float | None = None,
+    progress: bool = True,
+) -> dict:
+    """Train ``task.model`` until ``max_steps`` (global; default ``cfg.steps``) or ``max_minutes`` of
+    this invocation, a SIGTERM or Ctrl-C. Saves last.pt at the end in every case.
+
+    Returns a summary: {"step", "start_step", "stopped" (reason), "last_loss", "history" [(step,
+    loss)], "val" (last validation metrics), "best_val", "checkpoint", "seconds", "steps_per_s"}.
+    """
+    rank, world, distributed = rank_and_world()
+    if distributed:
+        setup_distributed(device)
+    torch.manual_seed(cfg.seed + rank)
+    if device.type == "cuda":
+        torch.backends.cuda.matmul.allow_tf32 = True
+        torch.backends.cudnn.allow_tf32 = True
+        torch.backends.cudnn.benchmark = True
+
+    max_steps = cfg.steps if max_steps is None else max_steps
+    previous_threads = torch.get_num_threads()
+    if device.type == "cpu" and cfg.threads > 0:
+        torch.set_num_threads(cfg.threads)
+    try:
+        return _train_loop(task, cfg, run, device, resume_from, max_steps, max_minutes, progress, rank, world)
+    finally:
+        torch.set_num_threads(previous_threads)
+
+
+def _train_loop(task, cfg, run, device, resume_from, max_steps, max_minutes, progress, rank, world) -> dict:
+    main = rank == 0
+    distributed = world > 1
+    model = task.model.to(device)
+    params = [p for p in model.parameters() if p.requires_grad]
+    optimizer = make_optimizer(params, cfg)
+    scheduler = make_scheduler(optimizer, cfg)
+    use_scaler = device.type == "cuda" and cfg.precision == "fp16"
+    scaler = torch.amp.GradScaler(device.type, enabled=use_scaler)
+    ema = EMA(model, cfg.ema_decay)
+    step = 0
+    best_val = math.inf
+    if resume_from is not None:
+        model.load_state_dict(resume_from["model"])
+        ema.load_state_dict(resume_from["ema"])
+        optimizer.load_state_dict(resume_from["optimizer"])
+        scheduler.load_state_dict(resume_from["scheduler"])
+        if resume_from.get("scaler"):
+            scaler.load_state_dict(resume_from["scaler"])
+        step = int(resume_from["step"])
+        best_val = float(resume_from.get("metrics", {}).get("best_val", math.inf))
+        log.info("resumed %s from step %d", task.kind, step)
+    start_step = step
+
+    train_model: nn.Module = model
+    if distributed:
+        from torch.nn.parallel import DistributedDataParallel
+
+        train_model = DistributedDataParallel(
+            model, device_ids=[device.index] if device.type == "cuda" else None
+        )
+
+    writer = None
+    file_handler = None
+    eval_model = None
+    if main:
+        run.create()
+        file_handler = setup_file_logging(run)
+        run.config.write_text(json.dumps(task.config_dict(), indent=2, default=str) + "\n")
+        try:
+            from torch.utils.tensorboard import SummaryWriter
+
+            writer = SummaryWriter(str(run.tb), purge_step=step if step else None)
+        except ImportError:
+            log.warning("tensorboard is not installed: no TensorBoard logging")
+        eval_model = copy.deepcopy(model).eval()
+        for p in eval_model.parameters():
+            p.requires_grad_(False)
+        n_params = sum(p.numel() for p in model.parameters())
+        log.info(
+            "training %s (%.3fM parameters) on %s%s, precision %s, steps %d -> %d",
+            task.kind,
+            n_params / 1e6,
+            device,
+            f" x{world} (DDP)" if distributed else "",
+            cfg.precision if device.type == "cuda" else "fp32",
+            step,
+            max_steps,
+        )
+
+    history: list[tuple[int, float]] = []
+    last_val: dict[str, float] = {}
+    metrics_state = {"best_val": best_val}
+    t_start = time.monotonic()
+    last_save = t_start
+    train_seconds = float(resume_from.get("metrics", {}).get("train_seconds", 0.0)) if resume_from else 0.0
+
+    def checkpoint(path: Path, val: dict | None = None) -> None:
+        ckpt = {
+            "format": CHECKPOINT_FORMAT,
+            "kind": task.kind,
+            "step": step,
+            "model": cpu_state(model.state_dict()),
+            "ema": ema.state_dict(),
+            "optimizer": optimizer.state_dict(),
+            "scheduler": scheduler.state_dict(),
+            "scaler": scaler.state_dict(),
+            "config": task.config_dict(),
+            "versions": versions(),
+            "metrics": {
+                "best_val": metrics_state["best_val"],
+                "val": dict(val or last_val),
+                "train_seconds": train_seconds + (time.monotonic() - t_start),
+                "last_loss": history[-1][1] if history else None,
+            },
+        }
+        save_checkpoint(path, ckpt)
+        log.info("saved %s (step %d)", path, step)
+
+    def evaluate() -> None:
+        nonlocal last_val
+        ema.copy_to(eval_model)
+        with torch.no_grad():
+            last_val = {k: float(v) for k, v in task.validate(eval_model, device).items()}
+        if writer is not None:
+            for k, v in last_val.items():
+                writer.add_scalar(f"val/{k}", v, step)
+        if "loss" in last_val:
+            log.info("step %d: val loss %.4f", step, last_val["loss"])
+            if last_val["loss"] < metrics_state["best_val"]:
+                metrics_state["best_val"] = last_val["loss"]
+                checkpoint(run.best, last_val)
+
+    def samples() -> None:
+        if writer is None:
+            return
+        ema.copy_to(eval_model)
+        task.log_samples(eval_model, writer, step, device)
+        writer.flush()
+
+    stop = _StopFlag()
+    batches = task.train_batches(device)
+    bar = None
+    if main and progress:
+        from tqdm import tqdm
+
+        bar = tqdm(
+            total=max_steps, initial=step, unit="step", dynamic_ncols=True, mininterval=1.0, desc=task.kind
+        )
+    stopped = "max_steps"
+    window_t, window_steps = time.monotonic(), 0
+    smooth = None
+    bad_steps = 0
+    try:
+        with stop:
+            model.train()
+            while step < max_steps:
+                halt = stop.reason is not None or (
+                    max_minutes is not None and time.monotonic() - t_start >= 60.0 * max_minutes
+                )
+                if distributed:  # every rank must agree on stopping
+                    flag = torch.tensor([1.0 if halt else 0.0], device=device)
+                    torch.distributed.all_reduce(flag)
+                    halt = bool(flag.item() > 0)
+                if halt:
+                    stopped = stop.reason or "max_minutes"
+                    break
+                batch = to_device(next(batches), device)
+                with autocast_context(device, cfg.precision):
+                    loss, metrics = task.loss(train_model, batch)
+                optimizer.zero_grad(set_to_none=True)
+                scaler.scale(loss).backward()
+                scaler.unscale_(optimizer)
+                grad_norm = (
+                    torch.nn.utils.clip_grad_norm_(params, cfg.grad_clip)
+                    if cfg.grad_clip > 0
+                    else torch.sqrt(sum((p.grad.float() ** 2).sum() for p in params if p.grad is not None))
+                )
+                loss_value = _scalar(loss)
+                if not (math.isfinite(loss_value) and math.isfinite(_scalar(grad_norm))):
+                    bad_steps += 1
+                    log.warning("step %d: non-finite loss/gradient (%s), update skipped", step, loss_value)
+                    if bad_steps >= 20:
+                        raise RuntimeError("20 consecutive non-finite steps; giving up")
+                    optimizer.zero_grad(set_to_none=True)
+                    scaler.update()
+                    continue
+                bad_steps = 0
+                scaler.step(optimizer)
+                scaler.update()
+                scheduler.step()
+                ema.update(model, step)
+                step += 1
+                window_steps += 1
+                history.append((step, loss_value))
+                smooth = loss_value if smooth is None else 0.95 * smooth + 0.05 * loss_value
+                if bar is not None:
+                    bar.update(1)
+                    bar.set_postfix(
+                        loss=f"{smooth:.4f}", lr=f"{scheduler.get_last_lr()[0]:.2e}", refresh=False
+                    )
+                if not main:
+                    continue
+                if writer is not None and (step % cfg.log_every == 0 or step == max_steps):
+                    now = time.monotonic()
+                    writer.add_scalar("train/loss", loss_value, step)
+                    for k, v in metrics.items():
+                        writer.add_scalar(f"train/{k}", _scalar(v), step)
+                    writer.add_scalar("train/lr", scheduler.get_last_lr()[0], step)
+                    writer.add_scalar("train/grad_norm", _scalar(grad_norm), step)
+                    writer.add_scalar("train/steps_per_s", window_steps / max(now - window_t, 1e-9), step)
+                    window_t, window_steps = now, 0
+                if cfg.val_every > 0 and step % cfg.val_every == 0:
+                    evaluate()
+                if cfg.sample_every > 0 and step % cfg.sample_every == 0:
+                    samples()
+                if time.monotonic() - last_save >= 60.0 * cfg.checkpoint_minutes:
+                    checkpoint(run.last)
+                    last_save = time.monotonic()
+    except KeyboardInterrupt:
+        stopped = "interrupted"
+        log.warning("interrupted at step %d: saving", step)
+    finally:
+        if bar is not None:
+            bar.close()
+    seconds = time.monotonic() - t_start
+    if main:
+        if stopped != "interrupted" and step > start_step:  # end of a chunk: validate/sample unless just done
+            if cfg.val_every == 0 or step % cfg.val_every != 0:
+                evaluate()
+            if cfg.sample_every == 0 or (cfg.sample_every > 0 and step % cfg.sample_every != 0):
+                samples()
+        checkpoint(run.last)
+        if writer is not None:
+            writer.close()
+        if file_handler is not None:
+            logging.getLogger("model").removeHandler(file_handler)
+            file_handler.close()
+    if distributed:
+        torch.distributed.barrier()
+    done = step - start_step
+    return {
+        "kind": task.kind,
+        "step": step,
+        "start_step": start_step,
+        "stopped": stopped,
+        "last_loss": history[-1][1] if history else None,
+        "history": history,
+        "val": last_val,
+        "best_val": metrics_state["best_val"],
+        "checkpoint": str(run.last),
+        "seconds": seconds,
+        "steps_per_s": done / seconds if seconds > 0 else 0.0,
+    }
+
+
+def summary_table(summary: dict) -> str:
+    """A short fixed-width table of a run's outcome (printed last by the CLI)."""
+    rows = [
+        ("model", summary.get("kind", "")),
+        ("steps", f"{summary['start_step']} -> {summary['step']}"),
+        ("stopped by", summary["stopped"]),
+        ("last loss", "-" if summary["last_loss"] is None else f"{summary['last_loss']:.4f}"),
+        ("val loss", "-" if "loss" not in summary["val"] else f"{summary['val']['loss']:.4f}"),
+        ("best val", "-" if not math.isfinite(summary["best_val"]) else f"{summary['best_val']:.4f}"),
+        ("steps/s", f"{summary['steps_per_s']:.2f}"),
+        ("minutes", f"{summary['seconds'] / 60:.1f}"),
+        ("checkpoint", summary["checkpoint"]),
+    ]
+    width = max(len(k) for k, _ in rows)
+    return "\n".join(f"{k:<{width}}  {v}" for k, v in rows)
