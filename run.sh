@@ -68,6 +68,11 @@ install_dev() {
   command -v flite >/dev/null || apt_install flite
   command -v nginx >/dev/null || [ -x /usr/sbin/nginx ] || apt_install nginx-light  # tests/docker: nginx -t
   command -v chromium >/dev/null || apt_install chromium  # tests/service/test_web_page.py (driven by Playwright)
+  # tests/docker with a real engine (test_images.py, test_compose_up.py): Debian's Docker engine,
+  # compose and mmdebstrap (a base image from Debian's packages); the tests start dockerd. As root only.
+  if [ "$(id -u)" = 0 ] && { ! command -v dockerd >/dev/null || ! command -v docker-compose >/dev/null || ! command -v mmdebstrap >/dev/null; }; then
+    apt_install docker.io docker-compose mmdebstrap
+  fi
   venv
   if ! fresh dev; then
     # CPU torch first: an unpinned torch would pull several GB of CUDA packages.
