@@ -87,7 +87,7 @@ def serve(
         workers=settings.workers,
         log_level=settings.log_level,
         log_config=_log_config(settings.log_level),
-        timeout_graceful_shutdown=10,
+        timeout_graceful_shutdown=settings.graceful_shutdown_s,
     )
 
 

@@ -90,6 +90,13 @@ class Settings(BaseSettings):
     reference_max_chars: int = Field(1000, ge=1)
     reference_max_concurrent: int = Field(1, ge=1, description="Teacher generations running at once.")
     reference_timeout_s: float = Field(300.0, gt=0, description="Teacher: admission to last chunk.")
+    shutdown_grace_s: float | None = Field(
+        None,
+        gt=0,
+        description="Seconds in-flight requests get to finish after SIGTERM before connections are "
+        "closed. Unset: reference_timeout_s + 5 (a reference request admitted just before the stop "
+        "still completes; Kubernetes' terminationGracePeriodSeconds must be longer).",
+    )
 
     # Queues and batching
     student_queue_size: int = Field(64, ge=1, description="Student requests waiting beyond the running ones.")
@@ -115,6 +122,10 @@ class Settings(BaseSettings):
     port: int = Field(8000, ge=0, le=65535)
     workers: int = Field(1, ge=1)
     log_level: Literal["critical", "error", "warning", "info", "debug"] = "info"
+
+    @property
+    def graceful_shutdown_s(self) -> float:
+        return self.shutdown_grace_s if self.shutdown_grace_s is not None else self.reference_timeout_s + 5.0
 
     def engine_options(self) -> dict[str, Any]:
         """The engine knobs as keyword arguments of ``service.engine.load_engine``."""

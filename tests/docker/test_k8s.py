@@ -131,8 +131,8 @@ def test_probes_ports_and_drain_match_the_service(overlay):
     pause = c["lifecycle"]["preStop"]["exec"]["command"]
     assert pause[0] == "sleep"
     defaults = Settings(_env_file=None)
-    longest = max(defaults.reference_timeout_s, defaults.request_timeout_s)
-    assert pod["terminationGracePeriodSeconds"] > int(pause[1]) + longest
+    longest = max(defaults.reference_timeout_s, defaults.request_timeout_s, defaults.graceful_shutdown_s)
+    assert pod["terminationGracePeriodSeconds"] > int(pause[1]) + longest  # uvicorn drains before the kill
     annotations = res["Deployment"]["spec"]["template"]["metadata"]["annotations"]
     assert annotations["prometheus.io/port"] == str(port["containerPort"])
     assert annotations["prometheus.io/path"] == "/metrics"

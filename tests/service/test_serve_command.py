@@ -56,6 +56,18 @@ def test_serve_one_worker_serves_the_engine_it_loaded(isolated_env, bundle_dir, 
     assert (kw["host"], kw["port"], kw["workers"]) == ("127.0.0.1", 9123, 1)
     assert "service" in kw["log_config"]["loggers"]
     assert (seen[0].voices_dir, seen[0].port, seen[0].device) == (bundle_dir, 9123, "cpu")
+    # in-flight requests (a reference generation included) get to finish after SIGTERM
+    assert kw["timeout_graceful_shutdown"] == seen[0].reference_timeout_s + 5
+
+
+def test_serve_shutdown_grace_from_the_settings(isolated_env, bundle_dir, monkeypatch, uvicorn_calls):
+    monkeypatch.setattr(state, "default_engine_loader", lambda s: FakeEngine())
+    os.environ["PARAWAVE_REFERENCE_TIMEOUT_S"] = "40"
+    assert runner.invoke(app, ["serve", "--voices-dir", str(bundle_dir)]).exit_code == 0
+    os.environ["PARAWAVE_SHUTDOWN_GRACE_S"] = "7.5"
+    get_settings.cache_clear()
+    assert runner.invoke(app, ["serve", "--voices-dir", str(bundle_dir)]).exit_code == 0
+    assert [kw["timeout_graceful_shutdown"] for _, kw in uvicorn_calls] == [45.0, 7.5]
 
 
 def test_serve_several_workers_use_the_factory(isolated_env, bundle_dir, monkeypatch, uvicorn_calls):
