@@ -128,13 +128,15 @@ class TeacherTask(TrainTask):
         from model.data.dataset import VocoderDataset, collate_vocoder
 
         cfg = self.train_cfg
-        dataset = VocoderDataset(self.corpus, "train", self.audio, cfg.segment_frames)
+        excite = self.model_cfg.excitation_channels > 0
+        dataset = VocoderDataset(self.corpus, "train", self.audio, cfg.segment_frames, excitation=excite)
         loader = make_loader(dataset, cfg.batch_size, collate_vocoder, cfg.num_workers, cfg.seed, device)
         return infinite_batches(loader)
 
     def loss(self, model: nn.Module, batch: dict) -> tuple[Tensor, dict]:
         audio = batch["audio"]  # (B, T)
-        mean, log_scale = model(audio, batch["mel"], batch["speaker"])  # (B, T) each, fp32
+        excitation = batch.get("excitation")  # (B, 3, T), aligned with audio; None for a mel-only teacher
+        mean, log_scale = model(audio, batch["mel"], batch["speaker"], excitation)  # (B, T) each, fp32
         nll = gaussian_nll(audio, mean, log_scale)
         return nll, {"log_scale": log_scale.detach().mean()}
 
@@ -144,14 +146,20 @@ class TeacherTask(TrainTask):
         from model.data.dataset import VocoderDataset, collate_vocoder
 
         cfg = self.train_cfg
-        dataset = VocoderDataset(self.corpus, self.eval_split, self.audio, cfg.val_segment_frames, seed=0)
+        excite = self.model_cfg.excitation_channels > 0
+        dataset = VocoderDataset(
+            self.corpus, self.eval_split, self.audio, cfg.val_segment_frames, seed=0, excitation=excite
+        )
         loader = DataLoader(dataset, batch_size=cfg.batch_size, shuffle=False, collate_fn=collate_vocoder)
         total, count = 0.0, 0
         for i, batch in enumerate(loader):
             if i >= cfg.val_batches:
                 break
             audio = batch["audio"].to(device)
-            mean, log_scale = model(audio, batch["mel"].to(device), batch["speaker"].to(device))
+            excitation = batch.get("excitation")  # (B, 3, T) or None
+            if excitation is not None:
+                excitation = excitation.to(device)
+            mean, log_scale = model(audio, batch["mel"].to(device), batch["speaker"].to(device), excitation)
             total += float(gaussian_nll(audio, mean, log_scale, reduction="sum"))
             count += audio.numel()
         return {"loss": total / max(count, 1)}
