@@ -88,6 +88,8 @@ def main() -> None:
     mel = torch.randn(1, cfg.n_mels, F, generator=g) * 2.0 - 5.0
     speaker = torch.zeros(1, dtype=torch.long)
     noise = torch.randn(1, T, generator=g)
+    exc = onnx_export.example_excitation(1, F, hop, cfg.sample_rate)  # (1, 3, T)
+    e = exc.numpy()
     with torch.no_grad():
         cond = teacher.frame_conditioning(mel, speaker)  # (1, C, F)
         up = teacher.stack.upsampler(cond).numpy()  # (1, C, T)
@@ -97,14 +99,15 @@ def main() -> None:
     init = [s.numpy() for s in teacher.init_state(1)]
 
     def torch_eager():
-        return teacher.generate(mel, speaker, noise=noise, num_threads=1).numpy()
+        return teacher.generate(mel, speaker, noise=noise, num_threads=1, excitation=exc).numpy()
 
     def step_loop(sess):
         names = graphs.teacher_step(len(init)).input_names
         x, state = np.zeros((1, 1), np.float32), init
         out = np.empty((1, T), np.float32)
         for t in range(T):
-            res = sess.run(None, dict(zip(names, [x, up[:, :, t], z[:, t], *state], strict=True)))
+            feeds = [x, up[:, :, t], e[:, :, t], z[:, t], *state]
+            res = sess.run(None, dict(zip(names, feeds, strict=True)))
             out[:, t] = res[0]
             x, state = res[0][:, None], res[3:]
         return out
@@ -112,7 +115,7 @@ def main() -> None:
     def block(sess):
         names = graphs.teacher_block(len(init)).input_names
         return sess.run(
-            None, dict(zip(names, [padded, z, np.zeros((1, 1), np.float32), *init], strict=True))
+            None, dict(zip(names, [padded, e, z, np.zeros((1, 1), np.float32), *init], strict=True))
         )[0]
 
     variants = [

@@ -117,14 +117,15 @@ class TeacherCondGraph(nn.Module):
 class TeacherStepGraph(nn.Module):
     """One sample of ancestral sampling: ``TeacherWaveNet.step`` then ``clamp(mean + exp(log_scale) *
     noise, -1, 1)`` (the sampling of ``TeacherWaveNet.generate``; noise = temperature * N(0, 1), 0 =
-    greedy). x_prev (B, 1), cond_t (B, C), noise (B,), *state -> sample, mean, log_scale (B,), *state."""
+    greedy). x_prev (B, 1), cond_t (B, C), exc_t (B, 3), noise (B,), *state -> sample, mean,
+    log_scale (B,), *state. A mel-only teacher ignores exc_t (kept as an input: one interface)."""
 
     def __init__(self, teacher: nn.Module):
         super().__init__()
         self.teacher = teacher
 
-    def forward(self, x_prev: Tensor, cond_t: Tensor, noise: Tensor, *state: Tensor):
-        mean, log_scale, new_state = self.teacher.step(x_prev, cond_t, list(state))
+    def forward(self, x_prev: Tensor, cond_t: Tensor, exc_t: Tensor, noise: Tensor, *state: Tensor):
+        mean, log_scale, new_state = self.teacher.step(x_prev, cond_t, list(state), exc_t)
         sample = torch.clamp(mean + torch.exp(log_scale) * noise, -1.0, 1.0)  # (B,)
         return (sample, mean, log_scale, *new_state)
 
@@ -287,7 +288,9 @@ def export_teacher_step(teacher: nn.Module) -> onnx.ModelProto:
     state = teacher.init_state(2)
     C = teacher.stack.cond_size
     g = torch.Generator().manual_seed(0)
-    args = (torch.zeros(2, 1), torch.randn(2, C, generator=g), torch.randn(2, generator=g), *state)
+    cfg = teacher.cfg
+    exc_t = example_excitation(2, 1, cfg.hop_length, cfg.sample_rate)[:, :, cfg.hop_length // 2]  # (2, 3)
+    args = (torch.zeros(2, 1), torch.randn(2, C, generator=g), exc_t, torch.randn(2, generator=g), *state)
     return export_graph(TeacherStepGraph(teacher), args, graphs.teacher_step(len(state)))
 
 
@@ -297,6 +300,9 @@ def _const(name: str, value) -> onnx.NodeProto:
 
 def teacher_block_model(step: onnx.ModelProto, kernel: np.ndarray, unroll: int = 1) -> onnx.ModelProto:
     """The ``teacher_block`` graph: in-graph upsampling of N frames + ``Scan`` of the step graph.
+
+    Scan inputs, one (K, B, .) slice per iteration: the upsampled conditioning (T/K, K, B, C), the
+    excitation (T/K, K, B, 3) (given at the sample rate) and the noise (T/K, K, B).
 
     step: the ``teacher_step`` model; kernel (3, hop): the teacher's upsampling kernel
     (``FrameUpsampler.kernel``: sample p of frame f = sum_j kernel[j, p] * cond[f - 1 + j]);
@@ -338,8 +344,9 @@ def teacher_block_model(step: onnx.ModelProto, kernel: np.ndarray, unroll: int =
         _const(b + "axis0", [0]),
         _const(b + "axis1", [1]),
         _const(b + "ones", [1] * K),
-        # per-iteration inputs (K, B, C) and (K, B) -> K slices
+        # per-iteration inputs (K, B, C), (K, B, 3) and (K, B) -> K slices
         helper.make_node("Split", [b + "cond_k", b + "ones"], [f"{b}cond_{k}" for k in range(K)], axis=0),
+        helper.make_node("Split", [b + "exc_k", b + "ones"], [f"{b}exc_{k}" for k in range(K)], axis=0),
         helper.make_node("Split", [b + "noise_k", b + "ones"], [f"{b}noise_{k}" for k in range(K)], axis=0),
     ]
     x, state = b + "x_prev", [b + s for s in states_in]
@@ -347,8 +354,9 @@ def teacher_block_model(step: onnx.ModelProto, kernel: np.ndarray, unroll: int =
     for k in range(K):
         p = f"{b}s{k}/"
         body_nodes.append(helper.make_node("Squeeze", [f"{b}cond_{k}", b + "axis0"], [p + "cond_t"]))
+        body_nodes.append(helper.make_node("Squeeze", [f"{b}exc_{k}", b + "axis0"], [p + "exc_t"]))
         body_nodes.append(helper.make_node("Squeeze", [f"{b}noise_{k}", b + "axis0"], [p + "noise"]))
-        names = {"x_prev": x, "cond_t": p + "cond_t", "noise": p + "noise"}
+        names = {"x_prev": x, "cond_t": p + "cond_t", "exc_t": p + "exc_t", "noise": p + "noise"}
         names.update(zip(states_in, state, strict=True))
 
         def rename(v: str, p=p, names=names) -> str:
@@ -380,9 +388,13 @@ def teacher_block_model(step: onnx.ModelProto, kernel: np.ndarray, unroll: int =
     cond_dim = step_in["cond_t"].type.tensor_type.shape.dim[1]
     cond_k = helper.make_tensor_value_info(b + "cond_k", TensorProto.FLOAT, [K, "batch", None])
     cond_k.type.tensor_type.shape.dim[2].CopyFrom(cond_dim)
+    exc_dim = step_in["exc_t"].type.tensor_type.shape.dim[1]
+    exc_k = helper.make_tensor_value_info(b + "exc_k", TensorProto.FLOAT, [K, "batch", None])
+    exc_k.type.tensor_type.shape.dim[2].CopyFrom(exc_dim)
     body_inputs = [value(b + "x_prev", step_in["x_prev"])]
     body_inputs += [value(b + s, step_in[s]) for s in states_in]
-    body_inputs += [cond_k, helper.make_tensor_value_info(b + "noise_k", TensorProto.FLOAT, [K, "batch"])]
+    body_inputs += [cond_k, exc_k]
+    body_inputs += [helper.make_tensor_value_info(b + "noise_k", TensorProto.FLOAT, [K, "batch"])]
     body_outputs = [value(b + "x_out", step_in["x_prev"])]
     body_outputs += [value(b + s, step_out[s]) for s in states_out]
     body_outputs += [helper.make_tensor_value_info(b + "samples", TensorProto.FLOAT, [K, "batch"])]
@@ -417,14 +429,16 @@ def teacher_block_model(step: onnx.ModelProto, kernel: np.ndarray, unroll: int =
         helper.make_node("MatMul", ["neighbours", "upsample_kernel"], ["up4"]),
         helper.make_node("Reshape", ["up4", "c_cond_shape"], ["up"]),
         helper.make_node("Transpose", ["up"], ["cond_scan"], perm=[2, 3, 0, 1]),  # (T/K, K, B, C)
+        helper.make_node("Reshape", ["excitation", "c_cond_shape"], ["exc4"]),  # (B, 3, T/K, K)
+        helper.make_node("Transpose", ["exc4"], ["exc_scan"], perm=[2, 3, 0, 1]),  # (T/K, K, B, 3)
         helper.make_node("Reshape", ["noise", "c_noise_shape"], ["noise3"]),  # (B, T/K, K)
         helper.make_node("Transpose", ["noise3"], ["noise_scan"], perm=[1, 2, 0]),  # (T/K, K, B)
         helper.make_node(
             "Scan",
-            ["x_prev", *states_in, "cond_scan", "noise_scan"],
+            ["x_prev", *states_in, "cond_scan", "exc_scan", "noise_scan"],
             ["x_last", *states_out, "samples_scan"],
             body=body,
-            num_scan_inputs=2,
+            num_scan_inputs=3,
         ),
         helper.make_node("Transpose", ["samples_scan"], ["samples_b"], perm=[2, 0, 1]),  # (B, T/K, K)
         helper.make_node("Reshape", ["samples_b", "c_audio_shape"], ["audio"]),  # (B, T)
@@ -441,6 +455,7 @@ def teacher_block_model(step: onnx.ModelProto, kernel: np.ndarray, unroll: int =
 
     inputs = [io(t, {s: step_in[s] for s in states_in}) for t in spec.inputs]
     inputs[0].type.tensor_type.shape.dim[1].CopyFrom(cond_dim)
+    inputs[1].type.tensor_type.shape.dim[1].CopyFrom(exc_dim)
     outputs = [io(t, {s: step_out[s] for s in states_out}) for t in spec.outputs]
     graph = helper.make_graph(nodes, "teacher_block", inputs, outputs, initializer=initializers)
     model = helper.make_model(graph, opset_imports=list(step.opset_import), producer_name="parawave")

@@ -8,7 +8,8 @@ it writes and records the errors in the bundle's provenance.
 
 The teacher is checked the way it generates: the step graph run sample by sample, and the block
 graph run a few frames per call, must reproduce ``TeacherWaveNet.generate`` with the same fixed
-noise sequence (ancestral sampling, every sample fed back), not just one isolated step.
+noise sequence and the same (non-zero) excitation (ancestral sampling, every sample fed back), not
+just one isolated step.
 """
 
 from __future__ import annotations
@@ -166,24 +167,29 @@ def teacher_cond_parity(model: nn.Module, onnx_model, frames=(1, 6, 33), seed: i
 
 
 def _teacher_reference(model, frames: int, batch: int, seed: int):
-    """mel, speaker, noise and PyTorch's cached generation on them (audio (B, T))."""
+    """mel, speaker, noise, excitation (B, 3, T) of a random F0 contour, PyTorch's cached generation
+    on them (audio (B, T)) and the frame-rate conditioning (B, C, F)."""
+    from export.onnx import example_excitation
+
     cfg = model.cfg
     g = torch.Generator().manual_seed(seed)
     mel = torch.randn(batch, cfg.n_mels, frames, generator=g) * 2.0 - 5.0
     speaker = torch.arange(batch) % cfg.n_speakers
     noise = torch.randn(batch, frames * cfg.hop_length, generator=g)
-    audio = model.eval().generate(mel, speaker, noise=noise, temperature=1.0)
+    exc = example_excitation(batch, frames, cfg.hop_length, cfg.sample_rate, seed=seed)  # (B, 3, T)
+    audio = model.eval().generate(mel, speaker, noise=noise, temperature=1.0, excitation=exc)
     with torch.no_grad():
         cond = model.frame_conditioning(mel, speaker)  # (B, C, F)
-    return mel, speaker, noise, audio, cond
+    return mel, speaker, noise, exc, audio, cond
 
 
 def teacher_step_parity(
     model: nn.Module, onnx_model, frames: int = 3, batch: int = 2, seed: int = 0
 ) -> Parity:
-    """The step graph, one call per sample, reproduces ``generate`` with the same noise."""
+    """The step graph, one call per sample, reproduces ``generate`` with the same noise and excitation."""
     sess = session(onnx_model)
-    _, _, noise, ref, cond = _teacher_reference(model, frames, batch, seed)
+    _, _, noise, exc, ref, cond = _teacher_reference(model, frames, batch, seed)
+    e = _np(exc)  # (B, 3, T)
     up = _np(model.stack.upsampler(cond))  # (B, C, T) per-sample conditioning
     n_states = graphs.count_states([i.name for i in sess.get_inputs()])
     state = [_np(s) for s in model.init_state(batch)]
@@ -194,7 +200,7 @@ def teacher_step_parity(
     z = _np(noise)
     out = np.zeros_like(z)
     for t in range(z.shape[1]):
-        res = sess.run(None, dict(zip(names, [x, up[:, :, t], z[:, t], *state], strict=True)))
+        res = sess.run(None, dict(zip(names, [x, up[:, :, t], e[:, :, t], z[:, t], *state], strict=True)))
         out[:, t] = res[0]
         x = res[0][:, None]
         state = res[3:]
@@ -204,10 +210,11 @@ def teacher_step_parity(
 
 
 def run_teacher_block(
-    sess: ort.InferenceSession, cond: np.ndarray, noise: np.ndarray, hop: int, runs
+    sess: ort.InferenceSession, cond: np.ndarray, excitation: np.ndarray, noise: np.ndarray, hop: int, runs
 ) -> np.ndarray:
     """Generate with the block graph, ``runs`` frames per call in turn (cycled): cond (B, C, F)
-    frame-rate conditioning, noise (B, F*hop) -> audio (B, F*hop)."""
+    frame-rate conditioning, excitation (B, 3, F*hop) of the whole utterance (each call gets its
+    samples), noise (B, F*hop) -> audio (B, F*hop)."""
     B, _, F = cond.shape
     padded = np.concatenate(
         [cond[:, :, :1], cond, cond[:, :, -1:]], axis=2
@@ -224,7 +231,8 @@ def run_teacher_block(
     f0, k = 0, 0
     while f0 < F:
         n = min(runs[k % len(runs)], F - f0)
-        feeds = [padded[:, :, f0 : f0 + n + 2], noise[:, f0 * hop : (f0 + n) * hop], x, *state]
+        a, b = f0 * hop, (f0 + n) * hop
+        feeds = [padded[:, :, f0 : f0 + n + 2], excitation[:, :, a:b], noise[:, a:b], x, *state]
         res = sess.run(None, dict(zip(names, feeds, strict=True)))
         out.append(res[0])
         x, state = res[1], res[2:]
@@ -234,12 +242,13 @@ def run_teacher_block(
 
 def teacher_block_parity(model: nn.Module, onnx_model, frames: int = 7, seed: int = 0) -> Parity:
     """The block graph (in-graph upsampling + Scan), a varying number of frames per call, reproduces
-    ``generate`` with the same noise: at batch 1 (as the engine runs it, with the batch dimension
-    fixed) and at batch 2 (dynamic)."""
+    ``generate`` with the same noise and excitation: at batch 1 (as the engine runs it, with the
+    batch dimension fixed) and at batch 2 (dynamic)."""
     p = Parity("teacher_block", bound=BOUNDS["teacher"])
     for batch in (1, 2):
         sess = session(onnx_model, batch_one=batch == 1)
-        _, _, noise, ref, cond = _teacher_reference(model, frames, batch, seed + batch)
-        got = run_teacher_block(sess, _np(cond), _np(noise), model.cfg.hop_length, runs=(1, 2, 3))
+        _, _, noise, exc, ref, cond = _teacher_reference(model, frames, batch, seed + batch)
+        hop = model.cfg.hop_length
+        got = run_teacher_block(sess, _np(cond), _np(exc), _np(noise), hop, runs=(1, 2, 3))
         p.add(f"B={batch},F={frames} in runs of 1,2,3", _np(ref), got)
     return p.check()

@@ -34,7 +34,7 @@ VOCODERS: dict[str, str] = {
 @dataclass
 class Vocoder:
     """A loaded vocoder: ``generate(mel (n_mels, F) float32, speaker, temperature, greedy, seed,
-    f0=(F,) Hz or None)`` -> audio (F*hop,) float32 in [-1, 1] (the F0 builds a student's excitation)."""
+    f0=(F,) Hz or None)`` -> audio (F*hop,) float32 in [-1, 1] (the F0 builds the excitation)."""
 
     kind: str
     audio: object  # model.data.config.AudioConfig
@@ -59,11 +59,18 @@ def load_teacher_vocoder(ckpt: dict, device) -> Vocoder:
     def generate(
         mel: np.ndarray, speaker: int, temperature: float, greedy: bool, seed: int, f0=None
     ) -> np.ndarray:
+        from service.excitation import excitation
+
         mel_t = torch.from_numpy(np.ascontiguousarray(mel, dtype=np.float32))[None].to(
             device
         )  # (1, n_mels, F)
         spk = torch.tensor([speaker], device=device)
-        out = model.generate(mel_t, spk, temperature=temperature, greedy=greedy, seed=seed, progress=True)
+        exc = None
+        if f0 is not None and model.cfg.excitation_channels:
+            exc = torch.from_numpy(excitation(f0, audio.hop_length, audio.sample_rate))[None].to(device)
+        out = model.generate(
+            mel_t, spk, temperature=temperature, greedy=greedy, seed=seed, progress=True, excitation=exc
+        )
         return out[0].float().cpu().numpy()  # (F*hop,)
 
     return Vocoder("teacher", audio, list(ckpt["config"]["data"]["speakers"]), generate)

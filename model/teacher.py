@@ -2,7 +2,9 @@
 
     p(x) = prod_t N(x_t; mean_t, exp(log_scale_t)^2),   (mean_t, log_scale_t) = f(x_<t, mel, speaker)
 
-Architecture (ClariNet-style teacher): the previous sample -> causal input conv -> residual stack
+Architecture (ClariNet-style teacher): the previous sample -> causal input conv (+ a zero-initialised
+1x1 conv of the sample-rate excitation [sin, cos, voiced] of the F0, :mod:`service.excitation`;
+conditioning like the mel, so it is aligned with the audio, not shifted) -> residual stack
 (:class:`~model.wavenet.WaveNetStack`, gated dilated causal convs with per-layer mel conditioning
 computed at frame rate, see :mod:`model.wavenet`) -> skip sum -> ReLU, 1x1, ReLU, 1x1 -> (mean,
 log_scale), log_scale floored at ``log_scale_min`` (-7, ClariNet).
@@ -11,10 +13,12 @@ Training is teacher forcing: ``forward(audio, mel)`` feeds ``audio`` shifted rig
 returns the distribution of every sample of ``audio`` in one parallel pass. Generation runs the very
 same modules one sample at a time through their ``step`` methods (Fast WaveNet queues, O(layers) per
 sample); :meth:`TeacherWaveNet.step` is a pure function of explicit tensors
-``(x_prev, c_t, state) -> (mean, log_scale, new_state)``, ready to be traced into an ONNX step graph.
+``(x_prev, c_t, state, exc_t) -> (mean, log_scale, new_state)``, ready to be traced into an ONNX step
+graph.
 
 Mixed precision: under CUDA autocast the input conv and the output head run in fp32 (the mean must
-be resolved far below bf16's relative precision; the residual stream stays fp32 through the adds).
+be resolved far below bf16's relative precision; the residual stream stays fp32 through the adds);
+so does the excitation conv, added to the input conv's output.
 """
 
 from __future__ import annotations
@@ -74,6 +78,9 @@ class TeacherConfig:
     # output
     log_scale_min: float = TEACHER_LOG_SCALE_MIN
     weight_norm: bool = False
+    # sample-rate excitation from F0 ([sin, cos, voiced], service.excitation) added to the input
+    # conv's output through a zero-initialised 1x1 conv; 0 = mel-only
+    excitation_channels: int = 3
 
     def __post_init__(self) -> None:
         dilation_cycle(self.layers, self.cycles)  # validates
@@ -81,6 +88,8 @@ class TeacherConfig:
             raise ValueError(f"upsample must be one of {UPSAMPLE_MODES}, got {self.upsample!r}")
         if self.n_speakers < 1 or self.input_kernel < 1 or self.kernel_size < 2:
             raise ValueError("need n_speakers >= 1, input_kernel >= 1, kernel_size >= 2")
+        if self.excitation_channels < 0:
+            raise ValueError(f"excitation_channels must be >= 0, got {self.excitation_channels}")
 
     @property
     def dilations(self) -> tuple[int, ...]:
@@ -101,6 +110,8 @@ class TeacherConfig:
         unknown = set(d) - known
         if unknown:
             raise ValueError(f"unknown TeacherConfig fields: {sorted(unknown)}")
+        d = dict(d)
+        d.setdefault("excitation_channels", 0)  # saved before excitation existed: a mel-only teacher
         return cls(**d)
 
 
@@ -173,8 +184,13 @@ class TeacherWaveNet(nn.Module):
         )
         self.head1 = nn.Conv1d(cfg.skip_channels, cfg.skip_channels, 1)
         self.head2 = nn.Conv1d(cfg.skip_channels, 2, 1)
-        if cfg.weight_norm:
+        if cfg.weight_norm:  # before the zero-initialised excitation conv (0/0 under weight norm)
             apply_weight_norm(self)
+        self.excitation_conv = None
+        if cfg.excitation_channels:
+            self.excitation_conv = nn.Conv1d(cfg.excitation_channels, cfg.residual_channels, 1)
+            nn.init.zeros_(self.excitation_conv.weight)  # a mel-only teacher's output at first
+            nn.init.zeros_(self.excitation_conv.bias)
 
     # ------------------------------------------------------------------ parallel (teacher forcing)
 
@@ -198,30 +214,63 @@ class TeacherWaveNet(nn.Module):
             y = F.relu(self.head1(F.relu(skip.float())))
             return self.head2(y)
 
-    def predict(self, x_in: Tensor, cond_frames: Tensor | None = None, cond: Tensor | None = None):
+    def _excitation(self, excitation: Tensor | None, batch: int, samples: int, device) -> Tensor | None:
+        """Check the excitation's shape, (batch, E, samples); None means unvoiced throughout (zeros) for
+        an excited teacher. A mel-only teacher gets None (it has no excitation conv)."""
+        E = self.cfg.excitation_channels
+        if not E:
+            return None
+        if excitation is None:
+            return torch.zeros(batch, E, samples, device=device)
+        if excitation.shape != (batch, E, samples):
+            raise ValueError(
+                f"excitation must have shape {(batch, E, samples)}, got {tuple(excitation.shape)}"
+            )
+        return excitation
+
+    def predict(
+        self,
+        x_in: Tensor,
+        cond_frames: Tensor | None = None,
+        cond: Tensor | None = None,
+        excitation: Tensor | None = None,
+    ):
         """Distribution of each sample given the *already shifted* input: x_in[:, t] = x[t - 1].
 
         x_in (B, T); cond_frames (B, L*2G, F) frame-rate conditioning, or cond (B, L*2G, T) at the
-        sample rate. Returns mean (B, T), log_scale (B, T) (floored).
+        sample rate; excitation (B, E, T) at the sample rate, aligned with the *predicted* samples
+        (not shifted: it is conditioning), None = unvoiced. Returns mean (B, T), log_scale (B, T)
+        (floored).
         """
+        excitation = self._excitation(excitation, *x_in.shape, x_in.device)  # (B, E, T) or None
         with torch.autocast(device_type=x_in.device.type, enabled=False):
             h = self.input_conv(x_in.float().unsqueeze(1))  # (B, R, T)
+            if excitation is not None:
+                h = h + self.excitation_conv(excitation.float())  # (B, R, T)
         skip = self.stack(h, cond_frames=cond_frames, cond=cond)  # (B, S, T)
         params = self._head(skip)  # (B, 2, T)
         return params[:, 0], floor_log_scale(params[:, 1], self.cfg.log_scale_min)
 
-    def forward(self, audio: Tensor, mel: Tensor, speaker: Tensor | None = None) -> tuple[Tensor, Tensor]:
-        """Teacher forcing: audio (B, T) in [-1, 1], mel (B, n_mels, F) with T == F*hop, speaker (B,).
+    def forward(
+        self,
+        audio: Tensor,
+        mel: Tensor,
+        speaker: Tensor | None = None,
+        excitation: Tensor | None = None,
+    ) -> tuple[Tensor, Tensor]:
+        """Teacher forcing: audio (B, T) in [-1, 1], mel (B, n_mels, F) with T == F*hop, speaker (B,),
+        excitation (B, E, T) from :func:`service.excitation.excitation` (None: unvoiced throughout).
 
         Returns mean (B, T), log_scale (B, T): the predicted distribution of audio[:, t] given
-        audio[:, :t] (the input is audio shifted right by one sample, zero first).
+        audio[:, :t] (the input is audio shifted right by one sample, zero first; the excitation is
+        not shifted: excitation[:, :, t] conditions the prediction of audio[:, t]).
         """
         if audio.shape[-1] != mel.shape[-1] * self.cfg.hop_length:
             raise ValueError(
                 f"audio has {audio.shape[-1]} samples, mel {mel.shape[-1]} frames * hop {self.cfg.hop_length}"
             )
         x_in = F.pad(audio[:, :-1], (1, 0))  # (B, T): x_in[t] = audio[t-1]
-        return self.predict(x_in, cond_frames=self.frame_conditioning(mel, speaker))
+        return self.predict(x_in, cond_frames=self.frame_conditioning(mel, speaker), excitation=excitation)
 
     # ------------------------------------------------------------------ incremental (same modules)
 
@@ -231,13 +280,18 @@ class TeacherWaveNet(nn.Module):
         return ([q] if q is not None else []) + self.stack.init_state(batch, device, dtype)
 
     def step(
-        self, x_prev: Tensor, c_t: Tensor, state: Sequence[Tensor]
+        self, x_prev: Tensor, c_t: Tensor, state: Sequence[Tensor], exc_t: Tensor | None = None
     ) -> tuple[Tensor, Tensor, list[Tensor]]:
         """One sample: x_prev (B, 1) the previous sample, c_t (B, L*2G) this sample's per-layer
         conditioning (from :meth:`frame_conditioning` + the stack's upsampler), state from
-        :meth:`init_state` or the previous step. Returns mean (B,), log_scale (B,), new state."""
+        :meth:`init_state` or the previous step, exc_t (B, E) this sample's excitation (None:
+        unvoiced). Returns mean (B,), log_scale (B,), new state."""
         has_q = self.input_conv.context > 0
         h, q_in = self.input_conv.step(x_prev, state[0] if has_q else None)  # (B, R)
+        if self.excitation_conv is not None:
+            if exc_t is None:
+                exc_t = h.new_zeros(h.shape[0], self.cfg.excitation_channels)  # (B, E)
+            h = h + pointwise(self.excitation_conv, exc_t.to(h.dtype))  # (B, R)
         skip, new_state = self.stack.step(h, c_t, state[1:] if has_q else state)  # (B, S)
         y = F.relu(pointwise(self.head1, F.relu(skip)))  # (B, S)
         params = pointwise(self.head2, y)  # (B, 2)
@@ -258,10 +312,12 @@ class TeacherWaveNet(nn.Module):
         return_params: bool = False,
         progress: bool = False,
         num_threads: int | None = 1,
+        excitation: Tensor | None = None,
     ):
         """Ancestral sampling (or greedy = the mean at every step), F*hop samples for F mel frames.
 
-        mel (B, n_mels, F), speaker (B,) long. Randomness: ``noise`` (B, T) standard normal when
+        mel (B, n_mels, F), speaker (B,) long, excitation (B, E, F*hop) (None: unvoiced throughout,
+        zeros). Randomness: ``noise`` (B, T) standard normal when
         given, else drawn up front from a generator seeded with ``seed`` (same seed -> same audio).
         Each sample is clamped to [-1, 1] before it is fed back. ``num_threads``: CPU threads for the
         step loop (None: torch's setting). Each step is a chain of tiny ops, for which one thread is
@@ -272,16 +328,21 @@ class TeacherWaveNet(nn.Module):
         if num_threads is not None and mel.device.type == "cpu":
             torch.set_num_threads(num_threads)
         try:
-            return self._generate(mel, speaker, temperature, greedy, seed, noise, return_params, progress)
+            return self._generate(
+                mel, speaker, temperature, greedy, seed, noise, return_params, progress, excitation
+            )
         finally:
             torch.set_num_threads(previous_threads)
 
-    def _generate(self, mel, speaker, temperature, greedy, seed, noise, return_params, progress):
+    def _generate(self, mel, speaker, temperature, greedy, seed, noise, return_params, progress, excitation):
         B, _, n_frames = mel.shape
         hop = self.cfg.hop_length
         T = n_frames * hop
         device = mel.device
         c_frames = self.frame_conditioning(mel.float(), speaker)  # (B, L*2G, F)
+        exc = self._excitation(excitation, B, T, device)  # (B, E, T) or None
+        if exc is not None:
+            exc = exc.to(device=device, dtype=torch.float32).permute(2, 0, 1).contiguous()  # (T, B, E)
         nb = self.stack.upsampler.neighbours(c_frames)  # (B, L*2G, F, 3)
         if not greedy:
             if noise is None:
@@ -308,7 +369,9 @@ class TeacherWaveNet(nn.Module):
             c_f = self.stack.upsampler.frame(nb[:, :, f])  # (hop, B, L*2G)
             for p in range(hop):
                 t = f * hop + p
-                mean, log_scale, state = self.step(x, c_f[p], state)  # (B,), (B,)
+                mean, log_scale, state = self.step(
+                    x, c_f[p], state, None if exc is None else exc[t]
+                )  # (B,), (B,)
                 sample = mean if greedy else torch.addcmul(mean, torch.exp(log_scale), eps[t])
                 sample = torch.clamp(sample, -1.0, 1.0)
                 out[t] = sample

@@ -319,9 +319,10 @@ def bench(
         ids = [rng.integers(1, v.n_symbols, max(1, round(0.9 * len(p)))) for p in text.split(". ") if p]
         have_text = False
     t0 = time.perf_counter()
-    mels = [v.mels([x], [spk], [1.0])[0] for x in ids]
+    features = [v.features([x], [spk], [1.0])[0] for x in ids]
     acoustic_s = time.perf_counter() - t0
-    mel = np.concatenate(mels, axis=1)  # (n_mels, F): the whole text as one utterance
+    mel = np.concatenate([m for m, _ in features], axis=1)  # (n_mels, F): the whole text as one utterance
+    f0 = np.concatenate([f for _, f in features])  # (F,) Hz, the teacher's excitation
     audio_s = mel.shape[1] * v.hop / v.sample_rate
     out(f"input: {len(text)} chars, {len(ids)} sentences, {audio_s:.2f} s of audio")
 
@@ -405,7 +406,7 @@ def bench(
         frames = max(1, min(mel.shape[1], round(teacher_seconds * v.sample_rate / v.hop)))
         rng = np.random.default_rng(0)
         t0 = time.perf_counter()
-        n = sum(len(piece) for piece, _ in v.teacher(mel[:, :frames], spk, rng))
+        n = sum(len(piece) for piece, _ in v.teacher(mel[:, :frames], spk, rng, f0=f0[:frames]))
         t = time.perf_counter() - t0
         teacher_rate = n / t
         rows.append(

@@ -1,9 +1,10 @@
 """The ONNX Runtime inference engine (torch-free): voice bundles -> audio chunks.
 
     text --model.text: split_sentences, normalize, phonemize, encode--> phoneme ids per sentence
-         --acoustic graph--> log-mel (n_mels, F)
+         --acoustic graph--> log-mel (n_mels, F), F0 (F,) --> excitation (3, F*hop), once per utterance
          --student graph (noise z from a seeded numpy RNG, one pass)--> F*hop samples   (one chunk per sentence)
          --teacher: teacher_cond once, then teacher_block a few frames per call-->      (small chunks)
+           (both vocoders get their slice of the utterance's excitation, beside the mel)
 
 :func:`load_engine` is what the service calls (``service.state.default_engine_loader``);
 :class:`Voice` is one loaded bundle with its sessions; :class:`OnnxEngine` implements
@@ -397,7 +398,7 @@ class Voice:
     # -- student ----------------------------------------------------------------------------------
 
     def excitation(self, f0: np.ndarray | None, frames: int) -> np.ndarray:
-        """The student's excitation (3, frames*hop) of one whole utterance (phase from its start);
+        """The vocoders' excitation (3, frames*hop) of one whole utterance (phase from its start);
         None = unvoiced throughout."""
         if f0 is None:
             return np.zeros((EXCITATION_CHANNELS, frames * self.hop), np.float32)
@@ -530,11 +531,15 @@ class Voice:
         rng: np.random.Generator,
         cancel: CancelFlag | None = None,
         temperature: float = 1.0,
+        f0: np.ndarray | None = None,
     ) -> Iterator[tuple[np.ndarray, bool]]:
-        """Autoregressive generation of mel (n_mels, F): yields (audio piece, is the last piece).
+        """Autoregressive generation of mel (n_mels, F) [+ F0 (F,) Hz, None = unvoiced]: yields
+        (audio piece, is the last piece).
 
         A few frames per ``teacher_block`` call: ``teacher_frames_per_call`` when set, else as many
-        as take ~TEACHER_CALL_SECONDS (measured), so ``cancel`` is looked at that often. Noise: temperature * N(0, 1) from ``rng``.
+        as take ~TEACHER_CALL_SECONDS (measured), so ``cancel`` is looked at that often. Noise:
+        temperature * N(0, 1) from ``rng``. The excitation is computed once for the whole utterance
+        and sliced per call, so the pieces equal one call over all frames.
         """
         assert self.teacher_cond is not None and self.teacher_block is not None
         cond = self.teacher_cond.run(mel[None].astype(np.float32), np.array([speaker], np.int64))[
@@ -542,22 +547,24 @@ class Voice:
         ]  # (1, C, F)
         padded = np.concatenate([cond[:, :, :1], cond, cond[:, :, -1:]], axis=2)  # (1, C, F + 2)
         n_frames = cond.shape[2]
+        exc = self.excitation(f0, n_frames)[None]  # (1, 3, F*hop)
         state = [np.zeros((1, c, k), np.float32) for c, k in self._state_shapes]
         x = np.zeros((1, 1), np.float32)
-        f0 = 0
-        while f0 < n_frames:
+        f = 0  # first frame of the next call
+        while f < n_frames:
             if cancel is not None and cancel.is_set():
                 return
-            n = min(self._frames_per_call(), n_frames - f0)
+            n = min(self._frames_per_call(), n_frames - f)
             noise = rng.standard_normal((1, n * self.hop), dtype=np.float32)
             if temperature != 1.0:
                 noise *= temperature
             t0 = time.perf_counter()
-            out = self.teacher_block.run(padded[:, :, f0 : f0 + n + 2], noise, x, *state)
+            window = exc[:, :, f * self.hop : (f + n) * self.hop]  # (1, 3, n*hop)
+            out = self.teacher_block.run(padded[:, :, f : f + n + 2], window, noise, x, *state)
             self._note_teacher_speed(n, time.perf_counter() - t0)
             x, state = out[1], out[2:]
-            f0 += n
-            yield out[0][0], f0 >= n_frames
+            f += n
+            yield out[0][0], f >= n_frames
 
     def smoke_test(self) -> None:
         """One short utterance through the acoustic model and the student (raises what they raise)."""
@@ -586,7 +593,8 @@ class Voice:
                     z = [np.zeros(frames * self.hop, np.float32)] * b
                     self.vocode([m] * b, [0] * b, z)
         if self.teacher_block is not None and mel is not None:
-            for i, _ in enumerate(self.teacher(mel[:, :4], 0, rng)):  # calibrates frames per call
+            # calibrates frames per call
+            for i, _ in enumerate(self.teacher(mel[:, :4], 0, rng, f0=f0[:4])):
                 if i >= 2:
                     break
 
@@ -671,8 +679,8 @@ class OnnxEngine:
         for i, s in enumerate(sentences):
             if cancel is not None and cancel.is_set():
                 return
-            mel, _ = voice.features([s.ids], [speaker], [request.speed], [request.pitch])[0]
-            for piece, final in voice.teacher(mel, speaker, rng, cancel):
+            mel, f0 = voice.features([s.ids], [speaker], [request.speed], [request.pitch])[0]
+            for piece, final in voice.teacher(mel, speaker, rng, cancel, f0=f0):
                 yield AudioChunk(piece, voice.sample_rate, index, final and i == last, s.text, s.span)
                 index += 1
 

@@ -20,15 +20,22 @@ Graphs (roles) in a voice bundle:
                   pass of the IAF flows.
 ``teacher_cond``  mel (B, n_mels, F), speaker (B,) -> cond (B, C, F): every residual layer's gate
                   conditioning at the *frame* rate (C = layers * 2 * gate), once per utterance.
-``teacher_step``  one sample: x_prev (B, 1), cond_t (B, C) (already upsampled), noise (B,) and the
-                  caches state_i (B, channels_i, context_i) -> sample (B,) (= clamp(mean +
-                  exp(log_scale) * noise, -1, 1); noise 0 = greedy), mean, log_scale, state_out_i.
+``teacher_step``  one sample: x_prev (B, 1), cond_t (B, C) (already upsampled), exc_t (B, 3) this
+                  sample's excitation, noise (B,) and the caches state_i (B, channels_i,
+                  context_i) -> sample (B,) (= clamp(mean + exp(log_scale) * noise, -1, 1);
+                  noise 0 = greedy), mean, log_scale, state_out_i.
 ``teacher_block`` what the engine runs: a run of frames per call. cond (B, C, N + 2) is frames
-                  [f0 - 1, f0 + N] of ``teacher_cond``'s output (edges replicated), noise
-                  (B, N*hop), x_prev (B, 1), state_i -> audio (B, N*hop), x_last (B, 1),
-                  state_out_i. Inside: the 3-tap per-phase upsampling of the N frames, then an
-                  ONNX ``Scan`` whose body is the ``teacher_step`` graph, so the per-sample loop
-                  runs inside ONNX Runtime instead of one Python call per sample.
+                  [f0 - 1, f0 + N] of ``teacher_cond``'s output (edges replicated), excitation
+                  (B, 3, N*hop) the window's samples of ``service.excitation.excitation(f0)``
+                  (computed once per utterance by the caller, sliced like noise; already at the
+                  sample rate, not upsampled), noise (B, N*hop), x_prev (B, 1), state_i -> audio
+                  (B, N*hop), x_last (B, 1), state_out_i. Inside: the 3-tap per-phase upsampling
+                  of the N frames, then an ONNX ``Scan`` whose body is the ``teacher_step`` graph,
+                  so the per-sample loop runs inside ONNX Runtime instead of one Python call per
+                  sample.
+
+A mel-only vocoder (``excitation_channels = 0``) ignores its excitation input (kept: every graph of
+a role has one interface).
 
 The teacher graphs have as many ``state_i`` inputs as the model has caches (the input conv's when
 its kernel is > 1, then one per residual layer); :func:`teacher_step` / :func:`teacher_block` build
@@ -156,6 +163,7 @@ def teacher_step(n_states: int) -> GraphSpec:
         inputs=(
             _f("x_prev", "batch", "one"),
             _f("cond_t", "batch", "cond"),
+            _f("exc_t", "batch", "excitation"),
             _f("noise", "batch"),
             *_states(n_states),
         ),
@@ -173,6 +181,7 @@ def teacher_block(n_states: int) -> GraphSpec:
         "teacher_block",
         inputs=(
             _f("cond", "batch", "cond", "window"),
+            _f("excitation", "batch", "excitation", "samples"),
             _f("noise", "batch", "samples"),
             _f("x_prev", "batch", "one"),
             *_states(n_states),

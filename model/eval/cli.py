@@ -335,13 +335,13 @@ def text_to_audio(engine, voice, clip: Clip, model: str, seed: int) -> tuple[np.
 def copy_synthesis(
     voice, mel: np.ndarray, speaker: int, model: str, seed: int, f0: np.ndarray | None = None
 ) -> np.ndarray:
-    """Ground-truth mel (n_mels, F) [+ the recording's F0 (F,), for the student's excitation] ->
+    """Ground-truth mel (n_mels, F) [+ the recording's F0 (F,), for the vocoder's excitation] ->
     (F * hop,) audio with the student or the teacher."""
     rng = np.random.default_rng(seed)
     if model == "student":
         z = rng.standard_normal(mel.shape[1] * voice.hop, dtype=np.float32)  # (F * hop,)
         return voice.vocode([mel], [speaker], [z], [f0])[0]
-    pieces = [p for p, _ in voice.teacher(mel, speaker, rng)]
+    pieces = [p for p, _ in voice.teacher(mel, speaker, rng, f0=f0)]
     return np.concatenate(pieces) if pieces else np.zeros(0, np.float32)
 
 
@@ -354,7 +354,7 @@ def evaluate_clip(engine, voice, cfg, corpus_dir: Path, clip: Clip, systems: Seq
     ref = load_clip_audio(corpus_dir, clip.id, cfg)  # (T,) at the bundle rate
     mel = log_mel(ref, cfg)  # (n_mels, F)
     ref_cut = ref[: mel.shape[1] * cfg.hop_length]  # (F * hop,) what the mel describes
-    ref_f0 = track_f0(ref_cut, cfg)  # (F,) Hz, the student's excitation in copy synthesis
+    ref_f0 = track_f0(ref_cut, cfg)  # (F,) Hz, the vocoders' excitation in copy synthesis
     spk = voice.speaker_id(clip.voice_speaker)
     res = ClipResult(clip.id, clip.speaker, clip.normalized, clip.teacher)
     res.reference_seconds = len(ref) / cfg.sample_rate
@@ -486,7 +486,7 @@ def render_markdown(report: dict[str, Any]) -> str:
         "HNR: Praat's harmonics-to-noise ratio (parselmouth, cross-correlation, mean over measurable "
         "frames) of the text->audio output (reference: the recording). "
         "PESQ-WB, STOI, MCD, copy HNR / F0 error / voicing error: copy synthesis from the recording's mel "
-        "(and its Praat F0 for the student's excitation); F0 error: RMS cents on frames voiced in both. "
+        "(and its Praat F0 for the vocoders' excitation); F0 error: RMS cents on frames voiced in both. "
         "Duration error: mean |relative error| of the text->audio length.",
     ]
     if "teacher_clips" in summary:

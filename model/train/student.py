@@ -4,8 +4,9 @@ Per step, on random frame-aligned windows (:class:`model.data.dataset.VocoderDat
 
     z ~ N(0, I)                                    (B, T)
     x, mean_q, log_scale_q = student(z, mel, speaker, return_params=True)     one parallel pass
-    mean_p, log_scale_p    = teacher(x, mel, speaker)    one teacher-forced pass over the student's
-                                                          own sample; the teacher is frozen (EMA
+    mean_p, log_scale_p    = teacher(x, mel, speaker, excitation)    one teacher-forced pass over
+                                                          the student's own sample, with the same
+                                                          excitation; the teacher is frozen (EMA
                                                           weights), gradients flow through it into x
     loss = kl_weight * mean_t KL(q_t || p_t)  +  reg_weight * mean_t (log s_q - log s_p)^2
          + stft_weight * multi-resolution STFT(x, real audio)
@@ -207,6 +208,13 @@ class StudentTask(TrainTask):
             "teacher": dict(self.teacher_info),
         }
 
+    @property
+    def excite(self) -> bool:
+        """Whether the batches carry the excitation: the student or the teacher hears it (a mel-only
+        model ignores it)."""
+        teacher = self.teacher.cfg.excitation_channels if self.teacher is not None else 0
+        return self.model_cfg.excitation_channels > 0 or teacher > 0
+
     def _on(self, device: torch.device) -> None:
         if self.teacher is not None:
             self.teacher.to(device)
@@ -217,8 +225,7 @@ class StudentTask(TrainTask):
 
         self._on(device)
         cfg = self.train_cfg
-        excite = self.model_cfg.excitation_channels > 0
-        dataset = VocoderDataset(self.corpus, "train", self.audio, cfg.segment_frames, excitation=excite)
+        dataset = VocoderDataset(self.corpus, "train", self.audio, cfg.segment_frames, excitation=self.excite)
         loader = make_loader(dataset, cfg.batch_size, collate_vocoder, cfg.num_workers, cfg.seed, device)
         return infinite_batches(loader)
 
@@ -228,7 +235,7 @@ class StudentTask(TrainTask):
         cfg = self.train_cfg
         audio, mel, speaker = batch["audio"], batch["mel"], batch["speaker"]  # (B, T), (B, n_mels, F), (B,)
         z = torch.randn_like(audio) if noise is None else noise
-        excitation = batch.get("excitation")  # (B, 3, T) or None (a mel-only student)
+        excitation = batch.get("excitation")  # (B, 3, T) or None (mel-only student and teacher)
         x, mean_q, log_scale_q = model(
             z, mel, speaker, return_params=True, excitation=excitation
         )  # (B, T) each
@@ -236,7 +243,8 @@ class StudentTask(TrainTask):
         loss = cfg.stft_weight * stft["loss"]
         terms: dict[str, Tensor] = {}
         if self.teacher is not None:
-            mean_p, log_scale_p = self.teacher(x, mel, speaker)  # teacher forced on the student's sample
+            # teacher forced on the student's sample, with the excitation the student saw
+            mean_p, log_scale_p = self.teacher(x, mel, speaker, excitation)
             kl, reg = distillation_kl(
                 mean_q, log_scale_q, mean_p, log_scale_p, self.teacher.cfg.log_scale_min
             )
@@ -264,9 +272,8 @@ class StudentTask(TrainTask):
 
         self._on(device)
         cfg = self.train_cfg
-        excite = self.model_cfg.excitation_channels > 0
         dataset = VocoderDataset(
-            self.corpus, self.eval_split, self.audio, cfg.val_segment_frames, seed=0, excitation=excite
+            self.corpus, self.eval_split, self.audio, cfg.val_segment_frames, seed=0, excitation=self.excite
         )
         loader = DataLoader(dataset, batch_size=cfg.batch_size, shuffle=False, collate_fn=collate_vocoder)
         gen = torch.Generator().manual_seed(0)  # the same noise at every validation

@@ -2,9 +2,11 @@
 
 Loss: Gaussian negative log-likelihood of every sample of the window given the previous ones and
 the mel (nats per sample; with the -7 log-scale floor it is bounded below by about -6.08). Data:
-:class:`model.data.dataset.VocoderDataset` windows of ``segment_frames`` frames. Validation: NLL of
-the EMA model on fixed windows of the val split. Samples: the EMA model generates the first
-``sample_seconds`` of the first validation clip (TensorBoard audio + mel figure vs the real one).
+:class:`model.data.dataset.VocoderDataset` windows of ``segment_frames`` frames, with the window's
+excitation (Praat F0 -> :func:`service.excitation.excitation`) when the teacher has
+``excitation_channels``. Validation: NLL of the EMA model on fixed windows of the val split.
+Samples: the EMA model generates the first ``sample_seconds`` of the first validation clip, excited
+by its F0 (TensorBoard audio + mel figure vs the real one).
 """
 
 from __future__ import annotations
@@ -128,13 +130,15 @@ class TeacherTask(TrainTask):
         from model.data.dataset import VocoderDataset, collate_vocoder
 
         cfg = self.train_cfg
-        dataset = VocoderDataset(self.corpus, "train", self.audio, cfg.segment_frames)
+        excite = self.model_cfg.excitation_channels > 0
+        dataset = VocoderDataset(self.corpus, "train", self.audio, cfg.segment_frames, excitation=excite)
         loader = make_loader(dataset, cfg.batch_size, collate_vocoder, cfg.num_workers, cfg.seed, device)
         return infinite_batches(loader)
 
     def loss(self, model: nn.Module, batch: dict) -> tuple[Tensor, dict]:
         audio = batch["audio"]  # (B, T)
-        mean, log_scale = model(audio, batch["mel"], batch["speaker"])  # (B, T) each, fp32
+        excitation = batch.get("excitation")  # (B, 3, T), aligned with audio; None for a mel-only teacher
+        mean, log_scale = model(audio, batch["mel"], batch["speaker"], excitation)  # (B, T) each, fp32
         nll = gaussian_nll(audio, mean, log_scale)
         return nll, {"log_scale": log_scale.detach().mean()}
 
@@ -144,14 +148,20 @@ class TeacherTask(TrainTask):
         from model.data.dataset import VocoderDataset, collate_vocoder
 
         cfg = self.train_cfg
-        dataset = VocoderDataset(self.corpus, self.eval_split, self.audio, cfg.val_segment_frames, seed=0)
+        excite = self.model_cfg.excitation_channels > 0
+        dataset = VocoderDataset(
+            self.corpus, self.eval_split, self.audio, cfg.val_segment_frames, seed=0, excitation=excite
+        )
         loader = DataLoader(dataset, batch_size=cfg.batch_size, shuffle=False, collate_fn=collate_vocoder)
         total, count = 0.0, 0
         for i, batch in enumerate(loader):
             if i >= cfg.val_batches:
                 break
             audio = batch["audio"].to(device)
-            mean, log_scale = model(audio, batch["mel"].to(device), batch["speaker"].to(device))
+            excitation = batch.get("excitation")  # (B, 3, T) or None
+            if excitation is not None:
+                excitation = excitation.to(device)
+            mean, log_scale = model(audio, batch["mel"].to(device), batch["speaker"].to(device), excitation)
             total += float(gaussian_nll(audio, mean, log_scale, reduction="sum"))
             count += audio.numel()
         return {"loss": total / max(count, 1)}

@@ -119,6 +119,36 @@ def test_teacher_block_graph_reproduces_cached_generation(teacher, teacher_step,
     assert result.max_abs < 1e-4
 
 
+def test_teacher_block_graph_hears_the_excitation(teacher, teacher_step):
+    """The excitation input reaches every sample: a zero excitation (or one a sample late) gives
+    different audio from the same noise, so the parity above can fail on it."""
+    block = onnx_export.export_teacher_block(teacher, teacher_step)
+    sess = parity.session(block)
+    hop, F = teacher.cfg.hop_length, 3
+    cond = np.random.default_rng(0).normal(size=(1, teacher.stack.cond_size, F)).astype(np.float32)
+    exc = onnx_export.example_excitation(1, F, hop, teacher.cfg.sample_rate).numpy()  # (1, 3, T)
+    noise = np.random.default_rng(1).standard_normal((1, F * hop), dtype=np.float32)
+
+    def run(e):
+        return parity.run_teacher_block(sess, cond, e, noise, hop, runs=(F,))
+
+    a = run(exc)
+    assert np.abs(a - run(np.zeros_like(exc))).max() > 1e-3
+    assert np.abs(a - run(np.roll(exc, 1, axis=2))).max() > 1e-3
+    np.testing.assert_array_equal(a, run(exc))
+
+
+def test_mel_only_teacher_graphs_keep_the_excitation_input():
+    """A teacher without excitation (an old checkpoint) exports the same interface, exc_t and
+    excitation unused, and still matches PyTorch."""
+    torch.manual_seed(0)
+    model = perturbed(TeacherWaveNet(teacher_preset("tiny", n_mels=N_MELS, excitation_channels=0)), seed=3)
+    step = onnx_export.export_teacher_step(model)
+    assert [i.name for i in step.graph.input] == graphs.teacher_step(len(model.init_state(1))).input_names
+    block = onnx_export.export_teacher_block(model, step)
+    assert parity.teacher_block_parity(model, block, frames=3).max_abs < 1e-4
+
+
 def test_parity_fails_for_a_different_model(student):
     """The check can fail: the graph of other weights is caught."""
     other = perturbed(StudentIAF(student_preset("tiny", n_mels=N_MELS, n_speakers=2)), seed=7, scale=0.1)

@@ -6,6 +6,7 @@ import pytest
 import torch
 
 from model.teacher import PRESETS, TeacherConfig, TeacherWaveNet, preset
+from service.excitation import excitation as excitation_signal
 
 HOP = 40  # a short hop keeps the autoregressive loops in these tests small
 
@@ -18,6 +19,22 @@ def _model(**overrides) -> TeacherWaveNet:
 def _mel(batch: int, frames: int, seed: int = 0) -> torch.Tensor:
     g = torch.Generator().manual_seed(seed)
     return torch.randn(batch, 80, frames, generator=g) * 2.0 - 5.0  # (B, n_mels, F)
+
+
+def _excitation(batch: int, frames: int, seed: int = 0) -> torch.Tensor:
+    """(B, 3, frames*HOP): the excitation of a random F0 contour with voiced and unvoiced frames."""
+    g = torch.Generator().manual_seed(seed)
+    f0 = (torch.rand(batch, frames, generator=g) * 170 + 80) * (torch.rand(batch, frames, generator=g) < 0.7)
+    return torch.from_numpy(excitation_signal(f0.numpy(), HOP, 16_000))
+
+
+def _perturb_excitation(model: TeacherWaveNet, seed: int = 0) -> TeacherWaveNet:
+    """Non-zero excitation weights (they start at zero, where the excitation changes nothing)."""
+    g = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for p in model.excitation_conv.parameters():
+            p.add_(0.5 * torch.randn(p.shape, generator=g))
+    return model
 
 
 @pytest.mark.parametrize("frames", [3, 11])
@@ -47,6 +64,73 @@ def test_incremental_generation_equals_teacher_forced_forward(frames, overrides)
         mean, log_scale = model(audio, mel, speaker)  # the sampled sequence, teacher forced
     torch.testing.assert_close(means, mean, rtol=1e-5, atol=1e-5)
     torch.testing.assert_close(log_scales, log_scale, rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize("frames", [3, 11])
+@pytest.mark.parametrize("input_kernel", [1, 2])
+def test_incremental_generation_equals_teacher_forced_forward_with_excitation(frames, input_kernel):
+    """The same parity with a non-zero excitation and non-zero excitation weights: ``step`` takes
+    exc_t of the very sample it predicts, as the teacher-forced pass does (no shift)."""
+    model = _perturb_excitation(_model(input_kernel=input_kernel, n_speakers=2))
+    mel, exc = _mel(2, frames), _excitation(2, frames)  # (B, n_mels, F), (B, 3, T)
+    assert exc[:, 2].any() and not exc[:, 2].all()  # voiced and unvoiced samples
+    speaker = torch.tensor([0, 1])
+    audio, means, log_scales = model.generate(
+        mel, speaker, temperature=0.3, seed=7, return_params=True, excitation=exc
+    )
+    assert audio.std() > 0
+    with torch.no_grad():
+        mean, log_scale = model(audio, mel, speaker, excitation=exc)
+        shifted = torch.roll(exc, 1, dims=2)  # the excitation one sample late: a different model input
+        mean_shifted, _ = model(audio, mel, speaker, excitation=shifted)
+        mean_zero, _ = model(audio, mel, speaker)  # None = unvoiced (zeros)
+        mean_zero_exc, _ = model(audio, mel, speaker, excitation=torch.zeros_like(exc))
+    torch.testing.assert_close(means, mean, rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(log_scales, log_scale, rtol=1e-5, atol=1e-5)
+    # the checks can fail: a shifted or absent excitation changes the prediction
+    assert (mean_shifted - means).abs().max() > 1e-3
+    assert (mean_zero - means).abs().max() > 1e-3
+    assert torch.equal(mean_zero, mean_zero_exc)
+
+
+def test_excitation_starts_at_zero_and_is_conditioning():
+    """Zero-initialised: a fresh teacher ignores the excitation; with weights, excitation[t] changes
+    the prediction of sample t itself (not t + 1), and a wrong shape is refused."""
+    model = _model()
+    assert model.cfg.excitation_channels == 3
+    assert not model.excitation_conv.weight.any() and not model.excitation_conv.bias.any()
+    mel, exc = _mel(1, 3), _excitation(1, 3, seed=1)
+    audio = torch.randn(1, 3 * HOP, generator=torch.Generator().manual_seed(0)) * 0.1
+    with torch.no_grad():
+        assert torch.equal(model(audio, mel, excitation=exc)[0], model(audio, mel)[0])
+        _perturb_excitation(model)
+        bumped = exc.clone()
+        t0 = 50
+        bumped[:, :, t0] += 1.0
+        m1, _ = model(audio, mel, excitation=exc)
+        m2, _ = model(audio, mel, excitation=bumped)
+    assert torch.equal(m1[:, :t0], m2[:, :t0])
+    assert not torch.allclose(m1[:, t0], m2[:, t0])
+    with pytest.raises(ValueError, match="excitation must have shape"):
+        model(audio, mel, excitation=exc[:, :, :-1])
+    with pytest.raises(ValueError, match="excitation must have shape"):
+        model.generate(mel, excitation=exc[:, :2])
+
+
+def test_mel_only_teacher_and_old_configs():
+    """excitation_channels=0: no excitation conv, any excitation is ignored; a config saved before
+    the field existed loads as mel-only."""
+    model = _model(excitation_channels=0)
+    assert model.excitation_conv is None
+    assert not any("excitation" in n for n in model.state_dict())
+    mel = _mel(1, 2)
+    a = model.generate(mel, seed=3)
+    assert torch.equal(a, model.generate(mel, seed=3, excitation=_excitation(1, 2)))
+    saved = dataclasses.asdict(preset("tiny"))
+    del saved["excitation_channels"]
+    assert TeacherConfig.from_dict(saved).excitation_channels == 0
+    with pytest.raises(ValueError):
+        TeacherConfig(excitation_channels=-1)
 
 
 def test_speaker_changes_the_output():
@@ -125,6 +209,11 @@ def test_step_state_is_explicit_tensors():
     c_t = torch.zeros(2, model.stack.cond_size)
     with torch.no_grad():
         mean, log_scale, new_state = model.step(torch.ones(2, 1), c_t, state)
+        _perturb_excitation(model)
+        m_exc, _, _ = model.step(torch.ones(2, 1), c_t, state, torch.ones(2, 3))
+        m_none, _, _ = model.step(torch.ones(2, 1), c_t, state)
+        m_zero, _, _ = model.step(torch.ones(2, 1), c_t, state, torch.zeros(2, 3))
     assert mean.shape == (2,) and log_scale.shape == (2,)
+    assert not torch.allclose(m_exc, m_none) and torch.equal(m_none, m_zero)
     assert [q.shape for q in new_state] == [q.shape for q in state]
     assert torch.equal(new_state[0][:, :, -1], torch.ones(2, 1))  # newest input at the end of the queue

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import re
 import threading
 from pathlib import Path
@@ -12,6 +13,7 @@ from pydantic import ValidationError
 
 from service import engine as engine_mod
 from service.engine import CPU, OnnxEngine, Voice, load_engine, prepare_text
+from service.excitation import excitation
 from service.settings import Settings
 from service.state import default_engine_loader
 from service.types import EngineLoadError, InputError, SpeechEngine, SynthesisRequest, VoiceInfo
@@ -144,18 +146,46 @@ def test_teacher_frames_per_call_follow_the_measured_speed_unless_fixed():
     assert fixed._frames_per_call() == 5
 
 
-def test_teacher_matches_the_block_graph_run_in_one_call(engine):
-    """Chunked generation (state carried across calls) == one call over the whole mel."""
+def test_teacher_pieces_of_varying_size_match_one_call_with_the_excitation(engine, monkeypatch):
+    """Chunked generation (state carried across calls of 1, 3, 2, ... frames, each given its slice
+    of the utterance's excitation) == one block call over the whole mel and excitation; and the
+    teacher hears the excitation (an unvoiced one gives other audio)."""
     voice = engine.voice("tiny")
     s = prepare_text("Testing one two.", voice.symbols)[0]
-    mel = voice.mels([s.ids], [1], [1.0])[0]
-    pieces = [p for p, _ in voice.teacher(mel, 1, np.random.default_rng(5))]
+    mel, f0 = voice.features([s.ids], [1], [1.0])[0]
+    assert (f0 > 0).any() and not (f0 > 0).all()
+    sizes = itertools.cycle([1, 3, 2])
+    monkeypatch.setattr(voice, "_frames_per_call", lambda: next(sizes))
+    pieces = [p for p, _ in voice.teacher(mel, 1, np.random.default_rng(5), f0=f0)]
+    assert {len(p) for p in pieces[:-1]} == {HOP, 2 * HOP, 3 * HOP}
     cond = voice.teacher_cond.run(mel[None], np.array([1]))[0]
     padded = np.concatenate([cond[:, :, :1], cond, cond[:, :, -1:]], axis=2)
+    exc = excitation(f0, HOP, voice.sample_rate)[None]  # (1, 3, F*hop): the function training uses
     noise = np.random.default_rng(5).standard_normal((1, mel.shape[1] * HOP), dtype=np.float32)
     state = [np.zeros((1, c, k), np.float32) for c, k in voice._state_shapes]
-    whole = voice.teacher_block.run(padded, noise, np.zeros((1, 1), np.float32), *state)[0][0]
+    whole = voice.teacher_block.run(padded, exc, noise, np.zeros((1, 1), np.float32), *state)[0][0]
     np.testing.assert_allclose(np.concatenate(pieces), whole, atol=1e-6)
+    unvoiced = np.concatenate([p for p, _ in voice.teacher(mel, 1, np.random.default_rng(5))])
+    assert np.abs(unvoiced - whole).max() > 1e-3
+
+
+def test_teacher_gets_the_acoustic_f0(engine, monkeypatch):
+    """OnnxEngine.synthesize gives the teacher the acoustic model's (pitch-shifted) F0."""
+    voice = engine.voice("tiny")
+    seen = []
+    original = voice.teacher
+
+    def spy(mel, speaker, rng, cancel=None, temperature=1.0, f0=None):
+        seen.append((mel.shape[1], f0))
+        return original(mel, speaker, rng, cancel, temperature, f0)
+
+    monkeypatch.setattr(voice, "teacher", spy)
+    s = prepare_text("Hello there.", voice.symbols)[0]
+    _, want = voice.features([s.ids], [0], [1.0], [3.0])[0]
+    assert list(engine.synthesize(req("Hello there.", model="teacher", seed=1, pitch=3.0)))
+    ((frames, f0),) = seen
+    assert f0 is not None and f0.shape == (frames,) and (f0 > 0).any()
+    np.testing.assert_array_equal(f0, want)
 
 
 def test_teacher_stops_when_cancelled(engine):

@@ -172,6 +172,36 @@ def test_conditioning_starts_from_the_teachers_when_shapes_match(corpus, teacher
     assert not other.cond_from_teacher
 
 
+@pytest.mark.parametrize("student_excitation", [3, 0])
+def test_distillation_gives_the_teacher_the_batch_excitation(
+    corpus, teacher, monkeypatch, student_excitation
+):
+    """Student and teacher see the same excitation, also when only the teacher is excited."""
+    from model.data.config import AudioConfig
+    from model.data.corpus import Corpus
+    from model.student import preset
+    from model.teacher import load_teacher
+
+    t, _ = load_teacher(teacher)
+    assert t.cfg.excitation_channels == 3
+    cfg = preset("tiny", n_speakers=2, excitation_channels=student_excitation)
+    task = StudentTask(cfg, TRAIN_PRESETS["tiny"], AudioConfig(), Corpus(corpus), t, {})
+    assert task.excite
+    batch = next(task.train_batches(torch.device("cpu")))
+    assert batch["excitation"].shape == (batch["audio"].shape[0], 3, batch["audio"].shape[1])
+    assert batch["excitation"][:, 2].any()  # the tones are voiced
+    seen = []
+    forward = t.forward
+
+    def spy(x, mel, speaker=None, excitation=None):
+        seen.append(excitation)
+        return forward(x, mel, speaker, excitation)
+
+    monkeypatch.setattr(t, "forward", spy)
+    task.losses(task.model, batch)
+    assert len(seen) == 1 and seen[0] is batch["excitation"]
+
+
 def test_train_cli_and_synth_student(corpus, teacher, tmp_path):
     from service.cli import app
 

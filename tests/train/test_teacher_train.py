@@ -39,6 +39,10 @@ def test_tiny_teacher_loss_drops(trained):
     assert (out / "checkpoints" / "last.pt").is_file() and (out / "checkpoints" / "best.pt").is_file()
     config = json.loads((out / "config.json").read_text())
     assert config["model"]["n_speakers"] == 2 and config["data"]["speakers"] == ["hi", "lo"]
+    # trained with the tones' excitation: its zero-initialised conv has learned something
+    assert config["model"]["excitation_channels"] == 3
+    ema = load_checkpoint(out / "checkpoints" / "last.pt")["ema"]
+    assert ema["excitation_conv.weight"].abs().max() > 0
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
     tb = EventAccumulator(str(out / "tb"), size_guidance={"audio": 0, "images": 0, "scalars": 0}).Reload()
