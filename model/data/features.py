@@ -276,18 +276,24 @@ def _ensure_cache_dir(corpus_dir: str | os.PathLike, cfg: AudioConfig) -> Path:
     return d
 
 
-def _read_cached(path: Path, cfg: AudioConfig) -> np.ndarray | None:
+def read_cached_array(path: Path, what: str, fits: Callable[[np.ndarray], bool]) -> np.ndarray | None:
+    """A cached float32 ``.npy`` (a clip's mel, F0, ...), or None when it is missing, unreadable or
+    does not ``fit`` (then the caller recomputes it; a warning says why)."""
     try:
-        mel = np.load(path, allow_pickle=False)
+        arr = np.load(path, allow_pickle=False)
     except FileNotFoundError:
         return None
     except (ValueError, OSError, EOFError) as exc:  # truncated or foreign file: recompute it
-        log.warning("ignoring unreadable cached mel %s (%s)", path, exc)
+        log.warning("ignoring unreadable cached %s %s (%s)", what, path, exc)
         return None
-    if mel.ndim != 2 or mel.shape[0] != cfg.n_mels or mel.dtype != np.float32:
-        log.warning("ignoring cached mel %s with shape %s dtype %s", path, mel.shape, mel.dtype)
+    if arr.dtype != np.float32 or not fits(arr):
+        log.warning("ignoring cached %s %s with shape %s dtype %s", what, path, arr.shape, arr.dtype)
         return None
-    return mel
+    return arr
+
+
+def _read_cached(path: Path, cfg: AudioConfig) -> np.ndarray | None:
+    return read_cached_array(path, "mel", lambda m: m.ndim == 2 and m.shape[0] == cfg.n_mels)
 
 
 def cached_log_mel(
@@ -325,6 +331,30 @@ def _compute_one(args: tuple[str, str, dict]) -> tuple[str, int, str | None]:
     return clip_id, int(mel.shape[1]), None
 
 
+def map_clips(worker: Callable, work: list, jobs: int, desc: str, progress: bool = True):
+    """``worker(item)`` for every item, in ``jobs`` processes (in this one for 1 job or 1 item), in
+    order, with a tqdm bar; yields the results. The pool is shut down when the caller stops."""
+    from tqdm import tqdm
+
+    bar = tqdm(total=len(work), desc=desc, unit="clip", disable=not progress or not work)
+    pool = None
+    if jobs == 1 or len(work) < 2:
+        results = map(worker, work)
+    else:
+        from concurrent.futures import ProcessPoolExecutor
+
+        pool = ProcessPoolExecutor(max_workers=min(jobs, len(work)))
+        results = pool.map(worker, work, chunksize=max(1, min(32, len(work) // (4 * jobs))))
+    try:
+        for r in results:
+            bar.update(1)
+            yield r
+    finally:
+        bar.close()
+        if pool is not None:
+            pool.shutdown(cancel_futures=True)
+
+
 def compute_corpus_mels(
     corpus_dir: str | os.PathLike,
     cfg: AudioConfig,
@@ -336,8 +366,6 @@ def compute_corpus_mels(
 
     Returns {"computed", "cached", "failed": {id: message}, "seconds", "frames"}.
     """
-    from tqdm import tqdm
-
     from model.data.corpus import read_metadata
 
     corpus_dir = Path(corpus_dir)
@@ -350,27 +378,12 @@ def compute_corpus_mels(
     jobs = max(1, jobs or os.cpu_count() or 1)
     t0 = time.perf_counter()
     work = [(str(corpus_dir), i, cfg.to_dict()) for i in todo]
-    bar = tqdm(total=len(work), desc="mels", unit="clip", disable=not progress or not work)
-    if jobs == 1 or len(work) < 2:
-        results = map(_compute_one, work)
-        pool = None
-    else:
-        from concurrent.futures import ProcessPoolExecutor
-
-        pool = ProcessPoolExecutor(max_workers=min(jobs, len(work)))
-        results = pool.map(_compute_one, work, chunksize=max(1, min(32, len(work) // (4 * jobs))))
-    try:
-        for clip_id, frames, err in results:
-            if err is None:
-                stats["computed"] += 1
-                stats["frames"] += frames
-            else:
-                stats["failed"][clip_id] = err
-                log.warning("mel of %s failed: %s", clip_id, err)
-            bar.update(1)
-    finally:
-        bar.close()
-        if pool is not None:
-            pool.shutdown(cancel_futures=True)
+    for clip_id, frames, err in map_clips(_compute_one, work, jobs, "mels", progress):
+        if err is None:
+            stats["computed"] += 1
+            stats["frames"] += frames
+        else:
+            stats["failed"][clip_id] = err
+            log.warning("mel of %s failed: %s", clip_id, err)
     stats["seconds"] = time.perf_counter() - t0
     return stats

@@ -30,7 +30,7 @@ from pathlib import Path
 import numpy as np
 
 from model.data.config import AudioConfig
-from model.data.features import atomic_write, load_clip_audio
+from model.data.features import atomic_write, load_clip_audio, map_clips, read_cached_array
 
 __all__ = [
     "PITCH_VERSION",
@@ -106,17 +106,7 @@ def f0_cache_path(
 
 
 def _read(path: Path) -> np.ndarray | None:
-    try:
-        f0 = np.load(path, allow_pickle=False)
-    except FileNotFoundError:
-        return None
-    except (ValueError, OSError, EOFError) as exc:
-        log.warning("ignoring unreadable cached F0 %s (%s)", path, exc)
-        return None
-    if f0.ndim != 1 or f0.dtype != np.float32:
-        log.warning("ignoring cached F0 %s with shape %s dtype %s", path, f0.shape, f0.dtype)
-        return None
-    return f0
+    return read_cached_array(path, "F0", lambda f0: f0.ndim == 1)
 
 
 def cached_f0(
@@ -164,8 +154,6 @@ def compute_corpus_f0(
 ) -> dict:
     """Track (or read from the cache) every clip's F0. Returns {"clips", "frames", "voiced",
     "unvoiced_clips": [ids with no voiced frame], "failed": {id: message}, "seconds"}."""
-    from tqdm import tqdm
-
     from model.data.corpus import read_metadata
 
     corpus_dir = Path(corpus_dir)
@@ -175,30 +163,15 @@ def compute_corpus_f0(
     work = [(str(corpus_dir), i, cfg.to_dict()) for i in ids]
     stats: dict = {"clips": 0, "frames": 0, "voiced": 0, "unvoiced_clips": [], "failed": {}, "seconds": 0.0}
     t0 = time.perf_counter()
-    bar = tqdm(total=len(work), desc="f0", unit="clip", disable=not progress or not work)
-    pool = None
-    if jobs == 1 or len(work) < 2:
-        results = map(_one, work)
-    else:
-        from concurrent.futures import ProcessPoolExecutor
-
-        pool = ProcessPoolExecutor(max_workers=min(jobs, len(work)))
-        results = pool.map(_one, work, chunksize=max(1, min(32, len(work) // (4 * jobs))))
-    try:
-        for clip_id, frames, voiced, err in results:
-            bar.update(1)
-            if err is not None:
-                stats["failed"][clip_id] = err
-                log.warning("F0 of %s failed: %s", clip_id, err)
-                continue
-            stats["clips"] += 1
-            stats["frames"] += frames
-            stats["voiced"] += voiced
-            if frames and not voiced:
-                stats["unvoiced_clips"].append(clip_id)
-    finally:
-        bar.close()
-        if pool is not None:
-            pool.shutdown(cancel_futures=True)
+    for clip_id, frames, voiced, err in map_clips(_one, work, jobs, "f0", progress):
+        if err is not None:
+            stats["failed"][clip_id] = err
+            log.warning("F0 of %s failed: %s", clip_id, err)
+            continue
+        stats["clips"] += 1
+        stats["frames"] += frames
+        stats["voiced"] += voiced
+        if frames and not voiced:
+            stats["unvoiced_clips"].append(clip_id)
     stats["seconds"] = time.perf_counter() - t0
     return stats
