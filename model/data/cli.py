@@ -111,6 +111,15 @@ def ingest(
 
     if not corpus.is_dir():
         _fail(f"{corpus}: not a directory")
+    if pitch:
+        try:
+            import parselmouth  # noqa: F401
+        except ImportError:
+            typer.echo(
+                "note: pitch not checked (praat-parselmouth is not installed: pip install praat-parselmouth)",
+                err=True,
+            )
+            pitch = False
     opt = IngestOptions(
         sample_rate=sample_rate,
         min_seconds=min_seconds,
