@@ -8,7 +8,6 @@ import pytest
 from model.data.config import AudioConfig
 from service.excitation import excitation
 
-
 CFG = AudioConfig()
 SR, HOP = CFG.sample_rate, CFG.hop_length
 
