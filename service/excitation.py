@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import numpy as np
 
-__all__ = ["EXCITATION_CHANNELS", "excitation", "shift_f0"]
+__all__ = ["EXCITATION_CHANNELS", "excitation"]
 
 EXCITATION_CHANNELS = 3
 
@@ -60,8 +60,3 @@ def _one(f0: np.ndarray, hop: int, sr: int) -> np.ndarray:  # (F,) -> (3, F*hop)
     out[1] = np.cos(phase) * v_s
     out[2] = v_s
     return out
-
-
-def shift_f0(f0: np.ndarray, semitones: float) -> np.ndarray:
-    """Scale voiced F0 by 2^(semitones/12); unvoiced (0) stays 0."""
-    return np.asarray(f0, dtype=np.float32) * np.float32(2.0 ** (float(semitones) / 12.0))
