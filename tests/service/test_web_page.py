@@ -143,6 +143,8 @@ def test_page_speaks_with_the_fake_engine(open_page, tmp_path, model):
     try:
         page = open_page(server)
         assert page.title() == "parawave"
+        # the list is filled by a fetch after load, all options in one task: wait for it, then read
+        page.wait_for_function("document.querySelectorAll('#voice option').length > 0")
         voices = page.eval_on_selector_all("#voice option", "os => os.map(o => o.value)")
         assert voices == ["alpha", "beta", "gamma"]
         assert page.input_value("#voice") == "alpha"  # the server's default is preselected
