@@ -46,7 +46,8 @@ left-padded input (``y = sum_j x[t - (k-1-j)*d] @ W_j``), the conditioning added
 1x1 projection on the same (B, T, C) tensors. Those matmuls are what the bf16 AMX kernels (CPU
 autocast) and ``torch.compile`` are fast at, and the weights are the very ``Conv1d`` parameters
 ``step()`` uses (same names, same state_dict), so incremental == parallel still holds in fp32.
-:func:`legacy_convolutions` switches back to the (B, C, T) ``Conv1d`` path (the benchmark's "old").
+:func:`legacy_convolutions` switches back to the (B, C, T) ``Conv1d`` path (the benchmark's "old"),
+which is also what ONNX export traces (unchanged graphs, Conv nodes for ONNX Runtime).
 
 The ConditioningNetwork is non-causal over frames (kernel ``k``: ``(k // 2) * layers`` frames of
 look-ahead), which is free for copy-synthesis and for the acoustic model's output.
@@ -93,6 +94,12 @@ def legacy_convolutions(enabled: bool = True) -> Iterator[None]:
         yield
     finally:
         _LEGACY = previous
+
+
+def _channels_last() -> bool:
+    """The channels-last path, except under ``legacy_convolutions`` and in ONNX export (the exported
+    graphs keep their Conv nodes, which ONNX Runtime runs fast, and stay as they were)."""
+    return not _LEGACY and not torch.onnx.is_in_onnx_export()
 
 
 def _compute_dtype(x: Tensor) -> torch.dtype:
@@ -326,7 +333,7 @@ class ResidualLayer(nn.Module):
 
     def forward(self, x: Tensor, c: Tensor | None) -> tuple[Tensor, Tensor]:
         # x (B, R, T); c (B, 2G, T) or None -> residual (B, R, T), skip (B, S, T)
-        if not _LEGACY:
+        if _channels_last():
             res, skip = self.forward_tc(x.transpose(1, 2), None if c is None else c.transpose(1, 2))
             return res.transpose(1, 2), skip.transpose(1, 2)
         a = self.conv(x)  # (B, 2G, T)
@@ -423,7 +430,7 @@ class WaveNetStack(nn.Module):
                 raise ValueError(f"{cond_frames.shape[-1]} frames * hop {hop} != {x.shape[-1]} samples")
         elif cond is not None and cond.shape[-1] != x.shape[-1]:
             raise ValueError(f"conditioning has {cond.shape[-1]} samples, input {x.shape[-1]}")
-        if not _LEGACY:
+        if _channels_last():
             return self._forward_tc(x, cond_frames, cond)
         size = 2 * self.gate_channels
         skip = None
