@@ -111,6 +111,7 @@ TRAIN_PRESETS: dict[str, StudentTrainConfig] = {
         warmup_steps=500,
         ema_decay=0.999,
         num_workers=1,
+        compile=True,  # issue 16: student and frozen teacher compiled (model/bench/results)
         log_every=50,
         val_every=1000,
         val_batches=8,
