@@ -16,9 +16,9 @@ sample); :meth:`TeacherWaveNet.step` is a pure function of explicit tensors
 ``(x_prev, c_t, state, exc_t) -> (mean, log_scale, new_state)``, ready to be traced into an ONNX step
 graph.
 
-Mixed precision: under CUDA autocast the input conv and the output head run in fp32 (the mean must
-be resolved far below bf16's relative precision; the residual stream stays fp32 through the adds);
-so does the excitation conv, added to the input conv's output.
+Mixed precision: under autocast (CUDA, or CPU bf16) the input conv and the output head run in fp32
+(the mean must be resolved far below bf16's relative precision; the residual stream stays fp32
+through the adds); so does the excitation conv, added to the input conv's output.
 """
 
 from __future__ import annotations

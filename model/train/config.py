@@ -32,7 +32,8 @@ class TrainConfig:
     min_lr_ratio: float = 0.05
     grad_clip: float = 1.0  # max global grad norm (0 = off)
     ema_decay: float = 0.9999
-    precision: str = "bf16"  # on CUDA: bf16 | fp16 | fp32; CPU runs fp32 whatever this says
+    precision: str = "bf16"  # bf16 | fp16 | fp32; a CPU without native bf16 (or fp16) runs fp32
+    compile: bool = False  # torch.compile (inductor) the trained module; eager without a C compiler
     num_workers: int = 2
     threads: int = (
         0  # torch CPU threads when training on CPU (0 = torch's default); 1 is safest on busy hosts

@@ -121,6 +121,8 @@ def run_training(
 
 
 def _train_loop(task, cfg, run, device, resume_from, max_steps, max_minutes, progress, rank, world) -> dict:
+    from model.train.precision import effective_precision
+
     main = rank == 0
     distributed = world > 1
     model = task.model.to(device)
@@ -145,6 +147,10 @@ def _train_loop(task, cfg, run, device, resume_from, max_steps, max_minutes, pro
     start_step = step
 
     train_model: nn.Module = model
+    if cfg.compile and not distributed:  # issue 16: compiled lazily at the first step
+        from model.train.precision import compile_module
+
+        train_model = compile_module(model, device)
     if distributed:
         from torch.nn.parallel import DistributedDataParallel
 
@@ -175,7 +181,7 @@ def _train_loop(task, cfg, run, device, resume_from, max_steps, max_minutes, pro
             n_params / 1e6,
             device,
             f" x{world} (DDP)" if distributed else "",
-            cfg.precision if device.type == "cuda" else "fp32",
+            effective_precision(device, cfg.precision) + (", compiled" if cfg.compile else ""),
             step,
             max_steps,
         )

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import contextlib
 import math
 
 import torch
@@ -69,9 +68,7 @@ def make_scheduler(optimizer: torch.optim.Optimizer, cfg: TrainConfig) -> torch.
 
 
 def autocast_context(device: torch.device, precision: str):
-    """bf16/fp16 autocast on CUDA; nothing (fp32) elsewhere or for precision fp32."""
-    if device.type == "cuda" and precision in ("bf16", "fp16"):
-        return torch.autocast(
-            device_type="cuda", dtype=torch.bfloat16 if precision == "bf16" else torch.float16
-        )
-    return contextlib.nullcontext()
+    """bf16/fp16 autocast where the device supports it (model.train.precision); else fp32."""
+    from model.train.precision import autocast_context as _autocast  # issue 16: CPU bf16
+
+    return _autocast(device, precision)

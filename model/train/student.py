@@ -111,6 +111,7 @@ TRAIN_PRESETS: dict[str, StudentTrainConfig] = {
         warmup_steps=500,
         ema_decay=0.999,
         num_workers=1,
+        compile=True,  # issue 16: student and frozen teacher compiled (model/bench/results)
         log_every=50,
         val_every=1000,
         val_batches=8,
@@ -183,6 +184,7 @@ class StudentTask(TrainTask):
         self.corpus = corpus
         self.teacher_info = teacher_info
         self.teacher = teacher
+        self._train_teacher: nn.Module | None = None  # the compiled teacher of the training steps
         self.model = StudentIAF(model_cfg)
         self.stft = MultiResolutionSTFTLoss(
             train_cfg.stft_ffts,
@@ -218,6 +220,10 @@ class StudentTask(TrainTask):
     def _on(self, device: torch.device) -> None:
         if self.teacher is not None:
             self.teacher.to(device)
+            if self.train_cfg.compile and self._train_teacher is None:  # issue 16: training steps only
+                from model.train.precision import compile_module
+
+                self._train_teacher = compile_module(self.teacher, device)
         self.stft.to(device)
 
     def train_batches(self, device: torch.device):
@@ -229,9 +235,11 @@ class StudentTask(TrainTask):
         loader = make_loader(dataset, cfg.batch_size, collate_vocoder, cfg.num_workers, cfg.seed, device)
         return infinite_batches(loader)
 
-    def losses(self, model: nn.Module, batch: dict, noise: Tensor | None = None) -> dict[str, Tensor]:
+    def losses(
+        self, model: nn.Module, batch: dict, noise: Tensor | None = None, teacher: nn.Module | None = None
+    ) -> dict[str, Tensor]:
         """Every term for one batch: {"loss", "kl", "reg", "stft", "sc", "logmag", "power", "log_scale"}
-        (no "kl"/"reg" in a spectral-only run)."""
+        (no "kl"/"reg" in a spectral-only run). ``teacher``: a compiled wrapper of ``self.teacher``."""
         cfg = self.train_cfg
         audio, mel, speaker = batch["audio"], batch["mel"], batch["speaker"]  # (B, T), (B, n_mels, F), (B,)
         z = torch.randn_like(audio) if noise is None else noise
@@ -244,7 +252,8 @@ class StudentTask(TrainTask):
         terms: dict[str, Tensor] = {}
         if self.teacher is not None:
             # teacher forced on the student's sample, with the excitation the student saw
-            mean_p, log_scale_p = self.teacher(x, mel, speaker, excitation)
+            teacher = self.teacher if teacher is None else teacher
+            mean_p, log_scale_p = teacher(x, mel, speaker, excitation)
             kl, reg = distillation_kl(
                 mean_q, log_scale_q, mean_p, log_scale_p, self.teacher.cfg.log_scale_min
             )
@@ -261,7 +270,7 @@ class StudentTask(TrainTask):
         }
 
     def loss(self, model: nn.Module, batch: dict) -> tuple[Tensor, dict]:
-        terms = self.losses(model, batch)
+        terms = self.losses(model, batch, teacher=self._train_teacher)
         loss = terms.pop("loss")
         return loss, {k: v.detach() for k, v in terms.items()}
 

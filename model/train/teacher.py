@@ -77,6 +77,7 @@ TRAIN_PRESETS: dict[str, TeacherTrainConfig] = {
         ema_decay=0.999,
         num_workers=1,
         threads=1,  # on a shared 2-core host two intra-op threads were measured 4x slower than one
+        compile=True,  # issue 16: with CPU bf16, ~3.5x the fp32 Conv1d step (model/bench/results)
         log_every=50,
         val_every=1000,
         val_batches=8,

@@ -11,6 +11,7 @@ from model.losses import distillation_kl
 from model.student import PRESETS, IAFFlow, StudentConfig, StudentIAF, flow_dilations, preset
 from model.teacher import TeacherWaveNet
 from model.teacher import preset as teacher_preset
+from model.wavenet import legacy_convolutions
 
 HOP = 40  # a short hop keeps these tests small
 
@@ -148,10 +149,13 @@ def _count(model: StudentIAF, frames: int) -> tuple[int, int]:
 def test_one_parallel_pass_whose_work_does_not_loop_over_time():
     model = _student()
     n_convs = sum(isinstance(m, nn.Conv1d) for m in model.modules())
-    short, long = _count(model, 2), _count(model, 40)  # 80 vs 1600 samples
+    with legacy_convolutions():  # the (B, C, T) path calls every conv module
+        short, long = _count(model, 2), _count(model, 40)  # 80 vs 1600 samples
     # every conv module runs exactly once, and the number of torch calls is independent of T: no
     # Python loop over samples or frames (it would multiply both counts by the length)
     assert short[0] == long[0] == n_convs - model.cfg.n_flows  # the cond projections run fused, once
+    assert short[1] == long[1]
+    short, long = _count(model, 2), _count(model, 40)  # channels-last: the stacks use the weights
     assert short[1] == long[1]
 
 

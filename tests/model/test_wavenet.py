@@ -13,6 +13,7 @@ from model.wavenet import (
     apply_weight_norm,
     dilation_cycle,
     interpolation_kernel,
+    legacy_convolutions,
     remove_weight_norm,
 )
 
@@ -184,3 +185,27 @@ def test_weight_norm_keeps_function_and_folds_away():
         after = stack(x, cond_frames=stack.frame_conditioning(h))
     torch.testing.assert_close(normed, before, rtol=1e-5, atol=1e-6)
     torch.testing.assert_close(after, before, rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize("skip", [6, 0])
+def test_channels_last_path_matches_conv1d_path_in_fp32(skip):
+    # the fast (B, T, C) per-tap matmul path and the (B, C, T) Conv1d path: same function, same gradients
+    torch.manual_seed(2)
+    hop = 8
+    stack = WaveNetStack(
+        4, 5, skip, 3, dilation_cycle(6, 2), cond_channels=3, hop_length=hop, upsample="learned"
+    )
+    x = torch.randn(2, 4, 48, requires_grad=True)
+    h = torch.randn(2, 3, 48 // hop)
+    outs, grads = [], []
+    for legacy in (True, False):
+        stack.zero_grad()
+        x.grad = None
+        with legacy_convolutions(legacy):
+            y = stack(x, cond_frames=stack.frame_conditioning(h))
+        (y * torch.linspace(-1, 1, y.shape[-1])).sum().backward()
+        outs.append(y.detach())
+        grads.append([x.grad.clone()] + [p.grad.clone() for p in stack.parameters()])
+    torch.testing.assert_close(outs[1], outs[0], rtol=1e-5, atol=1e-6)
+    for new, old in zip(grads[1], grads[0], strict=True):
+        torch.testing.assert_close(new, old, rtol=1e-4, atol=1e-5)
