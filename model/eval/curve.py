@@ -1,0 +1,171 @@
+"""The teacher's learning-curve record: validation NLL per step, and at intervals its autoregressive
+samples scored like the served voice (ASR WER, HNR, copy-synthesis PESQ-WB / STOI).
+
+    python -m model.eval.curve --run runs/flite/teacher --out recipes/reports/teacher-curve \
+        [--sample --acoustic A.pt --student S.pt --data data/flite --limit 1]
+
+- ``nll.tsv``: every ``step N: val loss X`` line of ``RUN/train.log`` (all resumed runs), with the
+  samples seen (step * batch * segment samples, from ``RUN/config.json``). Rewritten each call.
+- ``samples.tsv`` (``--sample``): one row appended per call for ``RUN/checkpoints/last.pt``: the
+  checkpoint is exported into a temporary voice bundle (with the given acoustic model and student)
+  and :func:`model.eval.cli.run_eval` scores the teacher on the first ``--limit`` validation clips per
+  speaker (fixed clips, fixed seed: rows are comparable across steps). The reference recordings'
+  WER and HNR are in the same row.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import logging
+import re
+import shutil
+import tempfile
+from pathlib import Path
+
+log = logging.getLogger(__name__)
+
+VAL_LINE = re.compile(r"^(\S+ \S+) INFO \S+: step (\d+): val loss (-?[\d.]+(?:e-?\d+)?)")
+NLL_FIELDS = ("step", "samples_seen", "val_nll", "logged_at")
+SAMPLE_FIELDS = (
+    "step", "samples_seen", "clips", "teacher_wer", "reference_wer", "teacher_hnr_db", "reference_hnr_db",
+    "copy_pesq_wb", "copy_stoi", "copy_hnr_db", "teacher_rtf",
+)  # fmt: skip
+
+
+class CurveError(Exception):
+    """A run folder without what the record needs (one line for the CLI)."""
+
+
+def samples_per_step(run: Path) -> int:
+    """batch * segment samples of one training step, from the run's config.json."""
+    try:
+        cfg = json.loads((run / "config.json").read_text())
+        train, audio = cfg["train"], cfg["audio"]
+        return int(train["batch_size"]) * int(train["segment_frames"]) * int(audio["hop_length"])
+    except (OSError, KeyError, ValueError) as exc:
+        raise CurveError(f"{run}/config.json: {exc}") from exc
+
+
+def val_rows(log_text: str, per_step: int) -> list[dict[str, str]]:
+    """``step N: val loss X`` lines -> rows, one per step (a step logged twice by a resumed run keeps
+    the later line)."""
+    rows: dict[int, dict[str, str]] = {}
+    for line in log_text.splitlines():
+        m = VAL_LINE.match(line)
+        if m:
+            step = int(m.group(2))
+            rows[step] = {
+                "step": str(step),
+                "samples_seen": str(step * per_step),
+                "val_nll": m.group(3),
+                "logged_at": m.group(1).split(",")[0],
+            }
+    return [rows[s] for s in sorted(rows)]
+
+
+def write_tsv(path: Path, fields, rows) -> None:
+    with path.open("w", newline="") as f:
+        w = csv.DictWriter(f, fields, delimiter="\t", lineterminator="\n")
+        w.writeheader()
+        w.writerows(rows)
+
+
+def sample_row(
+    run: Path, acoustic: Path, student: Path | None, data: Path, limit: int, seed: int
+) -> dict[str, str]:
+    """Export RUN's last checkpoint with the acoustic model and student; score its AR samples."""
+    import torch
+
+    from export.bundle import ExportError, bundle_from_checkpoints
+    from export.parity import ParityError
+    from model.eval.cli import EvalError, run_eval
+
+    ckpt = run / "checkpoints" / "last.pt"
+    if not ckpt.is_file():
+        raise CurveError(f"{ckpt}: no checkpoint")
+    with tempfile.TemporaryDirectory(prefix="curve-") as tmp:
+        ckpt = Path(
+            shutil.copy(ckpt, Path(tmp) / "teacher.pt")
+        )  # a snapshot: the trainer may rewrite last.pt
+        step = int(torch.load(ckpt, map_location="cpu", weights_only=True)["step"])
+        try:
+            bundle, _, _ = bundle_from_checkpoints(
+                tmp, "curve", acoustic=acoustic, student=student, teacher=ckpt
+            )
+            report = run_eval(
+                bundle, data, Path(tmp) / "eval", split="val", limit=limit, teacher_limit=limit, seed=seed,
+                progress=False,
+            )  # fmt: skip
+        except (ExportError, ParityError, EvalError) as exc:
+            raise CurveError(str(exc)) from exc
+    sysm = report["summary"]["teacher_clips"]
+    t, r = sysm["teacher"], sysm["reference"]
+
+    def num(x) -> str:
+        return "" if x is None else f"{x:.4g}"
+
+    return {
+        "step": str(step),
+        "samples_seen": str(step * samples_per_step(run)),
+        "clips": str(t["clips"]),
+        "teacher_wer": num(t["wer"]),
+        "reference_wer": num(r["wer"]),
+        "teacher_hnr_db": num(t["hnr_db"]),
+        "reference_hnr_db": num(r["hnr_db"]),
+        "copy_pesq_wb": num(t["pesq_wb"]),
+        "copy_stoi": num(t["stoi"]),
+        "copy_hnr_db": num(t["copy_hnr_db"]),
+        "teacher_rtf": num(t["rtf"]),
+    }
+
+
+def append_row(path: Path, fields, row: dict[str, str]) -> None:
+    new = not path.exists()
+    with path.open("a", newline="") as f:
+        w = csv.DictWriter(f, fields, delimiter="\t", lineterminator="\n")
+        if new:
+            w.writeheader()
+        w.writerow(row)
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--run", type=Path, required=True, help="Teacher run folder (train.log, config.json).")
+    p.add_argument("--out", type=Path, required=True, help="Folder of nll.tsv and samples.tsv.")
+    p.add_argument("--sample", action="store_true", help="Also score the last checkpoint's AR samples.")
+    p.add_argument("--acoustic", type=Path, help="Acoustic checkpoint (text -> mel) for --sample.")
+    p.add_argument(
+        "--student", type=Path, help="Student checkpoint (optional) for --sample: scored beside the teacher."
+    )
+    p.add_argument("--data", type=Path, help="Corpus folder (its val split) for --sample.")
+    p.add_argument("--limit", type=int, default=1, help="Validation clips per speaker (default 1).")
+    p.add_argument("--seed", type=int, default=0)
+    args = p.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    try:
+        train_log = args.run / "train.log"
+        if not train_log.is_file():
+            raise CurveError(f"{train_log}: no such file")
+        args.out.mkdir(parents=True, exist_ok=True)
+        rows = val_rows(train_log.read_text(errors="replace"), samples_per_step(args.run))
+        write_tsv(args.out / "nll.tsv", NLL_FIELDS, rows)
+        log.info(
+            "%s: %d validation rows (last: %s)", args.out / "nll.tsv", len(rows), rows[-1] if rows else None
+        )
+        if args.sample:
+            missing = [n for n in ("acoustic", "data") if getattr(args, n) is None]
+            if missing:
+                raise CurveError("--sample needs " + ", ".join("--" + n for n in missing))
+            row = sample_row(args.run, args.acoustic, args.student, args.data, args.limit, args.seed)
+            append_row(args.out / "samples.tsv", SAMPLE_FIELDS, row)
+            log.info("%s: %s", args.out / "samples.tsv", row)
+    except CurveError as exc:
+        print(f"error: {exc}")
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
