@@ -73,8 +73,8 @@ def write_tsv(path: Path, fields, rows) -> None:
 
 
 def sample_row(
-    run: Path, acoustic: Path, student: Path | None, data: Path, limit: int, seed: int
-) -> dict[str, str]:
+    run: Path, acoustic: Path, student: Path | None, data: Path, limit: int, seed: int, temperatures=()
+) -> tuple[dict[str, str], list[str]]:
     """Export RUN's last checkpoint with the acoustic model and student; score its AR samples."""
     import torch
 
@@ -98,6 +98,7 @@ def sample_row(
                 bundle, data, Path(tmp) / "eval", split="val", limit=limit, teacher_limit=limit, seed=seed,
                 progress=False,
             )  # fmt: skip
+            table = temperature_table(bundle, data, limit * 3, temperatures, seed) if temperatures else []
         except (ExportError, ParityError, EvalError) as exc:
             raise CurveError(str(exc)) from exc
     sysm = report["summary"]["teacher_clips"]
@@ -118,7 +119,58 @@ def sample_row(
         "copy_stoi": num(t["stoi"]),
         "copy_hnr_db": num(t["copy_hnr_db"]),
         "teacher_rtf": num(t["rtf"]),
-    }
+    }, table
+
+
+def temperature_table(bundle: Path, data: Path, clips: int, temperatures, seed: int = 0) -> list[str]:
+    """Copy synthesis (recording's mel + Praat F0) of the first ``clips`` validation clips by the
+    bundle's teacher at each sampling temperature (noise = T * N(0, 1), the same draws per clip):
+    mean HNR, PESQ-WB, STOI and the pocketsphinx WER of the outputs, one line per temperature."""
+    import dataclasses
+
+    import numpy as np
+
+    from model.data.config import AudioConfig
+    from model.data.corpus import Corpus
+    from model.data.features import load_clip_audio, log_mel
+    from model.data.pitch import track_f0
+    from model.eval.cli import clip_seed, load_voice, pesq_wb, select_clips, stoi_of, transcribe, wer_of
+    from model.eval.voicing import hnr_db
+
+    _, voice = load_voice(bundle, "cpu")
+    cfg = AudioConfig.from_dict(dataclasses.asdict(voice.manifest.audio))
+    chosen = select_clips(Corpus(data), "val", voice.speakers, 1, 1)[:clips]
+    inputs = []
+    for c in chosen:
+        ref = load_clip_audio(data, c.id, cfg)  # (T,)
+        mel = log_mel(ref, cfg)  # (n_mels, F)
+        ref = ref[: mel.shape[1] * cfg.hop_length]
+        inputs.append((c, ref, mel, track_f0(ref, cfg)))
+    lines = [
+        f"recordings: HNR {np.mean([hnr_db(r, cfg.sample_rate) for _, r, _, _ in inputs]):.2f} dB ({len(inputs)} clips)"
+    ]
+    for t in temperatures:
+        hnr, pesq, stoi, hyps = [], [], [], []
+        for c, ref, mel, f0 in inputs:
+            rng = np.random.default_rng(clip_seed(seed, c.id))
+            out = np.concatenate(
+                [
+                    p
+                    for p, _ in voice.teacher(
+                        mel, voice.speaker_id(c.voice_speaker), rng, f0=f0, temperature=t
+                    )
+                ]
+            )
+            hnr.append(hnr_db(out, cfg.sample_rate))
+            pesq.append(pesq_wb(ref, out, cfg.sample_rate))
+            stoi.append(stoi_of(ref, out, cfg.sample_rate))
+            hyps.append(transcribe(out, cfg.sample_rate))
+        wer = wer_of([c.normalized for c, *_ in inputs], hyps)
+        lines.append(
+            f"T={t:g}: HNR {np.mean(hnr):.2f} PESQ {np.mean(pesq):.3f} STOI {np.mean(stoi):.3f} WER {wer:.3f}"
+        )
+        log.info("%s", lines[-1])
+    return lines
 
 
 def append_row(path: Path, fields, row: dict[str, str]) -> None:
@@ -142,6 +194,11 @@ def main(argv=None) -> int:
     p.add_argument("--data", type=Path, help="Corpus folder (its val split) for --sample.")
     p.add_argument("--limit", type=int, default=1, help="Validation clips per speaker (default 1).")
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument(
+        "--temperatures", default=None,
+        help="With --sample: also copy-synthesise --limit-many validation clips at these sampling temperatures "
+        "(comma-separated, e.g. 1,0.8,0.6) into temperature-stepN.txt.",
+    )  # fmt: skip
     args = p.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     try:
@@ -158,8 +215,18 @@ def main(argv=None) -> int:
             missing = [n for n in ("acoustic", "data") if getattr(args, n) is None]
             if missing:
                 raise CurveError("--sample needs " + ", ".join("--" + n for n in missing))
-            row = sample_row(args.run, args.acoustic, args.student, args.data, args.limit, args.seed)
+            temps = [float(t) for t in args.temperatures.split(",")] if args.temperatures else []
+            row, table = sample_row(
+                args.run, args.acoustic, args.student, args.data, args.limit, args.seed, temps
+            )
             append_row(args.out / "samples.tsv", SAMPLE_FIELDS, row)
+            if table:
+                head = (
+                    f"# teacher step {row['step']}: copy synthesis (recording's mel + Praat F0) of validation clips "
+                    "at each sampling temperature, the same noise draws per clip (python -m model.eval.curve "
+                    "--temperatures)"
+                )
+                (args.out / f"temperature-step{row['step']}.txt").write_text("\n".join([head, *table]) + "\n")
             log.info("%s: %s", args.out / "samples.tsv", row)
     except CurveError as exc:
         print(f"error: {exc}")
