@@ -35,15 +35,13 @@ log = logging.getLogger(__name__)
 PESQ_TOLERANCE = 0.05
 
 
-def clip_inputs(voice, corpus_dir: Path, clip_id: str, speaker: int, seed: int, cfg):
-    """(mel (n_mels, F), F0 (F,) Hz, noise (F*hop,)) of one recording: the copy-synthesis inputs."""
-    from model.data.features import load_clip_audio, log_mel
-    from model.data.pitch import track_f0
+def clip_inputs(corpus_dir: Path, clip_id: str, seed: int, cfg):
+    """(recording (F*hop,), mel (n_mels, F), F0 (F,) Hz, noise (F*hop,)) of one clip: the
+    copy-synthesis inputs (``model.eval.cli.copy_inputs``) and standard normal noise from ``seed``."""
+    from model.data.features import load_clip_audio
+    from model.eval.cli import copy_inputs
 
-    ref = load_clip_audio(corpus_dir, clip_id, cfg)  # (T,)
-    mel = log_mel(ref, cfg)  # (n_mels, F)
-    ref = ref[: mel.shape[1] * cfg.hop_length]
-    f0 = track_f0(ref, cfg)  # (F,)
+    ref, mel, f0 = copy_inputs(load_clip_audio(corpus_dir, clip_id, cfg), cfg)
     z = np.random.default_rng(seed).standard_normal(mel.shape[1] * cfg.hop_length, dtype=np.float32)
     return ref, mel, f0, z
 
@@ -152,7 +150,7 @@ def main(argv=None) -> int:
     calib = []
     for i, c in enumerate(train[:: max(1, len(train) // args.calib)][: args.calib]):
         sid = voice.speaker_id(c.voice_speaker)
-        _, mel, f0, z = clip_inputs(voice, args.data, c.id, sid, i, cfg)
+        _, mel, f0, z = clip_inputs(args.data, c.id, i, cfg)
         calib.append(student_feeds(voice, mel, f0, z, sid))
 
     lines = [
@@ -173,7 +171,7 @@ def main(argv=None) -> int:
 
         # speed: the same input (first test clip, cut or tiled to --seconds)
         c0 = test[0]
-        _, mel, f0, z = clip_inputs(voice, args.data, c0.id, voice.speaker_id(c0.voice_speaker), 0, cfg)
+        _, mel, f0, z = clip_inputs(args.data, c0.id, 0, cfg)
         frames = int(args.seconds * cfg.sample_rate / cfg.hop_length)
         reps = -(-frames // mel.shape[1])
         mel, f0 = np.tile(mel, (1, reps))[:, :frames], np.tile(f0, reps)[:frames]
@@ -205,7 +203,7 @@ def main(argv=None) -> int:
         }
         for c in test:
             sid = voice.speaker_id(c.voice_speaker)
-            ref, mel, f0, z = clip_inputs(voice, args.data, c.id, sid, clip_seed(0, c.id), cfg)
+            ref, mel, f0, z = clip_inputs(args.data, c.id, clip_seed(0, c.id), cfg)
             for name, v in (("fp32", voice), ("int8", voice8)):
                 out = v.vocode([mel], [sid], [z], [f0])[0]
                 scores[name]["pesq"].append(pesq_wb(ref, out, cfg.sample_rate))

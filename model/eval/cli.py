@@ -332,16 +332,33 @@ def text_to_audio(engine, voice, clip: Clip, model: str, seed: int) -> tuple[np.
     return (np.concatenate(pieces) if pieces else np.zeros(0, np.float32)), wall
 
 
+def copy_inputs(ref: np.ndarray, cfg) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """A recording (T,) -> what copy synthesis takes and is scored against: (the recording cut to
+    what the mel describes (F * hop,), its log-mel (n_mels, F), its Praat F0 (F,) Hz)."""
+    from model.data.features import log_mel
+    from model.data.pitch import track_f0
+
+    mel = log_mel(ref, cfg)  # (n_mels, F)
+    ref_cut = ref[: mel.shape[1] * cfg.hop_length]  # (F * hop,)
+    return ref_cut, mel, track_f0(ref_cut, cfg)
+
+
 def copy_synthesis(
-    voice, mel: np.ndarray, speaker: int, model: str, seed: int, f0: np.ndarray | None = None
+    voice,
+    mel: np.ndarray,
+    speaker: int,
+    model: str,
+    seed: int,
+    f0: np.ndarray | None = None,
+    temperature: float = 1.0,
 ) -> np.ndarray:
     """Ground-truth mel (n_mels, F) [+ the recording's F0 (F,), for the vocoder's excitation] ->
-    (F * hop,) audio with the student or the teacher."""
+    (F * hop,) audio with the student or the teacher (sampling at ``temperature``)."""
     rng = np.random.default_rng(seed)
     if model == "student":
         z = rng.standard_normal(mel.shape[1] * voice.hop, dtype=np.float32)  # (F * hop,)
         return voice.vocode([mel], [speaker], [z], [f0])[0]
-    pieces = [p for p, _ in voice.teacher(mel, speaker, rng, f0=f0)]
+    pieces = [p for p, _ in voice.teacher(mel, speaker, rng, f0=f0, temperature=temperature)]
     return np.concatenate(pieces) if pieces else np.zeros(0, np.float32)
 
 
@@ -352,9 +369,7 @@ def evaluate_clip(engine, voice, cfg, corpus_dir: Path, clip: Clip, systems: Seq
     from model.eval.voicing import f0_error, hnr_db
 
     ref = load_clip_audio(corpus_dir, clip.id, cfg)  # (T,) at the bundle rate
-    mel = log_mel(ref, cfg)  # (n_mels, F)
-    ref_cut = ref[: mel.shape[1] * cfg.hop_length]  # (F * hop,) what the mel describes
-    ref_f0 = track_f0(ref_cut, cfg)  # (F,) Hz, the vocoders' excitation in copy synthesis
+    ref_cut, mel, ref_f0 = copy_inputs(ref, cfg)  # (F * hop,), (n_mels, F), (F,) Hz: the vocoders' excitation
     spk = voice.speaker_id(clip.voice_speaker)
     res = ClipResult(clip.id, clip.speaker, clip.normalized, clip.teacher)
     res.reference_seconds = len(ref) / cfg.sample_rate

@@ -98,7 +98,7 @@ def sample_row(
                 bundle, data, Path(tmp) / "eval", split="val", limit=limit, teacher_limit=limit, seed=seed,
                 progress=False,
             )  # fmt: skip
-            table = temperature_table(bundle, data, limit * 3, temperatures, seed) if temperatures else []
+            table = temperature_table(bundle, data, limit, temperatures, seed) if temperatures else []
         except (ExportError, ParityError, EvalError) as exc:
             raise CurveError(str(exc)) from exc
     sysm = report["summary"]["teacher_clips"]
@@ -122,45 +122,44 @@ def sample_row(
     }, table
 
 
-def temperature_table(bundle: Path, data: Path, clips: int, temperatures, seed: int = 0) -> list[str]:
-    """Copy synthesis (recording's mel + Praat F0) of the first ``clips`` validation clips by the
-    bundle's teacher at each sampling temperature (noise = T * N(0, 1), the same draws per clip):
-    mean HNR, PESQ-WB, STOI and the pocketsphinx WER of the outputs, one line per temperature."""
+def temperature_table(bundle: Path, data: Path, limit: int, temperatures, seed: int = 0) -> list[str]:
+    """Copy synthesis (recording's mel + Praat F0) of the first ``limit`` validation clips per speaker
+    by the bundle's teacher at each sampling temperature (noise = T * N(0, 1), the same draws per
+    clip): mean HNR, PESQ-WB, STOI and the pocketsphinx WER of the outputs, one line per temperature."""
     import dataclasses
 
     import numpy as np
 
     from model.data.config import AudioConfig
     from model.data.corpus import Corpus
-    from model.data.features import load_clip_audio, log_mel
-    from model.data.pitch import track_f0
-    from model.eval.cli import clip_seed, load_voice, pesq_wb, select_clips, stoi_of, transcribe, wer_of
+    from model.data.features import load_clip_audio
+    from model.eval.cli import (
+        clip_seed,
+        copy_inputs,
+        copy_synthesis,
+        load_voice,
+        pesq_wb,
+        select_clips,
+        stoi_of,
+        transcribe,
+        wer_of,
+    )  # fmt: skip
     from model.eval.voicing import hnr_db
 
     _, voice = load_voice(bundle, "cpu")
     cfg = AudioConfig.from_dict(dataclasses.asdict(voice.manifest.audio))
-    chosen = select_clips(Corpus(data), "val", voice.speakers, 1, 1)[:clips]
-    inputs = []
-    for c in chosen:
-        ref = load_clip_audio(data, c.id, cfg)  # (T,)
-        mel = log_mel(ref, cfg)  # (n_mels, F)
-        ref = ref[: mel.shape[1] * cfg.hop_length]
-        inputs.append((c, ref, mel, track_f0(ref, cfg)))
+    chosen = select_clips(Corpus(data), "val", voice.speakers, limit, limit)
+    inputs = [
+        (c, *copy_inputs(load_clip_audio(data, c.id, cfg), cfg)) for c in chosen
+    ]  # (clip, ref, mel, f0)
     lines = [
         f"recordings: HNR {np.mean([hnr_db(r, cfg.sample_rate) for _, r, _, _ in inputs]):.2f} dB ({len(inputs)} clips)"
     ]
     for t in temperatures:
         hnr, pesq, stoi, hyps = [], [], [], []
         for c, ref, mel, f0 in inputs:
-            rng = np.random.default_rng(clip_seed(seed, c.id))
-            out = np.concatenate(
-                [
-                    p
-                    for p, _ in voice.teacher(
-                        mel, voice.speaker_id(c.voice_speaker), rng, f0=f0, temperature=t
-                    )
-                ]
-            )
+            spk = voice.speaker_id(c.voice_speaker)
+            out = copy_synthesis(voice, mel, spk, "teacher", clip_seed(seed, c.id), f0, temperature=t)
             hnr.append(hnr_db(out, cfg.sample_rate))
             pesq.append(pesq_wb(ref, out, cfg.sample_rate))
             stoi.append(stoi_of(ref, out, cfg.sample_rate))
