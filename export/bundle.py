@@ -27,7 +27,7 @@ from torch import nn
 from export import onnx as onnx_export
 from export import parity
 from service import __version__
-from service.bundle import AudioParams, Provenance, VoiceBundle, file_entry
+from service.bundle import AudioParams, InferenceParams, Provenance, VoiceBundle, file_entry
 
 log = logging.getLogger(__name__)
 
@@ -117,6 +117,7 @@ def write_bundle(
     git_commit: str | None = "auto",
     check: bool = True,
     overwrite: bool = False,
+    inference: InferenceParams | None = None,
 ) -> tuple[Path, VoiceBundle, list[parity.Parity]]:
     """Export, parity-check and write ``out_dir/name``. Returns (folder, manifest, parity results).
 
@@ -127,6 +128,9 @@ def write_bundle(
         raise ExportError("nothing to vocode with: give a student and/or a teacher")
     if not name or Path(name).name != name or name.startswith("."):
         raise ExportError(f"voice name {name!r} must be a plain folder name")
+    inference = inference or InferenceParams()
+    if inference.problem():
+        raise ExportError(inference.problem())
     vocoders = {k: v for k, v in (("student", student), ("teacher", teacher)) if v is not None}
     check_consistency(audio, speakers, acoustic.model, vocoders)
     final = Path(out_dir) / name
@@ -166,6 +170,7 @@ def write_bundle(
             files=files,
             provenance=provenance,
             context=context,
+            inference=inference,
         )
         manifest.save(tmp)
         if final.exists():
@@ -248,6 +253,7 @@ def bundle_from_checkpoints(
     teacher: Path | None = None,
     fp16: bool = False,
     overwrite: bool = False,
+    teacher_temperature: float = 1.0,
 ) -> tuple[Path, VoiceBundle, list[parity.Parity]]:
     from model.acoustic import acoustic_from_checkpoint
     from model.student import student_from_checkpoint
@@ -277,4 +283,5 @@ def bundle_from_checkpoints(
         fp16=fp16,
         corpus=str(data.get("corpus", "")),
         overwrite=overwrite,
+        inference=InferenceParams(teacher_temperature=float(teacher_temperature)),
     )

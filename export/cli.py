@@ -45,6 +45,11 @@ def voice(
     out: Path = typer.Option(DEFAULT_OUT, help="Folder of voice bundles."),
     fp16: bool = typer.Option(False, help="Also write a float16 student for the CUDA provider."),
     overwrite: bool = typer.Option(False, help="Replace an existing bundle of that name."),
+    teacher_temperature: float = typer.Option(
+        1.0,
+        help="The teacher's default sampling temperature, written to voice.json (0 < T <= 2; measure it, "
+        "e.g. `python -m model.eval.curve --temperatures 1,0.8,0.6`).",
+    ),
 ) -> None:
     """Export checkpoints (acoustic + student and/or teacher) to a parity-checked voice bundle."""
     from export.bundle import ExportError, bundle_from_checkpoints
@@ -58,7 +63,14 @@ def voice(
             raise _fail(f"{p}: checkpoint not found")
     try:
         folder, manifest, results = bundle_from_checkpoints(
-            out, name, acoustic=acoustic, student=student, teacher=teacher, fp16=fp16, overwrite=overwrite
+            out,
+            name,
+            acoustic=acoustic,
+            student=student,
+            teacher=teacher,
+            fp16=fp16,
+            overwrite=overwrite,
+            teacher_temperature=teacher_temperature,
         )
     except (ExportError, ParityError) as exc:
         raise _fail(str(exc)) from None

@@ -15,6 +15,7 @@ One typed dataclass, :class:`VoiceBundle`, is both what ``parawave export`` writ
                              "bytes": 123456}, "student": {...}, "student_fp16": {...},
                 "teacher_cond": {...}, "teacher_block": {...}},
       "context": {"student": [12, 3]},        # frames of mel a vocoder output depends on, before/after
+      "inference": {"teacher_temperature": 0.7},  # sampling defaults chosen at export (optional)
       "provenance": {"corpus": "...", "steps": {"acoustic": 40000, ...}, "metrics": {...},
                      "git_commit": "...", "date": "2026-...Z", "parawave": "0.1.0",
                      "checkpoints": {...}, "parity": {"student": 3e-7, ...}}
@@ -46,6 +47,7 @@ FORMAT_VERSION = 2  # 2: the acoustic graph takes pitch and gives f0; the studen
 MANIFEST = "voice.json"
 PRECISIONS = ("fp32", "fp16")
 TEACHER_ROLES = ("teacher_cond", "teacher_block")
+MAX_TEMPERATURE = 2.0
 
 
 @dataclass(frozen=True)
@@ -72,6 +74,22 @@ class BundleFile:
 
 
 @dataclass(frozen=True)
+class InferenceParams:
+    """Sampling defaults measured for this voice at export (Piper keeps its noise scales in the
+    voice's JSON the same way); ``Settings`` can override them per deployment."""
+
+    # the teacher samples x_t = mean + temperature * scale * N(0, 1); below 1 trades variety for a
+    # cleaner, more periodic waveform (an undertrained Gaussian WaveNet is noisy at 1)
+    teacher_temperature: float = 1.0
+
+    def problem(self) -> str | None:
+        t = self.teacher_temperature
+        if isinstance(t, bool) or not (isinstance(t, (int, float)) and 0.0 < t <= MAX_TEMPERATURE):
+            return f"inference.teacher_temperature must be in (0, {MAX_TEMPERATURE:g}], got {t!r}"
+        return None
+
+
+@dataclass(frozen=True)
 class Provenance:
     corpus: str = ""
     steps: dict[str, int] = field(default_factory=dict)  # role -> training steps
@@ -95,6 +113,7 @@ class VoiceBundle:
     # role -> [left, right]: mel frames before/after a frame that its audio depends on (receptive
     # field + conditioning look-ahead); lets the engine vocode long utterances in exact pieces
     context: dict[str, tuple[int, int]] = field(default_factory=dict)
+    inference: InferenceParams = field(default_factory=InferenceParams)
     format_version: int = FORMAT_VERSION
 
     def __post_init__(self) -> None:
@@ -122,6 +141,9 @@ class VoiceBundle:
             return "the teacher needs both teacher_cond and teacher_block"
         if "student" not in self.files and not all(has_teacher):
             return "no vocoder: ship the student and/or the teacher (teacher_cond + teacher_block)"
+        inference_problem = self.inference.problem()
+        if inference_problem:
+            return inference_problem
         for role, ctx in self.context.items():
             if len(ctx) != 2 or min(ctx) < 0:
                 return f"context.{role} must be [left, right] frames >= 0, got {list(ctx)}"
@@ -154,7 +176,7 @@ class VoiceBundle:
         d["speakers"] = list(self.speakers)
         d["context"] = {k: list(v) for k, v in self.context.items()}
         order = ["format_version", "name", "sample_rate", "audio", "symbols", "speakers", "files", "context"]
-        order.append("provenance")
+        order += ["inference", "provenance"]
         return {k: d[k] for k in order}
 
     @classmethod
@@ -181,6 +203,7 @@ class VoiceBundle:
             files={str(r): BundleFile(**_known(f, BundleFile, f"files.{r}")) for r, f in files.items()},
             provenance=Provenance(**_known(d.get("provenance", {}), Provenance, "provenance")),
             context={str(k): (int(v[0]), int(v[1])) for k, v in dict(d.get("context", {})).items()},
+            inference=InferenceParams(**_known(d.get("inference", {}), InferenceParams, "inference")),
             format_version=int(version),
         )
 

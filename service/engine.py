@@ -35,7 +35,8 @@ per session; default 1, see :data:`DEFAULT_INTRA_OP_THREADS`; 0 = ONNX Runtime's
 physical core), ``ort_spin`` (let idle ORT threads spin: lower latency on a dedicated machine, wasted
 cores on a shared one; default off), ``gpu_mem_limit_mb`` (CUDA arena limit per session, default no
 limit), ``teacher_frames_per_call`` (mel frames per teacher_block call; default calibrated from the
-measured speed, see :data:`TEACHER_CALL_SECONDS`).
+measured speed, see :data:`TEACHER_CALL_SECONDS`), ``teacher_temperature`` (the teacher's sampling
+temperature; default the bundle's ``inference.teacher_temperature``).
 """
 
 from __future__ import annotations
@@ -244,6 +245,7 @@ class Voice:
         *,
         student_threads: int | None = None,
         teacher_frames_per_call: int | None = None,
+        teacher_temperature: float | None = None,
     ):
         self.path = path
         self.manifest = manifest
@@ -276,6 +278,10 @@ class Voice:
         self.piece_threads = default_piece_threads(student_threads) if self.chunk_frames else 1
         self._lock = threading.Lock()
         self.teacher_frames = teacher_frames_per_call  # frames per teacher_block call; None = calibrated
+        # the deployment's override, else the bundle's measured default (voice.json "inference")
+        self.teacher_temperature = (
+            manifest.inference.teacher_temperature if teacher_temperature is None else float(teacher_temperature)
+        )
         self._teacher_frame_seconds: float | None = None  # measured cost of one frame, teacher
         if self.teacher_block is not None:
             self._state_shapes = [
@@ -295,6 +301,7 @@ class Voice:
         student_threads: int | None = None,
         ort_spin: bool = False,
         teacher_frames_per_call: int | None = None,
+        teacher_temperature: float | None = None,
     ) -> Voice:
         """Load ``path`` (a bundle folder): verify it, open its sessions on ``providers`` (the
         teacher always on the CPU). With CUDA first and ``prefer_fp16``, fp16 variants are used
@@ -335,6 +342,7 @@ class Voice:
             loaded,
             student_threads=student_threads,
             teacher_frames_per_call=teacher_frames_per_call,
+            teacher_temperature=teacher_temperature,
         )
         for role, g in loaded.items():
             log.info("voice %s: %s (%s) runs on %s", voice.name, role, g.path.name, g.provider)
@@ -530,7 +538,7 @@ class Voice:
         speaker: int,
         rng: np.random.Generator,
         cancel: CancelFlag | None = None,
-        temperature: float = 1.0,
+        temperature: float | None = None,
         f0: np.ndarray | None = None,
     ) -> Iterator[tuple[np.ndarray, bool]]:
         """Autoregressive generation of mel (n_mels, F) [+ F0 (F,) Hz, None = unvoiced]: yields
@@ -538,10 +546,12 @@ class Voice:
 
         A few frames per ``teacher_block`` call: ``teacher_frames_per_call`` when set, else as many
         as take ~TEACHER_CALL_SECONDS (measured), so ``cancel`` is looked at that often. Noise:
-        temperature * N(0, 1) from ``rng``. The excitation is computed once for the whole utterance
+        temperature * N(0, 1) from ``rng`` (None: the voice's ``teacher_temperature``). The excitation is computed once for the whole utterance
         and sliced per call, so the pieces equal one call over all frames.
         """
         assert self.teacher_cond is not None and self.teacher_block is not None
+        if temperature is None:
+            temperature = self.teacher_temperature
         cond = self.teacher_cond.run(mel[None].astype(np.float32), np.array([speaker], np.int64))[
             0
         ]  # (1, C, F)
@@ -848,6 +858,7 @@ def load_engine(
     ort_spin: bool = False,
     gpu_mem_limit_mb: int | None = None,
     teacher_frames_per_call: int | None = None,
+    teacher_temperature: float | None = None,
 ) -> OnnxEngine:
     """Load every bundle under ``voices_dir``; EngineLoadError (one line) when it cannot.
 
@@ -864,6 +875,7 @@ def load_engine(
         "student_threads": student_threads,
         "ort_spin": ort_spin,
         "teacher_frames_per_call": teacher_frames_per_call,
+        "teacher_temperature": teacher_temperature,
     }
     voices = [_load_voice(d, providers, intra_op_threads, require_cuda, **knobs) for d in dirs]
     if _provider_name(providers[0]) == CUDA and require_cuda:

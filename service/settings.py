@@ -83,6 +83,14 @@ class Settings(BaseSettings):
         "cancel flag). Unset: calibrated from the measured speed, ~0.1 s of work per call.",
     )
 
+    teacher_temperature: float | None = Field(
+        None,
+        gt=0,
+        le=2,
+        description="Sampling temperature of the teacher (the reference endpoint). Unset: each voice's "
+        "measured default (voice.json inference.teacher_temperature, 1.0 when absent).",
+    )
+
     # Request limits
     max_input_chars: int = Field(4096, ge=1)
     max_body_bytes: int = Field(65536, ge=1024, description="Larger bodies get 413 (checked before reading).")
@@ -135,6 +143,7 @@ class Settings(BaseSettings):
             "ort_spin": self.ort_spin,
             "gpu_mem_limit_mb": self.gpu_mem_limit_mb,
             "teacher_frames_per_call": self.teacher_frames_per_call,
+            "teacher_temperature": self.teacher_temperature,
         }
 
     @field_validator("cors_origins", mode="before")

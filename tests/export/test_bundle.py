@@ -103,6 +103,10 @@ def test_tampered_onnx_file_is_rejected(tiny_copy):
         (lambda d: d.update(name="other"), "names the voice 'other'"),
         (lambda d: d.update(extra=1), "unknown fields ['extra']"),
         (lambda d: d.update(sample_rate=22050), "differs from audio.sample_rate"),
+        (lambda d: d.update(inference={"teacher_temperature": 0}), "teacher_temperature must be in (0, 2]"),
+        (lambda d: d.update(inference={"teacher_temperature": 2.5}), "teacher_temperature must be in (0, 2]"),
+        (lambda d: d.update(inference={"teacher_temperature": "hot"}), "teacher_temperature must be in"),
+        (lambda d: d.update(inference={"noise": 1}), "unknown fields ['noise']"),
     ],
 )
 def test_broken_manifest_is_rejected(tiny_copy, edit, expected):
@@ -203,6 +207,26 @@ def test_export_command_writes_a_loadable_bundle(checkpoints, tmp_path):
     # the same name again needs --overwrite
     again = runner.invoke(app, args)
     assert again.exit_code == 2 and "exists" in again.output
+
+
+def test_export_command_writes_the_teacher_temperature(checkpoints, tmp_path):
+    """--teacher-temperature lands in voice.json and is the loaded voice's default; out of range it is
+    refused with one line and nothing is written. Without it the default is 1."""
+    from service.cli import app
+
+    base = ["export", "voice", "--out", str(tmp_path), "--acoustic", str(checkpoints["acoustic"])]
+    base += ["--teacher", str(checkpoints["teacher"])]
+    result = runner.invoke(app, [*base, "--name", "t1", "--teacher-temperature", "0.7"])
+    assert result.exit_code == 0, result.output
+    assert json.loads((tmp_path / "t1" / "voice.json").read_text())["inference"] == {"teacher_temperature": 0.7}
+    assert Voice.load(tmp_path / "t1", [CPU]).teacher_temperature == 0.7
+    plain = runner.invoke(app, [*base, "--name", "t2"])
+    assert plain.exit_code == 0, plain.output
+    assert bundle.load(tmp_path / "t2").inference.teacher_temperature == 1.0
+    bad = runner.invoke(app, [*base, "--name", "t3", "--teacher-temperature", "3"])
+    assert bad.exit_code == 2 and "teacher_temperature must be in (0, 2]" in bad.output
+    assert "Traceback" not in bad.output
+    assert not (tmp_path / "t3").exists() and not list(tmp_path.glob(".t3*"))
 
 
 def test_export_command_refuses_inconsistent_checkpoints(checkpoints, tmp_path):

@@ -169,13 +169,46 @@ def test_teacher_pieces_of_varying_size_match_one_call_with_the_excitation(engin
     assert np.abs(unvoiced - whole).max() > 1e-3
 
 
+def test_teacher_temperature_comes_from_the_bundle_unless_overridden(tmp_path):
+    """voice.json's inference.teacher_temperature is the teacher's default noise scale (a voice.json
+    without it: 1); the load-time override (Settings.teacher_temperature) wins; an explicit argument
+    wins over both. Same seed, so equal temperatures give equal audio and different ones do not."""
+    import json
+    import shutil
+
+    folder = tmp_path / "tiny"
+    shutil.copytree(VOICES / "tiny", folder)
+    manifest = json.loads((folder / "voice.json").read_text())
+    manifest["inference"] = {"teacher_temperature": 0.5}
+    (folder / "voice.json").write_text(json.dumps(manifest))
+    plain = Voice.load(VOICES / "tiny", teacher_frames_per_call=TEACHER_FRAMES)
+    cool = Voice.load(folder, teacher_frames_per_call=TEACHER_FRAMES)
+    warm = Voice.load(folder, teacher_frames_per_call=TEACHER_FRAMES, teacher_temperature=1.0)
+    assert (plain.teacher_temperature, cool.teacher_temperature, warm.teacher_temperature) == (1.0, 0.5, 1.0)
+    s = prepare_text("Testing one two.", plain.symbols)[0]
+    mel, f0 = plain.features([s.ids], [1], [1.0])[0]
+
+    def run(voice, **kw):
+        return np.concatenate([p for p, _ in voice.teacher(mel, 1, np.random.default_rng(3), f0=f0, **kw)])
+
+    np.testing.assert_array_equal(run(cool), run(plain, temperature=0.5))
+    np.testing.assert_array_equal(run(warm), run(plain))
+    np.testing.assert_array_equal(run(cool, temperature=1.0), run(plain))
+    assert np.abs(run(cool) - run(plain)).max() > 1e-4
+    engine = load_engine(tmp_path, device="cpu", require_cuda=False, teacher_temperature=0.8)
+    assert engine.voice("tiny").teacher_temperature == 0.8
+    assert Settings(teacher_temperature=0.8).engine_options()["teacher_temperature"] == 0.8
+    with pytest.raises(ValidationError):
+        Settings(teacher_temperature=0)
+
+
 def test_teacher_gets_the_acoustic_f0(engine, monkeypatch):
     """OnnxEngine.synthesize gives the teacher the acoustic model's (pitch-shifted) F0."""
     voice = engine.voice("tiny")
     seen = []
     original = voice.teacher
 
-    def spy(mel, speaker, rng, cancel=None, temperature=1.0, f0=None):
+    def spy(mel, speaker, rng, cancel=None, temperature=None, f0=None):
         seen.append((mel.shape[1], f0))
         return original(mel, speaker, rng, cancel, temperature, f0)
 
