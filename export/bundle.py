@@ -254,6 +254,7 @@ def bundle_from_checkpoints(
     fp16: bool = False,
     overwrite: bool = False,
     teacher_temperature: float = 1.0,
+    hd_model: str = "teacher",
 ) -> tuple[Path, VoiceBundle, list[parity.Parity]]:
     from model.acoustic import acoustic_from_checkpoint
     from model.student import student_from_checkpoint
@@ -283,5 +284,5 @@ def bundle_from_checkpoints(
         fp16=fp16,
         corpus=str(data.get("corpus", "")),
         overwrite=overwrite,
-        inference=InferenceParams(teacher_temperature=float(teacher_temperature)),
+        inference=InferenceParams(teacher_temperature=float(teacher_temperature), hd_model=hd_model),
     )

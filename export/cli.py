@@ -50,6 +50,11 @@ def voice(
         help="The teacher's default sampling temperature, written to voice.json (0 < T <= 2; measure it, "
         "e.g. `python -m model.eval.curve --temperatures 1,0.8,0.6`).",
     ),
+    hd_model: str = typer.Option(
+        "teacher",
+        help="What OpenAI's tts-1-hd speaks with on this voice: teacher or student (the better one by "
+        "`parawave eval`; a voice without a teacher always uses the student).",
+    ),
 ) -> None:
     """Export checkpoints (acoustic + student and/or teacher) to a parity-checked voice bundle."""
     from export.bundle import ExportError, bundle_from_checkpoints
@@ -71,6 +76,7 @@ def voice(
             fp16=fp16,
             overwrite=overwrite,
             teacher_temperature=teacher_temperature,
+            hd_model=hd_model,
         )
     except (ExportError, ParityError) as exc:
         raise _fail(str(exc)) from None

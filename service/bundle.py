@@ -15,7 +15,7 @@ One typed dataclass, :class:`VoiceBundle`, is both what ``parawave export`` writ
                              "bytes": 123456}, "student": {...}, "student_fp16": {...},
                 "teacher_cond": {...}, "teacher_block": {...}},
       "context": {"student": [12, 3]},        # frames of mel a vocoder output depends on, before/after
-      "inference": {"teacher_temperature": 0.7},  # sampling defaults chosen at export (optional)
+      "inference": {"teacher_temperature": 0.7, "hd_model": "student"},  # chosen at export (optional)
       "provenance": {"corpus": "...", "steps": {"acoustic": 40000, ...}, "metrics": {...},
                      "git_commit": "...", "date": "2026-...Z", "parawave": "0.1.0",
                      "checkpoints": {...}, "parity": {"student": 3e-7, ...}}
@@ -48,6 +48,7 @@ MANIFEST = "voice.json"
 PRECISIONS = ("fp32", "fp16")
 TEACHER_ROLES = ("teacher_cond", "teacher_block")
 MAX_TEMPERATURE = 2.0
+HD_MODELS = ("teacher", "student")
 
 
 @dataclass(frozen=True)
@@ -81,8 +82,13 @@ class InferenceParams:
     # the teacher samples x_t = mean + temperature * scale * N(0, 1); below 1 trades variety for a
     # cleaner, more periodic waveform (an undertrained Gaussian WaveNet is noisy at 1)
     teacher_temperature: float = 1.0
+    # the model OpenAI's `tts-1-hd` asks for on this voice: the teacher (the Parallel WaveNet
+    # premise: the reference is the best) unless the export measured the student better
+    hd_model: str = "teacher"
 
     def problem(self) -> str | None:
+        if self.hd_model not in HD_MODELS:
+            return f"inference.hd_model must be one of {list(HD_MODELS)}, got {self.hd_model!r}"
         t = self.teacher_temperature
         if isinstance(t, bool) or not (isinstance(t, (int, float)) and 0.0 < t <= MAX_TEMPERATURE):
             return f"inference.teacher_temperature must be in (0, {MAX_TEMPERATURE:g}], got {t!r}"

@@ -280,7 +280,9 @@ class Voice:
         self.teacher_frames = teacher_frames_per_call  # frames per teacher_block call; None = calibrated
         # the deployment's override, else the bundle's measured default (voice.json "inference")
         self.teacher_temperature = (
-            manifest.inference.teacher_temperature if teacher_temperature is None else float(teacher_temperature)
+            manifest.inference.teacher_temperature
+            if teacher_temperature is None
+            else float(teacher_temperature)
         )
         self._teacher_frame_seconds: float | None = None  # measured cost of one frame, teacher
         if self.teacher_block is not None:
@@ -364,7 +366,14 @@ class Voice:
 
     @property
     def info(self) -> VoiceInfo:
-        return VoiceInfo(self.name, self.sample_rate, self.speakers, self.models)
+        hd = self.manifest.inference.hd_model
+        return VoiceInfo(
+            self.name,
+            self.sample_rate,
+            self.speakers,
+            self.models,
+            hd if hd in self.models else self.models[0],
+        )
 
     def speaker_id(self, name: str) -> int:
         try:

@@ -66,6 +66,9 @@ class VoiceInfo:
     sample_rate: int  # Hz, of every chunk this voice produces
     speakers: tuple[str, ...]  # speaker names inside the bundle; the first is the bundle's default
     models: tuple[ModelKind, ...] = MODEL_KINDS  # models the bundle ships ("teacher" is optional)
+    # what OpenAI's `tts-1-hd` ("the best this voice has") speaks with: the bundle's measured choice
+    # (voice.json inference.hd_model); the student when the voice has no teacher
+    hd_model: ModelKind = "teacher"
 
 
 @dataclass(frozen=True)

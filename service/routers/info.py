@@ -32,6 +32,9 @@ async def voices(state: ServiceState = Depends(get_state)) -> dict[str, Any]:
                 "speaker": e.speaker,
                 "sample_rate": e.voice.sample_rate,
                 "models": [MODEL_IDS[m] for m in e.voice.models],
+                "hd_model": MODEL_IDS[
+                    e.voice.hd_model if e.voice.hd_model in e.voice.models else e.voice.models[0]
+                ],
             }
             for e in state.catalog.entries
         ],

@@ -17,7 +17,7 @@ from fastapi.responses import Response, StreamingResponse
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from service.audio import CONTENT_TYPES, FORMATS, StreamEncoder, available_formats, encode, output_rate
-from service.catalog import MODEL_ALIASES, fallback_model, resolve_model
+from service.catalog import MODEL_ALIASES, fallback_model, is_hd_alias, resolve_model
 from service.errors import RATE_LIMIT, SERVER_ERROR, APIError, error_responses
 from service.scheduler import GenerationTimeout, Job, QueueFull
 from service.state import ServiceState, require_ready
@@ -51,7 +51,8 @@ class SpeechBody(BaseModel):
         "tts-1",
         max_length=200,
         description="Model name (case-insensitive): tts-1 and its aliases speak with the student, "
-        "tts-1-hd with the teacher (the student where the voice has no teacher).",
+        "tts-1-hd with the voice's best model (its hd_model in GET /v1/audio/voices: the teacher unless the "
+        "voice's export measured the student better; the student where the voice has no teacher).",
         json_schema_extra={"enum": list(MODEL_ALIASES)},
     )
     input: str = Field(
@@ -162,6 +163,8 @@ async def _speak(body: SpeechBody, request: Request, state: ServiceState, force_
             param="voice",
             code="voice_not_found",
         )
+    if not force_teacher and is_hd_alias(body.model):
+        model = entry.voice.hd_model
     if model not in entry.voice.models:
         fallback = None if force_teacher else fallback_model(body.model, entry.voice.models)
         if fallback is None:

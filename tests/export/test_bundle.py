@@ -107,6 +107,10 @@ def test_tampered_onnx_file_is_rejected(tiny_copy):
         (lambda d: d.update(inference={"teacher_temperature": 2.5}), "teacher_temperature must be in (0, 2]"),
         (lambda d: d.update(inference={"teacher_temperature": "hot"}), "teacher_temperature must be in"),
         (lambda d: d.update(inference={"noise": 1}), "unknown fields ['noise']"),
+        (
+            lambda d: d.update(inference={"hd_model": "best"}),
+            "hd_model must be one of ['teacher', 'student']",
+        ),
     ],
 )
 def test_broken_manifest_is_rejected(tiny_copy, edit, expected):
@@ -216,13 +220,20 @@ def test_export_command_writes_the_teacher_temperature(checkpoints, tmp_path):
 
     base = ["export", "voice", "--out", str(tmp_path), "--acoustic", str(checkpoints["acoustic"])]
     base += ["--teacher", str(checkpoints["teacher"])]
-    result = runner.invoke(app, [*base, "--name", "t1", "--teacher-temperature", "0.7"])
+    args = [*base, "--student", str(checkpoints["student"]), "--name", "t1", "--teacher-temperature", "0.7"]
+    result = runner.invoke(app, [*args, "--hd-model", "student"])
     assert result.exit_code == 0, result.output
-    assert json.loads((tmp_path / "t1" / "voice.json").read_text())["inference"] == {"teacher_temperature": 0.7}
-    assert Voice.load(tmp_path / "t1", [CPU]).teacher_temperature == 0.7
+    inference = json.loads((tmp_path / "t1" / "voice.json").read_text())["inference"]
+    assert inference == {"teacher_temperature": 0.7, "hd_model": "student"}
+    voice = Voice.load(tmp_path / "t1", [CPU])
+    assert voice.teacher_temperature == 0.7
+    assert (voice.info.models, voice.info.hd_model) == (("student", "teacher"), "student")
     plain = runner.invoke(app, [*base, "--name", "t2"])
     assert plain.exit_code == 0, plain.output
-    assert bundle.load(tmp_path / "t2").inference.teacher_temperature == 1.0
+    assert bundle.load(tmp_path / "t2").inference == bundle.InferenceParams(1.0, "teacher")
+    assert Voice.load(tmp_path / "t2", [CPU]).info.hd_model == "teacher"
+    wrong = runner.invoke(app, [*base, "--name", "t4", "--hd-model", "best"])
+    assert wrong.exit_code == 2 and "hd_model must be one of" in wrong.output
     bad = runner.invoke(app, [*base, "--name", "t3", "--teacher-temperature", "3"])
     assert bad.exit_code == 2 and "teacher_temperature must be in (0, 2]" in bad.output
     assert "Traceback" not in bad.output

@@ -206,6 +206,22 @@ def test_qualified_and_bundle_voice_names(client_for):
 # -- bad input: always 4xx in the envelope -------------------------------------------------------
 
 
+def test_tts_1_hd_speaks_with_the_model_the_voice_names(client_for):
+    """A voice whose export measured its student better (hd_model "student") answers tts-1-hd with the
+    student although it ships a teacher; the teacher stays reachable by name and on /reference."""
+    engine = FakeEngine([VoiceInfo("fake", 16000, ("alpha",), hd_model="student")])
+    client = client_for(engine)
+    r = client.post(SPEECH, json={"input": "Hi.", "model": "tts-1-hd", "response_format": "pcm"})
+    assert r.status_code == 200, r.text
+    assert r.headers["x-parawave-model"] == "student" and engine.calls[-1].model == "student"
+    for path, model in [(SPEECH, "parawave-teacher"), (f"{SPEECH}/reference", "tts-1-hd")]:
+        r = client.post(path, json={"input": "Hi.", "model": model, "response_format": "pcm"})
+        assert r.status_code == 200, r.text
+        assert r.headers["x-parawave-model"] == "teacher" and engine.calls[-1].model == "teacher"
+    voices = client.get("/v1/audio/voices").json()["data"]
+    assert voices[0]["hd_model"] == "parawave-student"
+
+
 def test_tts_1_hd_falls_back_to_the_student_of_a_voice_without_teacher(client, engine):
     """OpenAI clients send tts-1-hd unasked: the best model the voice has, said in the header."""
     r = client.post(
@@ -390,6 +406,7 @@ def test_voices_and_models(client):
     assert voices["default"] == "alpha"
     assert [v["id"] for v in voices["data"]] == ["alpha", "beta", "gamma"]
     assert voices["data"][2]["models"] == ["parawave-student"]
+    assert [v["hd_model"] for v in voices["data"]] == ["parawave-teacher"] * 2 + ["parawave-student"]
     models = client.get("/v1/models").json()
     assert models["object"] == "list"
     by_id = {m["id"]: m for m in models["data"]}
