@@ -350,10 +350,11 @@ def copy_synthesis(
     model: str,
     seed: int,
     f0: np.ndarray | None = None,
-    temperature: float = 1.0,
+    temperature: float | None = None,
 ) -> np.ndarray:
     """Ground-truth mel (n_mels, F) [+ the recording's F0 (F,), for the vocoder's excitation] ->
-    (F * hop,) audio with the student or the teacher (sampling at ``temperature``)."""
+    (F * hop,) audio with the student or the teacher (sampling at ``temperature``; None: the voice's
+    own default, what the service samples at)."""
     rng = np.random.default_rng(seed)
     if model == "student":
         z = rng.standard_normal(mel.shape[1] * voice.hop, dtype=np.float32)  # (F * hop,)
