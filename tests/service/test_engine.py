@@ -457,12 +457,13 @@ def test_engine_knobs_from_a_dotenv_file(tmp_path, monkeypatch):
         "ORT_SPIN",
         "GPU_MEM_LIMIT_MB",
         "TEACHER_FRAMES_PER_CALL",
+        "TEACHER_TEMPERATURE",
     ):
         monkeypatch.delenv(f"PARAWAVE_{name}", raising=False)
     env = tmp_path / ".env"
     env.write_text(
         "PARAWAVE_INTRA_OP_THREADS=2\nPARAWAVE_STUDENT_THREADS=3\nPARAWAVE_ORT_SPIN=1\n"
-        "PARAWAVE_GPU_MEM_LIMIT_MB=512\nPARAWAVE_TEACHER_FRAMES_PER_CALL=6\n"
+        "PARAWAVE_GPU_MEM_LIMIT_MB=512\nPARAWAVE_TEACHER_FRAMES_PER_CALL=6\nPARAWAVE_TEACHER_TEMPERATURE=0.5\n"
     )
     settings = Settings(_env_file=env, voices_dir=VOICES, device="cpu")
     assert settings.engine_options() == {
@@ -471,9 +472,10 @@ def test_engine_knobs_from_a_dotenv_file(tmp_path, monkeypatch):
         "ort_spin": True,
         "gpu_mem_limit_mb": 512,
         "teacher_frames_per_call": 6,
+        "teacher_temperature": 0.5,
     }
     voice = default_engine_loader(settings).voice("tiny")
-    assert voice.piece_threads == 3 and voice._frames_per_call() == 6
+    assert voice.piece_threads == 3 and voice._frames_per_call() == 6 and voice.teacher_temperature == 0.5
     for g in voice.graphs.values():
         options = g.session.get_session_options()
         assert options.get_session_config_entry("session.intra_op.allow_spinning") == "1"
