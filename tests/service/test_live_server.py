@@ -111,8 +111,12 @@ def test_teacher_stops_soon_after_the_client_disconnects(live_server):
         "POST", f"{SPEECH}/reference", json={"input": text, "response_format": "pcm", "stream": True}
     ) as r:
         assert r.status_code == 200
-        next(r.iter_bytes())  # audio is flowing
+        # Keep the iterator referenced: a generator dropped after one next() is closed at once, and
+        # httpcore answers GeneratorExit by closing the connection, a disconnect after one chunk.
+        received = r.iter_bytes()
+        next(received)  # audio is flowing
         assert engine.parked.wait(60)  # 3 chunks made, waiting on the cancel flag
+        assert not engine.stopped.is_set()  # still connected: nothing may have stopped it yet
     http.close()  # the connection goes away mid-stream
     assert engine.stopped.wait(60), "teacher generation never noticed the disconnect"
     assert not engine.completed
