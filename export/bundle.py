@@ -129,8 +129,8 @@ def write_bundle(
     if not name or Path(name).name != name or name.startswith("."):
         raise ExportError(f"voice name {name!r} must be a plain folder name")
     inference = inference or InferenceParams()
-    if inference.problem():
-        raise ExportError(inference.problem())
+    if problem := inference.problem():
+        raise ExportError(problem)
     vocoders = {k: v for k, v in (("student", student), ("teacher", teacher)) if v is not None}
     check_consistency(audio, speakers, acoustic.model, vocoders)
     final = Path(out_dir) / name

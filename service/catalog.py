@@ -31,11 +31,10 @@ MODEL_ALIASES: dict[str, ModelKind] = {
     "tts-1-hd": "teacher",
 }
 # OpenAI's model names are the ones clients send unasked: `tts-1-hd` asks for the best a voice has,
-# which is the voice's own measured choice (VoiceInfo.hd_model: the teacher by default, the student
-# where the export found it better), and the student where the voice ships no teacher (the
-# response's X-Parawave-Model says which). Our own names (`teacher`, `parawave-teacher`) and the
-# reference endpoint never fall back.
-FALLBACK_MODELS: dict[str, ModelKind] = {"tts-1-hd": "student"}
+# which is the voice's own measured choice, VoiceInfo.best_model (its hd_model: the teacher by
+# default, the student where the export found it better, and the student where the voice ships no
+# teacher; the response's X-Parawave-Model says which). Our own names (`teacher`,
+# `parawave-teacher`) and the reference endpoint never fall back.
 HD_ALIASES = frozenset({"tts-1-hd"})
 MODEL_IDS: dict[ModelKind, str] = {"student": "parawave-student", "teacher": "parawave-teacher"}
 
@@ -47,12 +46,6 @@ def resolve_model(name: str) -> ModelKind | None:
 def is_hd_alias(name: str) -> bool:
     """Whether ``name`` asks for the voice's best model (its ``hd_model``) rather than a fixed one."""
     return name.strip().lower() in HD_ALIASES
-
-
-def fallback_model(name: str, available: Sequence[str]) -> ModelKind | None:
-    """The model to use instead when the voice lacks the one ``name`` resolves to (None: no fallback)."""
-    kind = FALLBACK_MODELS.get(name.strip().lower())
-    return kind if kind is not None and kind in available else None
 
 
 @dataclass(frozen=True)

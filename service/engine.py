@@ -366,13 +366,8 @@ class Voice:
 
     @property
     def info(self) -> VoiceInfo:
-        hd = self.manifest.inference.hd_model
         return VoiceInfo(
-            self.name,
-            self.sample_rate,
-            self.speakers,
-            self.models,
-            hd if hd in self.models else self.models[0],
+            self.name, self.sample_rate, self.speakers, self.models, self.manifest.inference.hd_model
         )
 
     def speaker_id(self, name: str) -> int:

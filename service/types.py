@@ -66,9 +66,15 @@ class VoiceInfo:
     sample_rate: int  # Hz, of every chunk this voice produces
     speakers: tuple[str, ...]  # speaker names inside the bundle; the first is the bundle's default
     models: tuple[ModelKind, ...] = MODEL_KINDS  # models the bundle ships ("teacher" is optional)
-    # what OpenAI's `tts-1-hd` ("the best this voice has") speaks with: the bundle's measured choice
-    # (voice.json inference.hd_model); the student when the voice has no teacher
+    # the bundle's measured choice for OpenAI's `tts-1-hd` ("the best this voice has"; voice.json
+    # inference.hd_model), as written: best_model is what is served
     hd_model: ModelKind = "teacher"
+
+    @property
+    def best_model(self) -> ModelKind:
+        """What `tts-1-hd` speaks with: ``hd_model`` when the bundle ships it, else its first model
+        (the student of a voice without a teacher)."""
+        return self.hd_model if self.hd_model in self.models else self.models[0]
 
 
 @dataclass(frozen=True)

@@ -32,9 +32,7 @@ async def voices(state: ServiceState = Depends(get_state)) -> dict[str, Any]:
                 "speaker": e.speaker,
                 "sample_rate": e.voice.sample_rate,
                 "models": [MODEL_IDS[m] for m in e.voice.models],
-                "hd_model": MODEL_IDS[
-                    e.voice.hd_model if e.voice.hd_model in e.voice.models else e.voice.models[0]
-                ],
+                "hd_model": MODEL_IDS[e.voice.best_model],
             }
             for e in state.catalog.entries
         ],

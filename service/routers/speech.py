@@ -17,7 +17,7 @@ from fastapi.responses import Response, StreamingResponse
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from service.audio import CONTENT_TYPES, FORMATS, StreamEncoder, available_formats, encode, output_rate
-from service.catalog import MODEL_ALIASES, fallback_model, is_hd_alias, resolve_model
+from service.catalog import MODEL_ALIASES, is_hd_alias, resolve_model
 from service.errors import RATE_LIMIT, SERVER_ERROR, APIError, error_responses
 from service.scheduler import GenerationTimeout, Job, QueueFull
 from service.state import ServiceState, require_ready
@@ -164,17 +164,11 @@ async def _speak(body: SpeechBody, request: Request, state: ServiceState, force_
             code="voice_not_found",
         )
     if not force_teacher and is_hd_alias(body.model):
-        model = entry.voice.hd_model
+        model = entry.voice.best_model
     if model not in entry.voice.models:
-        fallback = None if force_teacher else fallback_model(body.model, entry.voice.models)
-        if fallback is None:
-            raise APIError(
-                400,
-                f"Voice {entry.id!r} has no {model} model.",
-                param="model",
-                code="model_not_available",
-            )
-        model = fallback
+        raise APIError(
+            400, f"Voice {entry.id!r} has no {model} model.", param="model", code="model_not_available"
+        )
     limit = settings.reference_max_chars if model == "teacher" else settings.max_input_chars
     if len(text) > limit:
         raise APIError(
