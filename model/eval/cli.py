@@ -237,6 +237,9 @@ class ClipResult:
     reference_text: str
     teacher: bool
     transcripts: dict[str, str] = field(default_factory=dict)  # system -> ASR hypothesis
+    # model -> ASR hypothesis of its copy synthesis (from the recording's mel): the vocoder's share
+    # of the WER, apart from the acoustic model's
+    copy_transcripts: dict[str, str] = field(default_factory=dict)
     copy: dict[str, dict[str, float]] = field(
         default_factory=dict
     )  # system -> pesq_wb, stoi, mcd_db, hnr_db, f0
@@ -389,6 +392,7 @@ def evaluate_clip(engine, voice, cfg, corpus_dir: Path, clip: Clip, systems: Seq
             "hnr_db": hnr_db(copy, cfg.sample_rate),
             **f0_error(ref_f0, track_f0(copy, cfg)),
         }
+        res.copy_transcripts[model] = transcribe(copy, cfg.sample_rate)
         tts, wall = text_to_audio(engine, voice, clip, model, s)
         audio.tts[model] = tts
         res.tts_seconds[model] = len(tts) / cfg.sample_rate
@@ -415,6 +419,12 @@ def summarize_system(results: Sequence[ClipResult], system: str) -> dict[str, An
         out["copy_" + key if key == "hnr_db" else key] = nanmean(
             r.copy[system].get(key, math.nan) for r in rs
         )
+    with_copy = [r for r in rs if system in r.copy_transcripts]
+    out["copy_wer"] = (
+        wer_of([r.reference_text for r in with_copy], [r.copy_transcripts[system] for r in with_copy])
+        if with_copy
+        else math.nan
+    )
     out["durations"] = duration_stats([r.tts_seconds[system] for r in rs], [r.reference_seconds for r in rs])
     audio_s = sum(r.tts_seconds[system] for r in rs)
     out["rtf"] = sum(r.tts_wall_seconds[system] for r in rs) / audio_s if audio_s else math.nan
@@ -480,9 +490,9 @@ def render_markdown(report: dict[str, Any]) -> str:
     lines = [
         f"# parawave eval: voice `{cfg['voice']}` on `{cfg['corpus']}` ({cfg['split']} split)",
         "",
-        "| system | clips | WER | HNR (dB) | PESQ-WB | STOI | MCD (dB) | copy HNR (dB) | copy F0 error (cents) "
-        "| copy voicing error | duration error |",
-        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+        "| system | clips | WER | HNR (dB) | copy WER | PESQ-WB | STOI | MCD (dB) | copy HNR (dB) "
+        "| copy F0 error (cents) | copy voicing error | duration error |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for s in systems:
         m = summary["systems"][s]
@@ -492,7 +502,7 @@ def render_markdown(report: dict[str, Any]) -> str:
             dur = f"{_fmt(100 * d['mean_abs_rel_error'], '.1f')} % ({_fmt(100 * d['within_15pct'], '.0f')} % within 15 %)"
         lines.append(
             f"| {s} | {m['clips']} | {_fmt(m['wer'])} | {_fmt(m.get('hnr_db'), '.1f')} | "
-            f"{_fmt(m.get('pesq_wb'), '.2f')} | {_fmt(m.get('stoi'))} | {_fmt(m.get('mcd_db'), '.2f')} | "
+            f"{_fmt(m.get('copy_wer'))} | {_fmt(m.get('pesq_wb'), '.2f')} | {_fmt(m.get('stoi'))} | {_fmt(m.get('mcd_db'), '.2f')} | "
             f"{_fmt(m.get('copy_hnr_db'), '.1f')} | {_fmt(m.get('f0_rmse_cents'), '.0f')} | "
             f"{_fmt(m.get('voicing_error'))} | {dur} |"
         )
@@ -501,7 +511,7 @@ def render_markdown(report: dict[str, Any]) -> str:
         "WER: pocketsphinx (en-us) transcripts vs the corpus's normalized text, pooled over clips. "
         "HNR: Praat's harmonics-to-noise ratio (parselmouth, cross-correlation, mean over measurable "
         "frames) of the text->audio output (reference: the recording). "
-        "PESQ-WB, STOI, MCD, copy HNR / F0 error / voicing error: copy synthesis from the recording's mel "
+        "Copy WER, PESQ-WB, STOI, MCD, copy HNR / F0 error / voicing error: copy synthesis from the recording's mel "
         "(and its Praat F0 for the vocoders' excitation); F0 error: RMS cents on frames voiced in both. "
         "Duration error: mean |relative error| of the text->audio length.",
     ]

@@ -185,9 +185,11 @@ def test_eval_end_to_end(tmp_path, corpus):
         "hnr_db",
         "copy_hnr_db",
         "f0_rmse_cents",
+        "copy_wer",
     ):
         assert key in student and key in teacher, key
     assert student["mcd_db"] > 0 and 0 <= student["stoi"] <= 1 and student["rtf"] > 0
+    assert student["copy_wer"] >= 0.5  # random weights vocode the recording's mel into noise too
     assert ref["hnr_db"] > 5  # flite's recordings are periodic; noise is not
     assert not student["copy_hnr_db"] > ref["hnr_db"]  # random weights: noise (or not measurable)
     assert 0 <= student["voicing_error"] <= 1
@@ -204,6 +206,7 @@ def test_eval_end_to_end(tmp_path, corpus):
 
     clip = report["clips"][0]
     assert set(clip["transcripts"]) == {"reference", "student", "teacher"}
+    assert set(clip["copy_transcripts"]) == {"student", "teacher"}
     assert clip["reference_seconds"] > 0.5
 
     md = (out / "eval.md").read_text()
