@@ -1,0 +1,163 @@
+"""Would an LPCNet-style linear-prediction mean offset help the teacher? Measured, not trained.
+
+    python -m model.bench.lpc_offset --teacher CKPT [--data data/flite] [--clips 4] [--order 16]
+
+LPCNet predicts each sample from the previous ``order`` samples with LPC coefficients computed from
+the frame's spectral envelope, and lets the network model only what that leaves. For our teacher
+the question is whether such an offset, added to its predicted mean, would carry information the
+teacher has not already learned. On validation clips (teacher forcing, fp32, EMA weights):
+
+- the LPC coefficients of each mel frame: mel power interpolated back onto the FFT bins, the
+  autocorrelation as its inverse FFT (a 60 Hz Gaussian lag window and a 40 dB noise floor for
+  stability), Levinson-Durbin; the prediction uses the true past samples, as the offset would
+  (for scale: the same from the recording's own STFT power, what an exact envelope would give);
+- prediction gains (signal variance over residual variance, dB) of the LPC predictor and of the
+  teacher's mean;
+- "on top": the mean ``mu + b * (lpc - mu)`` with ``b`` fitted on half of the clips (weighted by
+  the teacher's own 1 / scale^2, which makes it the NLL-optimal blend) and scored on the other half:
+  the NLL change at the teacher's own scales. ``b`` near 0 and no NLL gain mean the teacher already
+  has what linear prediction would give it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import math
+import sys
+
+import numpy as np
+
+log = logging.getLogger(__name__)
+
+
+def mel_to_power(mel: np.ndarray, fb: np.ndarray) -> np.ndarray:
+    """(n_mels, F) log-mel (log of mel magnitude) -> (F, n_bins) power spectrum, interpolated."""
+    mel_power = np.exp(2.0 * mel.astype(np.float64))  # (n_mels, F)
+    density = mel_power / np.maximum(fb.sum(1, keepdims=True), 1e-12)  # (n_mels, F) per-bin power
+    weights = np.maximum(fb.sum(0), 1e-12)  # (n_bins,)
+    return (fb.T @ density).T / weights  # (F, n_bins)
+
+
+def lpc_from_power(power: np.ndarray, order: int, sr: int) -> np.ndarray:
+    """(F, n_bins) power -> (F, order + 1) prediction-error filters a (a[:, 0] = 1)."""
+    n_frames = power.shape[0]
+    floor = power.max(1, keepdims=True) * 1e-4  # 40 dB below each frame's peak
+    r = np.fft.irfft(np.maximum(power, floor), axis=1)[:, : order + 1]  # (F, order+1)
+    lag = np.exp(-0.5 * (2 * np.pi * 60.0 * np.arange(order + 1) / sr) ** 2)  # (order+1,)
+    r = r * lag
+    r[:, 0] *= 1.0001
+    a = np.zeros((n_frames, order + 1))
+    a[:, 0] = 1.0
+    err = r[:, 0].copy()
+    for i in range(1, order + 1):  # Levinson-Durbin, all frames at once
+        k = -(r[:, i] + (a[:, 1:i] * r[:, i - 1 : 0 : -1]).sum(1)) / err  # (F,)
+        a[:, 1:i] = a[:, 1:i] + k[:, None] * a[:, i - 1 : 0 : -1]
+        a[:, i] = k
+        err = err * (1 - k * k)
+    return a
+
+
+def lpc_predict(audio: np.ndarray, a: np.ndarray, hop: int) -> np.ndarray:
+    """(T,) audio, (F, p+1) filters -> (T,) prediction of x[t] from x[t-1..t-p] (frame t // hop)."""
+    p = a.shape[1] - 1
+    padded = np.concatenate([np.zeros(p), audio.astype(np.float64)])
+    past = np.lib.stride_tricks.sliding_window_view(padded, p)[: audio.shape[0]][
+        :, ::-1
+    ]  # (T, p): x[t-1..t-p]
+    coef = np.repeat(a[:, 1:], hop, axis=0)[: audio.shape[0]]  # (T, p)
+    return -(past * coef).sum(1)
+
+
+def gain_db(x: np.ndarray, pred: np.ndarray) -> float:
+    return float(10 * np.log10(np.var(x) / max(np.var(x - pred), 1e-20)))
+
+
+def nll(x: np.ndarray, mean: np.ndarray, log_scale: np.ndarray) -> float:
+    z = (x - mean) * np.exp(-log_scale)
+    return float(np.mean(0.5 * z * z + log_scale + 0.5 * math.log(2 * math.pi)))
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--teacher", required=True, help="teacher checkpoint (.pt)")
+    p.add_argument("--data", default="data/flite")
+    p.add_argument("--clips", type=int, default=4, help="validation clips per speaker")
+    p.add_argument("--order", type=int, default=16)
+    args = p.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(message)s")
+
+    import torch
+
+    from model.data.config import AudioConfig
+    from model.data.corpus import Corpus
+    from model.data.dataset import load_clip, load_clip_f0
+    from model.data.features import mel_filterbank, power_spectrogram
+    from model.teacher import load_teacher
+    from service.excitation import excitation
+
+    torch.set_grad_enabled(False)
+    teacher, ckpt = load_teacher(args.teacher)
+    cfg = AudioConfig(
+        **{k: v for k, v in ckpt["config"]["audio"].items() if k in AudioConfig.__dataclass_fields__}
+    )
+    corpus = Corpus(args.data)
+    fb = np.asarray(mel_filterbank(cfg), dtype=np.float64)  # (n_mels, n_bins)
+    per_speaker: dict[int, list[str]] = {}
+    for clip_id in corpus.ids("val"):
+        per_speaker.setdefault(corpus.speaker_id(clip_id), []).append(clip_id)
+    chosen = [c for ids in per_speaker.values() for c in ids[: args.clips]]
+
+    rows = []
+    for clip_id in chosen:
+        mel, audio = load_clip(corpus, clip_id, cfg)  # (n_mels, F), (F*hop,)
+        f0 = load_clip_f0(corpus, clip_id, cfg, audio)  # (F,)
+        exc = torch.from_numpy(excitation(f0, cfg.hop_length, cfg.sample_rate))[None]  # (1, 3, T)
+        speaker = torch.tensor([corpus.speaker_id(clip_id)])
+        mean, log_scale = teacher(
+            torch.from_numpy(audio)[None], torch.from_numpy(mel)[None], speaker, excitation=exc
+        )  # (1, T) each
+        mu, ls = mean[0].double().numpy(), log_scale[0].double().numpy()
+        a = lpc_from_power(mel_to_power(mel, fb), args.order, cfg.sample_rate)  # (F, p+1)
+        pred = lpc_predict(audio, a, cfg.hop_length)  # (T,)
+        exact = lpc_predict(
+            audio, lpc_from_power(power_spectrogram(audio, cfg), args.order, cfg.sample_rate), cfg.hop_length
+        )
+        voiced = np.repeat(f0 > 0, cfg.hop_length)[: audio.shape[0]]  # (T,)
+        rows.append((clip_id, audio.astype(np.float64), mu, ls, pred, voiced, exact))
+
+    fit, held = rows[0::2], rows[1::2]
+    w = np.concatenate([np.exp(-2 * r[3]) for r in fit])
+    d = np.concatenate([r[4] - r[2] for r in fit])  # lpc - mu
+    e = np.concatenate([r[1] - r[2] for r in fit])  # x - mu
+    b = float((w * e * d).sum() / (w * d * d).sum())
+
+    names = ("id", "x", "mu", "ls", "lpc", "v", "exact")
+    cat = {k: np.concatenate([r[i] for r in held]) for i, k in enumerate(names) if i}
+    x, mu, ls, lpc, v, exact = (cat[k] for k in names[1:])
+    v = v.astype(bool)
+    blend = mu + b * (lpc - mu)
+    lines = [
+        f"lpc_offset: teacher {args.teacher} (step {ckpt.get('step')}), order {args.order}, "
+        f"{len(chosen)} validation clips ({args.clips} per speaker), b fitted on {len(fit)}, scored on {len(held)}",
+        "",
+        "| samples | LPC gain (dB) | LPC gain, recording's own spectrum (dB) | teacher mean gain (dB) "
+        "| teacher NLL (nats) | NLL with mu + b (lpc - mu) | change |",
+        "|---|---:|---:|---:|---:|---:|---:|",
+    ]
+    for name, m in (("all", np.ones_like(v)), ("voiced", v), ("unvoiced", ~v)):
+        if not m.any():
+            continue
+        n0, n1 = nll(x[m], mu[m], ls[m]), nll(x[m], blend[m], ls[m])
+        lines.append(
+            f"| {name} ({m.mean():.0%}) | {gain_db(x[m], lpc[m]):.1f} | {gain_db(x[m], exact[m]):.1f} | "
+            f"{gain_db(x[m], mu[m]):.1f} | "
+            f"{n0:.3f} | {n1:.3f} | {n1 - n0:+.4f} |"
+        )
+    lines += ["", f"fitted b = {b:.4f} (0: the offset adds nothing to the teacher's mean; 1: replace it)"]
+    sys.stdout.write("\n".join(lines) + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
