@@ -5,7 +5,9 @@ samples scored like the served voice (ASR WER, HNR, copy-synthesis PESQ-WB / STO
         [--sample --acoustic A.pt --student S.pt --data data/flite --limit 1]
 
 - ``nll.tsv``: every ``step N: val loss X`` line of ``RUN/train.log`` (all resumed runs), with the
-  samples seen (step * batch * segment samples, from ``RUN/config.json``). Rewritten each call.
+  samples seen (step * batch * segment samples, from ``RUN/config.json``), merged into the rows the
+  file already has (a fresh checkout's run folder only has the logs of the runs since: the older rows
+  live in the committed file; a step in both keeps the log's line).
 - ``samples.tsv`` (``--sample``): one row appended per call for ``RUN/checkpoints/last.pt``: the
   checkpoint is exported into a temporary voice bundle (with the given acoustic model and student)
   and :func:`model.eval.cli.run_eval` scores the teacher on the first ``--limit`` validation clips per
@@ -63,6 +65,19 @@ def val_rows(log_text: str, per_step: int) -> list[dict[str, str]]:
                 "logged_at": m.group(1).split(",")[0],
             }
     return [rows[s] for s in sorted(rows)]
+
+
+def merge_rows(old: list[dict[str, str]], new: list[dict[str, str]]) -> list[dict[str, str]]:
+    """Rows of both, one per step in step order; ``new`` wins where both have a step."""
+    by_step = {int(r["step"]): r for r in old} | {int(r["step"]): r for r in new}
+    return [by_step[s] for s in sorted(by_step)]
+
+
+def read_tsv(path: Path) -> list[dict[str, str]]:
+    if not path.is_file():
+        return []
+    with path.open(newline="") as f:
+        return [dict(r) for r in csv.DictReader(f, delimiter="\t")]
 
 
 def write_tsv(path: Path, fields, rows) -> None:
@@ -205,7 +220,8 @@ def main(argv=None) -> int:
         if not train_log.is_file():
             raise CurveError(f"{train_log}: no such file")
         args.out.mkdir(parents=True, exist_ok=True)
-        rows = val_rows(train_log.read_text(errors="replace"), samples_per_step(args.run))
+        logged = val_rows(train_log.read_text(errors="replace"), samples_per_step(args.run))
+        rows = merge_rows(read_tsv(args.out / "nll.tsv"), logged)
         write_tsv(args.out / "nll.tsv", NLL_FIELDS, rows)
         log.info(
             "%s: %d validation rows (last: %s)", args.out / "nll.tsv", len(rows), rows[-1] if rows else None

@@ -49,6 +49,30 @@ def test_cli_writes_nll_tsv(tmp_path):
     assert len(lines) == 4 and lines[-1].startswith("1500\t48000000\t")
 
 
+def test_cli_keeps_the_rows_of_runs_whose_logs_are_gone(tmp_path):
+    """A fresh checkout has only this session's train.log: the committed rows must survive, and a step
+    in both keeps the log's value."""
+    out = tmp_path / "curve"
+    out.mkdir()
+    curve.write_tsv(
+        out / "nll.tsv",
+        curve.NLL_FIELDS,
+        [
+            {"step": "100", "samples_seen": "3200000", "val_nll": "-0.5", "logged_at": "2026-12-01 08:00:00"},
+            {
+                "step": "1500",
+                "samples_seen": "48000000",
+                "val_nll": "9.9",
+                "logged_at": "2026-12-01 09:00:00",
+            },
+        ],
+    )
+    assert curve.main(["--run", str(_run(tmp_path)), "--out", str(out)]) == 0
+    rows = curve.read_tsv(out / "nll.tsv")
+    assert [r["step"] for r in rows] == ["100", "500", "1000", "1500"]
+    assert rows[0]["val_nll"] == "-0.5" and rows[-1]["val_nll"] == "1.5e-3"
+
+
 def test_cli_errors_are_one_line(tmp_path, capsys):
     assert curve.main(["--run", str(tmp_path / "nope"), "--out", str(tmp_path / "o")]) == 2
     assert capsys.readouterr().out.startswith("error: ")
