@@ -67,6 +67,11 @@ CANDIDATES: dict[str, StudentConfig] = {
     "c16-4x4-k2": _candidate((4, 4, 4, 4), 16, 4),
     "c24-2x8-k2": _candidate((8, 8), 24, 8),
     "c16-4x6-nn": _candidate((6, 6, 6, 6), 16, 6, upsample="nearest"),
+    # the shipped student's layout (4 flows x 8 layers, dilations 1..128) and its wider sibling: the
+    # size A/B of issue 19 (recipes/reports/student-size/)
+    "c16-4x8-k2": _candidate((8, 8, 8, 8), 16, 8),
+    "c24-4x8-k2": _candidate((8, 8, 8, 8), 24, 8),
+    "c32-4x8-k2": _candidate((8, 8, 8, 8), 32, 8),
 }
 
 
