@@ -89,6 +89,7 @@ def main(argv: list[str] | None = None) -> int:
 
     import torch
 
+    from model.bench.pitch_trackers import first_clips_per_speaker
     from model.data.config import AudioConfig
     from model.data.corpus import Corpus
     from model.data.dataset import load_clip, load_clip_f0
@@ -103,10 +104,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     corpus = Corpus(args.data)
     fb = np.asarray(mel_filterbank(cfg), dtype=np.float64)  # (n_mels, n_bins)
-    per_speaker: dict[int, list[str]] = {}
-    for clip_id in corpus.ids("val"):
-        per_speaker.setdefault(corpus.speaker_id(clip_id), []).append(clip_id)
-    chosen = [c for ids in per_speaker.values() for c in ids[: args.clips]]
+    chosen = first_clips_per_speaker(corpus, "val", args.clips)
 
     rows = []
     for clip_id in chosen:
@@ -124,18 +122,20 @@ def main(argv: list[str] | None = None) -> int:
             audio, lpc_from_power(power_spectrogram(audio, cfg), args.order, cfg.sample_rate), cfg.hop_length
         )
         voiced = np.repeat(f0 > 0, cfg.hop_length)[: audio.shape[0]]  # (T,)
-        rows.append((clip_id, audio.astype(np.float64), mu, ls, pred, voiced, exact))
+        rows.append(
+            {"x": audio.astype(np.float64), "mu": mu, "ls": ls, "lpc": pred, "v": voiced, "exact": exact}
+        )
+
+    def joined(part: list[dict], key: str) -> np.ndarray:  # (sum of T,) over the clips of ``part``
+        return np.concatenate([r[key] for r in part])
 
     fit, held = rows[0::2], rows[1::2]
-    w = np.concatenate([np.exp(-2 * r[3]) for r in fit])
-    d = np.concatenate([r[4] - r[2] for r in fit])  # lpc - mu
-    e = np.concatenate([r[1] - r[2] for r in fit])  # x - mu
+    w = np.exp(-2 * joined(fit, "ls"))
+    d = joined(fit, "lpc") - joined(fit, "mu")  # lpc - mu
+    e = joined(fit, "x") - joined(fit, "mu")  # x - mu
     b = float((w * e * d).sum() / (w * d * d).sum())
 
-    names = ("id", "x", "mu", "ls", "lpc", "v", "exact")
-    cat = {k: np.concatenate([r[i] for r in held]) for i, k in enumerate(names) if i}
-    x, mu, ls, lpc, v, exact = (cat[k] for k in names[1:])
-    v = v.astype(bool)
+    x, mu, ls, lpc, v, exact = (joined(held, k) for k in ("x", "mu", "ls", "lpc", "v", "exact"))
     blend = mu + b * (lpc - mu)
     lines = [
         f"lpc_offset: teacher {args.teacher} (step {ckpt.get('step')}), order {args.order}, "

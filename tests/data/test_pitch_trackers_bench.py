@@ -43,7 +43,7 @@ def test_score_counts_voicing_and_gross_errors():
 
 def test_levinson_recovers_a_known_all_pole_filter():
     a_true = np.array([1.0, -1.3, 0.8, -0.2])  # stable AR(3)
-    w, h = signal.freqz([1.0], a_true, worN=CFG.n_fft // 2 + 1, whole=False, include_nyquist=True)
+    _, h = signal.freqz([1.0], a_true, worN=CFG.n_fft // 2 + 1, whole=False, include_nyquist=True)
     power = (np.abs(h) ** 2)[None, :]  # (1, n_bins): the exact spectrum
     a = L.lpc_from_power(power, 3, CFG.sample_rate)
     np.testing.assert_allclose(a[0], a_true, atol=0.02)  # the lag window blurs a little
