@@ -3,15 +3,16 @@
     python -m export.bench_teacher_batch --voice voices/flite [--batches 1,2,4] [--frames 10]
                                          [--repeats 3] [--seed 0]
 
-The engine generates each reference request on its own: one ``teacher_block`` session per voice with
-a static batch of 1 (``batch_one``: ONNX Runtime folds every shape on the batch dimension), one
-intra-op thread, called from the request's own inference thread, so two requests run on two cores.
+The engine generates each reference request on its own: the voice's one ``teacher_block`` session,
+with a static batch of 1 (``batch_one``: ONNX Runtime folds every shape on the batch dimension) and
+one intra-op thread, called from each request's own inference thread (``InferenceSession.run`` runs
+concurrently), so two requests run on two cores.
 The alternative is one step loop for several requests: a batch-B call advances B utterances by the
 same frames. This prints, for each B, the samples/s of
 
 - ``batched``: one dynamic-batch session, one thread, a (B, ...) call -- all requests in one loop;
-- ``parallel``: B static batch-1 sessions (the engine's own), one per thread, each on its request --
-  what the engine does today when B requests arrive together;
+- ``parallel``: the engine's static batch-1 session run from B threads at once, each on its own
+  request -- what the engine does today when B requests arrive together;
 
 in total and per request (a request's own speed: its real-time factor is 16,000 / that). Batching
 pays where ``batched`` total beats ``parallel`` total, i.e. when there are more concurrent requests
@@ -71,7 +72,8 @@ def time_call(graph: Graph, feeds: list[np.ndarray], repeats: int) -> float:
 
 
 def time_parallel(graphs: list[Graph], feeds: list[list[np.ndarray]], repeats: int) -> float:
-    """Best wall seconds of all ``graphs`` each running its own feeds at once, one thread each."""
+    """Best wall seconds of ``graphs[i].run(*feeds[i])`` for all i at once, one thread each (the
+    same graph may appear several times: concurrent runs of one session)."""
     for g, f in zip(graphs, feeds, strict=True):
         g.run(*f)
     best = float("inf")
@@ -100,6 +102,7 @@ def run(voice_dir: Path, batches: list[int], frames: int, repeats: int, seed: in
     path = voice_dir / manifest.files["teacher_block"].path
     hop = manifest.audio.hop_length
     dynamic = Graph("teacher_block", path, [CPU], 1)
+    served = Graph("teacher_block", path, [CPU], 1, batch_one=True)  # as service.engine loads it
     lines = [
         f"bench_teacher_batch: {voice_dir}, {platform.processor() or platform.machine()}, "
         f"{os.cpu_count()} CPUs, {frames} frames ({frames * hop} samples) per call, best of {repeats}",
@@ -109,8 +112,7 @@ def run(voice_dir: Path, batches: list[int], frames: int, repeats: int, seed: in
         feeds = block_feeds(dynamic, b, frames, hop, seed)
         t = time_call(dynamic, feeds, repeats)
         lines.append(f"{b:>3}  {'batched':<9}  {b * frames * hop / t:>15,.0f}  {frames * hop / t:>11,.0f}")
-        served = [Graph("teacher_block", path, [CPU], 1, batch_one=True) for _ in range(b)]
-        t = time_parallel(served, [rows_of(feeds, i) for i in range(b)], repeats)
+        t = time_parallel([served] * b, [rows_of(feeds, i) for i in range(b)], repeats)
         lines.append(f"{b:>3}  {'parallel':<9}  {b * frames * hop / t:>15,.0f}  {frames * hop / t:>11,.0f}")
     return lines
 
