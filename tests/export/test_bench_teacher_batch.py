@@ -10,19 +10,17 @@ import numpy as np
 import pytest
 
 from export import bench_teacher_batch as bench
-from service import bundle as bundle_io
-from service.engine import CPU, Graph
+from service.engine import CPU, Graph, Voice
 
 TINY = Path(__file__).resolve().parents[1] / "fixtures" / "voices" / "tiny"
 
 
 @pytest.fixture(scope="module")
 def graphs():
-    manifest = bundle_io.load(TINY)
-    path = TINY / manifest.files["teacher_block"].path
-    dynamic = Graph("teacher_block", path, [CPU], 1)
-    served = Graph("teacher_block", path, [CPU], 1, batch_one=True)
-    return dynamic, served, manifest.audio.hop_length
+    voice = Voice.load(TINY)
+    served = voice.teacher_block  # what the engine runs: static batch 1
+    dynamic = Graph("teacher_block", served.path, [CPU], 1)
+    return dynamic, served, voice.hop
 
 
 def test_batched_rows_equal_the_served_batch_one_calls(graphs):
