@@ -11,6 +11,7 @@ by its F0 (TensorBoard audio + mel figure vs the real one).
 
 from __future__ import annotations
 
+import itertools
 import logging
 from dataclasses import dataclass, replace
 
@@ -147,6 +148,7 @@ class TeacherTask(TrainTask):
         from torch.utils.data import DataLoader
 
         from model.data.dataset import VocoderDataset, collate_vocoder
+        from model.eval.nll import windows_nll
 
         cfg = self.train_cfg
         excite = self.model_cfg.excitation_channels > 0
@@ -154,17 +156,7 @@ class TeacherTask(TrainTask):
             self.corpus, self.eval_split, self.audio, cfg.val_segment_frames, seed=0, excitation=excite
         )
         loader = DataLoader(dataset, batch_size=cfg.batch_size, shuffle=False, collate_fn=collate_vocoder)
-        total, count = 0.0, 0
-        for i, batch in enumerate(loader):
-            if i >= cfg.val_batches:
-                break
-            audio = batch["audio"].to(device)
-            excitation = batch.get("excitation")  # (B, 3, T) or None
-            if excitation is not None:
-                excitation = excitation.to(device)
-            mean, log_scale = model(audio, batch["mel"].to(device), batch["speaker"].to(device), excitation)
-            total += float(gaussian_nll(audio, mean, log_scale, reduction="sum"))
-            count += audio.numel()
+        total, count = windows_nll(model, itertools.islice(loader, cfg.val_batches), device)
         return {"loss": total / max(count, 1)}
 
     def log_samples(self, model: nn.Module, writer, step: int, device: torch.device) -> None:
