@@ -18,7 +18,6 @@ data would help.
 from __future__ import annotations
 
 import argparse
-import logging
 import sys
 from collections.abc import Iterable
 from pathlib import Path
@@ -28,8 +27,6 @@ import torch
 from torch import nn
 
 from model.distributions import gaussian_nll
-
-log = logging.getLogger(__name__)
 
 __all__ = ["even_indices", "main", "report", "split_nll", "windows_nll"]
 
@@ -69,7 +66,7 @@ def split_nll(
     batch_size: int = 4,
     seed: int = 0,
     device: torch.device | str = "cpu",
-) -> dict[str, float]:
+) -> dict:
     """NLL (nats per sample) of one window per clip on ``clips`` clips spread over ``split``:
     {"nll", "clips", "samples", "speakers": {speaker: its clips' NLL}}."""
     from torch.utils.data import DataLoader, Subset
@@ -108,7 +105,6 @@ def main(argv=None) -> int:
     p.add_argument("--seed", type=int, default=0, help="Window seed (default 0, as validation).")
     p.add_argument("--threads", type=int, default=0, help="torch intra-op threads (0: torch's default).")
     args = p.parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(message)s")
 
     from model.checkpoint import UserError, check_kind, load_checkpoint
     from model.data.config import AudioConfig
@@ -148,7 +144,7 @@ def main(argv=None) -> int:
     return 0
 
 
-def report(rows: dict[str, dict[str, float]], step, frames: int, sample_rate: int) -> str:
+def report(rows: dict[str, dict], step, frames: int, sample_rate: int) -> str:
     """The table ``main`` prints: one line per split (all its clips, then each speaker's), and the
     gap when train and val are both there."""
     speakers = sorted({s for r in rows.values() for s in r["speakers"]})

@@ -51,11 +51,11 @@ def test_split_nll_equals_the_windows_scored_one_by_one(corpus):
         for p in model.parameters():
             if not p.any():
                 p.normal_(0, 0.3)
-    audio_cfg = AudioConfig()
-    got = nll.split_nll(model, Corpus(corpus), "train", audio_cfg, frames=6, clips=5, batch_size=2)
+    audio_cfg, data = AudioConfig(), Corpus(corpus)
+    got = nll.split_nll(model, data, "train", audio_cfg, frames=6, clips=5, batch_size=2)
     dataset = VocoderDataset(corpus, "train", audio_cfg, 6, seed=0, excitation=True)
     chosen = nll.even_indices(len(dataset), 5)
-    total, count, per = 0.0, 0, {}
+    total, count, per = 0.0, 0, {name: [0.0, 0] for name in data.speakers}
     with torch.no_grad():
         for i in chosen:
             item = dataset[i]
@@ -64,15 +64,15 @@ def test_split_nll_equals_the_windows_scored_one_by_one(corpus):
             mean, log_scale = model(audio, item["mel"][None], speaker, item["excitation"][None])
             window = float(gaussian_nll(audio, mean, log_scale, reduction="sum"))
             total, count = total + window, count + audio.numel()
-            name = Corpus(corpus).speakers[item["speaker"]]
-            per[name] = [per.get(name, [0.0, 0])[0] + window, per.get(name, [0.0, 0])[1] + audio.numel()]
+            acc = per[data.speakers[item["speaker"]]]
+            acc[0], acc[1] = acc[0] + window, acc[1] + audio.numel()
     assert got["clips"] == len(chosen) == 5 and got["samples"] == count
     assert got["nll"] == pytest.approx(total / count, rel=1e-5)
     assert set(got["speakers"]) == set(per) == {"lo", "hi"}  # chosen across the split: both speakers
     for name, (t, c) in per.items():
         assert got["speakers"][name] == pytest.approx(t / c, rel=1e-5), name
     # a different window seed scores other windows: the seed is honoured
-    other = nll.split_nll(model, Corpus(corpus), "train", audio_cfg, frames=6, clips=5, batch_size=2, seed=1)
+    other = nll.split_nll(model, data, "train", audio_cfg, frames=6, clips=5, batch_size=2, seed=1)
     assert other["nll"] != pytest.approx(got["nll"], rel=1e-6)
 
 
