@@ -122,9 +122,14 @@ def _decoder():
 
 
 def transcribe(audio: np.ndarray, sr: int) -> str:
-    """pocketsphinx's best hypothesis for (T,) float audio at ``sr`` ('' when it hears nothing)."""
+    """pocketsphinx's best hypothesis for (T,) float audio at ``sr`` ('' when it hears nothing).
+
+    The same audio gets the same transcript whatever was transcribed before it: the decoder is
+    shared, but its feature state (the live cepstral-mean estimate, which otherwise carries over
+    from the previous utterances and can change a word) is reset before each utterance."""
     pcm = to_asr_pcm(audio, sr)  # (T',) int16
     dec = _decoder()
+    dec.reinit_feat()
     dec.start_utt()
     dec.process_raw(pcm.tobytes(), no_search=False, full_utt=True)
     dec.end_utt()

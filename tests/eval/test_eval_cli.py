@@ -129,6 +129,28 @@ def test_pocketsphinx_understands_flite_and_not_noise(tmp_path):
 
 
 @needs_flite
+def test_a_transcript_does_not_depend_on_what_was_transcribed_before(tmp_path):
+    """The shared decoder's feature state is reset per utterance: the same clip read after a quiet
+    sentence and loud noise gets the transcript it gets from a fresh decoder. (Without the reset the
+    live cepstral mean carries over, and every one of these slightly noisy clips reads differently.)"""
+    from model.data.audio import load_wav
+
+    rng = np.random.default_rng(1)
+    quiet, sr_q = load_wav(flite_wav("Bring me seven yellow apples tomorrow.", "slt", tmp_path / "q.wav"))
+    history = [(0.02 * quiet, sr_q), (0.5 * rng.standard_normal(4 * 16000).astype(np.float32), 16000)]
+    for i, (text, voice) in enumerate(
+        [("The cat sat on the mat near the door.", "slt"), ("Open the door, please.", "rms")]
+    ):
+        audio, sr = load_wav(flite_wav(text, voice, tmp_path / f"s{i}.wav"))
+        audio = audio + 0.01 * rng.standard_normal(len(audio)).astype(np.float32)
+        E._decoder.cache_clear()
+        fresh = E.transcribe(audio, sr)
+        for x, rate in history:
+            E.transcribe(x, rate)
+        assert E.transcribe(audio, sr) == fresh, text
+
+
+@needs_flite
 def test_copy_metrics_perfect_for_the_recording_and_worse_for_noise(tmp_path):
     from model.data.audio import load_wav
     from model.data.config import AudioConfig
