@@ -420,7 +420,7 @@ def summarize_system(results: Sequence[ClipResult], system: str) -> dict[str, An
     }
     if system == "reference":
         return out
-    for key in ("pesq_wb", "stoi", "mcd_db", "hnr_db", "f0_rmse_cents", "voicing_error"):
+    for key in ("pesq_wb", "stoi", "mcd_db", "hnr_db", "f0_rmse_cents", "f0_bias_cents", "voicing_error"):
         out["copy_" + key if key == "hnr_db" else key] = nanmean(
             r.copy[system].get(key, math.nan) for r in rs
         )

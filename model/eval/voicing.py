@@ -35,14 +35,17 @@ def hnr_db(audio: np.ndarray, sample_rate: int) -> float:
 
 
 def f0_error(reference: np.ndarray, output: np.ndarray) -> dict[str, float]:
-    """F0 contours (F,) Hz, 0 = unvoiced (cut to the shorter) -> {"f0_rmse_cents", "voicing_error"}."""
+    """F0 contours (F,) Hz, 0 = unvoiced (cut to the shorter) -> {"f0_rmse_cents", "f0_bias_cents",
+    "voicing_error"}: RMS and mean of the output's deviation in cents (positive: sharp) on frames voiced
+    in both, and the fraction of frames whose voicing disagrees."""
     n = min(len(reference), len(output))
     ref, out = np.asarray(reference[:n], np.float64), np.asarray(output[:n], np.float64)
     if n == 0:
-        return {"f0_rmse_cents": math.nan, "voicing_error": math.nan}
+        return {"f0_rmse_cents": math.nan, "f0_bias_cents": math.nan, "voicing_error": math.nan}
     both = (ref > 0) & (out > 0)
     cents = 1200.0 * np.log2(out[both] / ref[both]) if both.any() else np.zeros(0)
     return {
         "f0_rmse_cents": float(np.sqrt(np.mean(cents**2))) if cents.size else math.nan,
+        "f0_bias_cents": float(np.mean(cents)) if cents.size else math.nan,
         "voicing_error": float(np.mean((ref > 0) != (out > 0))),
     }

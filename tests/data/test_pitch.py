@@ -74,9 +74,14 @@ def test_periodicity_metrics_tell_a_tone_from_noise():
     noise = np.random.default_rng(0).normal(0, 0.1, SR).astype(np.float32)
     assert hnr_db(tone, SR) > 20 and hnr_db(noise, SR) < 5
     ref = np.array([100.0, 100.0, 0.0, 120.0])
-    assert f0_error(ref, ref) == {"f0_rmse_cents": 0.0, "voicing_error": 0.0}
+    assert f0_error(ref, ref) == {"f0_rmse_cents": 0.0, "f0_bias_cents": 0.0, "voicing_error": 0.0}
     octave = f0_error(ref, np.array([200.0, 200.0, 0.0, 0.0]))
     assert octave["f0_rmse_cents"] == pytest.approx(1200.0) and octave["voicing_error"] == 0.25
+    assert octave["f0_bias_cents"] == pytest.approx(1200.0)  # sharp is positive ...
+    flat = f0_error(ref, np.array([50.0, 50.0, 0.0, 120.0]))
+    assert flat["f0_bias_cents"] == pytest.approx(-800.0)  # ... flat negative, mean over voiced-in-both
+    assert flat["f0_rmse_cents"] == pytest.approx(np.sqrt(2 * 1200.0**2 / 3))
+    assert f0_error(ref, np.array([200.0, 50.0, 0.0, 120.0]))["f0_bias_cents"] == pytest.approx(0.0)
 
 
 def test_ingest_reports_pitch_coverage_and_flags_clips_without_pitch(tmp_path):
