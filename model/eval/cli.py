@@ -351,6 +351,21 @@ def copy_inputs(ref: np.ndarray, cfg) -> tuple[np.ndarray, np.ndarray, np.ndarra
     return ref_cut, mel, track_f0(ref_cut, cfg)
 
 
+def copy_scores(ref: np.ndarray, out: np.ndarray, ref_f0: np.ndarray, cfg) -> dict[str, float]:
+    """How a vocoder's copy synthesis (T,) matches the recording (T,) it was vocoded from and that
+    recording's F0 (F,) Hz: PESQ-WB, STOI, the output's HNR, and its F0 error against ``ref_f0``
+    (:func:`model.eval.voicing.f0_error`: f0_rmse_cents, f0_bias_cents, voicing_error)."""
+    from model.data.pitch import track_f0
+    from model.eval.voicing import f0_error, hnr_db
+
+    return {
+        "pesq_wb": pesq_wb(ref, out, cfg.sample_rate),
+        "stoi": stoi_of(ref, out, cfg.sample_rate),
+        "hnr_db": hnr_db(out, cfg.sample_rate),
+        **f0_error(ref_f0, track_f0(out, cfg)),
+    }
+
+
 def copy_synthesis(
     voice,
     mel: np.ndarray,
@@ -374,8 +389,7 @@ def copy_synthesis(
 def evaluate_clip(engine, voice, cfg, corpus_dir: Path, clip: Clip, systems: Sequence[str], seed: int):
     """Synthesize and score one clip -> (ClipResult, Audio)."""
     from model.data.features import load_clip_audio, log_mel
-    from model.data.pitch import track_f0
-    from model.eval.voicing import f0_error, hnr_db
+    from model.eval.voicing import hnr_db
 
     ref = load_clip_audio(corpus_dir, clip.id, cfg)  # (T,) at the bundle rate
     ref_cut, mel, ref_f0 = copy_inputs(ref, cfg)  # (F * hop,), (n_mels, F), (F,) Hz: the vocoders' excitation
@@ -391,11 +405,8 @@ def evaluate_clip(engine, voice, cfg, corpus_dir: Path, clip: Clip, systems: Seq
         copy = copy_synthesis(voice, mel, spk, model, s, ref_f0)  # (F * hop,)
         audio.copy[model] = copy
         res.copy[model] = {
-            "pesq_wb": pesq_wb(ref_cut, copy, cfg.sample_rate),
-            "stoi": stoi_of(ref_cut, copy, cfg.sample_rate),
+            **copy_scores(ref_cut, copy, ref_f0, cfg),
             "mcd_db": mcd(log_mel(copy, cfg), mel, mask=mask),
-            "hnr_db": hnr_db(copy, cfg.sample_rate),
-            **f0_error(ref_f0, track_f0(copy, cfg)),
         }
         res.copy_transcripts[model] = transcribe(copy, cfg.sample_rate)
         tts, wall = text_to_audio(engine, voice, clip, model, s)

@@ -27,8 +27,8 @@ def copy_metrics(
 
     from model.data.dataset import load_clip
     from model.data.pitch import track_f0
-    from model.eval.cli import clip_seed, pesq_wb, stoi_of
-    from model.eval.voicing import f0_error, hnr_db
+    from model.eval.cli import clip_seed, copy_scores
+    from model.eval.voicing import hnr_db
     from service.excitation import excitation
 
     rows: dict[str, list[dict]] = {label: [] for label in models}
@@ -47,14 +47,7 @@ def copy_metrics(
             spk = torch.tensor([speakers.get(speaker, 0)])
             with torch.no_grad():
                 out = model(z, torch.from_numpy(mel)[None], spk, excitation=exc)[0].numpy()  # (T,)
-            rows[label].append(
-                {
-                    "pesq_wb": pesq_wb(audio, out, cfg.sample_rate),
-                    "stoi": stoi_of(audio, out, cfg.sample_rate),
-                    "hnr_db": hnr_db(out, cfg.sample_rate),
-                    **f0_error(f0, track_f0(out, cfg)),
-                }
-            )
+            rows[label].append(copy_scores(audio, out, f0, cfg))
     summary = {"reference": {"clips": len(clip_ids), "hnr_db": float(np.nanmean(ref_hnr))}}
     for label, rs in rows.items():
         summary[label] = {"clips": len(rs)} | {k: float(np.nanmean([r[k] for r in rs])) for k in rs[0]}

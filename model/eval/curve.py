@@ -149,19 +149,17 @@ def temperature_table(bundle: Path, data: Path, limit: int, temperatures, seed: 
     from model.data.config import AudioConfig
     from model.data.corpus import Corpus
     from model.data.features import load_clip_audio
-    from model.data.pitch import track_f0
     from model.eval.cli import (
         clip_seed,
         copy_inputs,
+        copy_scores,
         copy_synthesis,
         load_voice,
-        pesq_wb,
         select_clips,
-        stoi_of,
         transcribe,
         wer_of,
     )  # fmt: skip
-    from model.eval.voicing import f0_error, hnr_db
+    from model.eval.voicing import hnr_db
 
     _, voice = load_voice(bundle, "cpu")
     cfg = AudioConfig.from_dict(dataclasses.asdict(voice.manifest.audio))
@@ -173,21 +171,17 @@ def temperature_table(bundle: Path, data: Path, limit: int, temperatures, seed: 
         f"recordings: HNR {np.mean([hnr_db(r, cfg.sample_rate) for _, r, _, _ in inputs]):.2f} dB ({len(inputs)} clips)"
     ]
     for t in temperatures:
-        hnr, pesq, stoi, rmse, bias, hyps = [], [], [], [], [], []
+        scores, hyps = [], []
         for c, ref, mel, f0 in inputs:
             spk = voice.speaker_id(c.voice_speaker)
             out = copy_synthesis(voice, mel, spk, "teacher", clip_seed(seed, c.id), f0, temperature=t)
-            hnr.append(hnr_db(out, cfg.sample_rate))
-            pesq.append(pesq_wb(ref, out, cfg.sample_rate))
-            stoi.append(stoi_of(ref, out, cfg.sample_rate))
-            err = f0_error(f0, track_f0(out, cfg))
-            rmse.append(err["f0_rmse_cents"])
-            bias.append(err["f0_bias_cents"])
+            scores.append(copy_scores(ref, out, f0, cfg))
             hyps.append(transcribe(out, cfg.sample_rate))
         wer = wer_of([c.normalized for c, *_ in inputs], hyps)
+        m = {k: [sc[k] for sc in scores] for k in scores[0]}
         lines.append(
-            f"T={t:g}: HNR {np.mean(hnr):.2f} PESQ {np.mean(pesq):.3f} STOI {np.mean(stoi):.3f} "
-            f"F0 {np.nanmean(rmse):.0f} cents RMS, bias {np.nanmean(bias):+.0f} WER {wer:.3f}"
+            f"T={t:g}: HNR {np.mean(m['hnr_db']):.2f} PESQ {np.mean(m['pesq_wb']):.3f} STOI {np.mean(m['stoi']):.3f} "
+            f"F0 {np.nanmean(m['f0_rmse_cents']):.0f} cents RMS, bias {np.nanmean(m['f0_bias_cents']):+.0f} WER {wer:.3f}"
         )
         log.info("%s", lines[-1])
     return lines
