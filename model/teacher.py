@@ -19,6 +19,10 @@ graph.
 Mixed precision: under autocast (CUDA, or CPU bf16) the input conv and the output head run in fp32
 (the mean must be resolved far below bf16's relative precision; the residual stream stays fp32
 through the adds); so does the excitation conv, added to the input conv's output.
+
+With ``excitation_layers`` the excitation also reaches every residual layer directly, added to its
+gate conditioning through a zero-initialised 1x1 (the stack's ``excitation_proj``): a teacher
+trained without it gains it with its outputs unchanged, then learns to use it (``--init``).
 """
 
 from __future__ import annotations
@@ -81,6 +85,10 @@ class TeacherConfig:
     # sample-rate excitation from F0 ([sin, cos, voiced], service.excitation) added to the input
     # conv's output through a zero-initialised 1x1 conv; 0 = mel-only
     excitation_channels: int = 3
+    # also add the excitation to every residual layer's gate conditioning (a zero-initialised 1x1,
+    # E -> L*2G, like the mel's per-layer projections): the input conv's copy of it is scaled by
+    # sqrt(1/2) at every residual add, so by the last of 20 layers ~1e-3 of it is left in the stream
+    excitation_layers: bool = False
 
     def __post_init__(self) -> None:
         dilation_cycle(self.layers, self.cycles)  # validates
@@ -90,6 +98,8 @@ class TeacherConfig:
             raise ValueError("need n_speakers >= 1, input_kernel >= 1, kernel_size >= 2")
         if self.excitation_channels < 0:
             raise ValueError(f"excitation_channels must be >= 0, got {self.excitation_channels}")
+        if self.excitation_layers and not self.excitation_channels:
+            raise ValueError("excitation_layers needs excitation_channels > 0")
 
     @property
     def dilations(self) -> tuple[int, ...]:
@@ -181,6 +191,7 @@ class TeacherWaveNet(nn.Module):
             cond_channels=cfg.cond_channels,
             hop_length=cfg.hop_length,
             upsample=cfg.upsample,
+            excitation_channels=cfg.excitation_channels if cfg.excitation_layers else 0,
         )
         self.head1 = nn.Conv1d(cfg.skip_channels, cfg.skip_channels, 1)
         self.head2 = nn.Conv1d(cfg.skip_channels, 2, 1)
@@ -247,7 +258,8 @@ class TeacherWaveNet(nn.Module):
             h = self.input_conv(x_in.float().unsqueeze(1))  # (B, R, T)
             if excitation is not None:
                 h = h + self.excitation_conv(excitation.float())  # (B, R, T)
-        skip = self.stack(h, cond_frames=cond_frames, cond=cond)  # (B, S, T)
+        layer_exc = excitation if self.cfg.excitation_layers else None  # (B, E, T) or None
+        skip = self.stack(h, cond_frames=cond_frames, cond=cond, excitation=layer_exc)  # (B, S, T)
         params = self._head(skip)  # (B, 2, T)
         return params[:, 0], floor_log_scale(params[:, 1], self.cfg.log_scale_min)
 
@@ -291,8 +303,10 @@ class TeacherWaveNet(nn.Module):
         if self.excitation_conv is not None:
             if exc_t is None:
                 exc_t = h.new_zeros(h.shape[0], self.cfg.excitation_channels)  # (B, E)
-            h = h + pointwise(self.excitation_conv, exc_t.to(h.dtype))  # (B, R)
-        skip, new_state = self.stack.step(h, c_t, state[1:] if has_q else state)  # (B, S)
+            exc_t = exc_t.to(h.dtype)
+            h = h + pointwise(self.excitation_conv, exc_t)  # (B, R)
+        layer_exc = exc_t if self.cfg.excitation_layers else None  # (B, E) or None
+        skip, new_state = self.stack.step(h, c_t, state[1:] if has_q else state, layer_exc)  # (B, S)
         y = F.relu(pointwise(self.head1, F.relu(skip)))  # (B, S)
         params = pointwise(self.head2, y)  # (B, 2)
         if has_q:

@@ -394,6 +394,11 @@ class WaveNetStack(nn.Module):
     1x1 conv); ``cond_frames`` is upsampled one layer at a time inside ``forward`` (bounded memory
     in training), ``cond`` is already at the sample rate (e.g. a window of a precomputed one).
 
+    With ``excitation_channels`` E > 0 a sample-rate signal (the teacher's F0 excitation) is added to
+    every layer's conditioning as well, through one zero-initialised 1x1 conv E -> L*2G
+    (``excitation_proj``, sliced per layer; ``forward(..., excitation=(B, E, T))``,
+    ``step(..., exc_t=(B, E))``).
+
     Incremental: ``state = init_state(B)`` (one queue per layer), then per sample
     ``out_t, state = step(x_t (B, R), c_t (B, L*2G) | None, state)``.
     """
@@ -408,10 +413,13 @@ class WaveNetStack(nn.Module):
         cond_channels: int = 0,
         hop_length: int = 200,
         upsample: str = "linear",
+        excitation_channels: int = 0,
     ):
         super().__init__()
         if kernel_size < 2:
             raise ValueError("the residual stack needs kernel_size >= 2")
+        if excitation_channels and cond_channels <= 0:
+            raise ValueError("a per-layer excitation needs a conditioned stack (cond_channels > 0)")
         self.residual_channels = residual_channels
         self.gate_channels = gate_channels
         self.skip_channels = skip_channels
@@ -424,6 +432,14 @@ class WaveNetStack(nn.Module):
         n_cond = 2 * gate_channels * len(self.dilations)
         self.cond_proj = nn.Conv1d(cond_channels, n_cond, 1) if conditioned else None
         self.upsampler = FrameUpsampler(hop_length, upsample) if conditioned else None
+        # sample-rate conditioning of every layer (the F0 excitation): E -> L*2G, zero-initialised
+        # so that a stack gaining it computes what it did without; kept out of weight norm (0/0)
+        self.excitation_proj = None
+        if excitation_channels:
+            self.excitation_proj = nn.Conv1d(excitation_channels, n_cond, 1)
+            nn.init.zeros_(self.excitation_proj.weight)
+            nn.init.zeros_(self.excitation_proj.bias)
+            self.excitation_proj.no_weight_norm = True
         self._skip_scale = math.sqrt(1.0 / len(self.dilations))
 
     @property
@@ -442,7 +458,32 @@ class WaveNetStack(nn.Module):
             raise RuntimeError("this stack is unconditioned")
         return self.cond_proj(h)
 
-    def forward(self, x: Tensor, cond_frames: Tensor | None = None, cond: Tensor | None = None) -> Tensor:
+    def _excitation_slices(self, excitation: Tensor | None, T: int):
+        """Check the per-layer excitation (B, E, T) and return each layer's (weight (2G, E), bias (2G,))
+        of the projection, or None when the stack has none (an excitation given to it is an error)."""
+        if self.excitation_proj is None:
+            if excitation is not None:
+                raise ValueError("this stack has no per-layer excitation")
+            return None
+        if excitation is None or excitation.shape[1:] != (self.excitation_proj.in_channels, T):
+            got = None if excitation is None else tuple(excitation.shape)
+            raise ValueError(
+                f"excitation must have shape (B, {self.excitation_proj.in_channels}, {T}), got {got}"
+            )
+        size = 2 * self.gate_channels
+        w = self.excitation_proj.weight[:, :, 0]  # (L*2G, E)
+        b = self.excitation_proj.bias  # (L*2G,)
+        return [(w[i * size : (i + 1) * size], b[i * size : (i + 1) * size]) for i in range(len(self.layers))]
+
+    def forward(
+        self,
+        x: Tensor,
+        cond_frames: Tensor | None = None,
+        cond: Tensor | None = None,
+        excitation: Tensor | None = None,
+    ) -> Tensor:
+        """x (B, R, T), cond_frames (B, L*2G, F) or cond (B, L*2G, T), excitation (B, E, T) exactly
+        when the stack has a per-layer excitation -> (B, S | R, T)."""
         if (cond_frames is not None or cond is not None) != (self.cond_proj is not None):
             raise ValueError("conditioning must be given exactly when the stack is conditioned")
         if cond_frames is not None:
@@ -451,8 +492,9 @@ class WaveNetStack(nn.Module):
                 raise ValueError(f"{cond_frames.shape[-1]} frames * hop {hop} != {x.shape[-1]} samples")
         elif cond is not None and cond.shape[-1] != x.shape[-1]:
             raise ValueError(f"conditioning has {cond.shape[-1]} samples, input {x.shape[-1]}")
+        exc_w = self._excitation_slices(excitation, x.shape[-1])
         if _channels_last():
-            return self._forward_tc(x, cond_frames, cond)
+            return self._forward_tc(x, cond_frames, cond, excitation, exc_w)
         size = 2 * self.gate_channels
         skip = None
         for i, layer in enumerate(self.layers):
@@ -461,17 +503,24 @@ class WaveNetStack(nn.Module):
                 c = self.upsampler(cond_frames[:, i * size : (i + 1) * size])  # (B, 2G, T)
             elif cond is not None:
                 c = cond[:, i * size : (i + 1) * size]  # (B, 2G, T)
+            if exc_w is not None:
+                w, b = exc_w[i]
+                c = c + F.conv1d(
+                    excitation.to(c.dtype), w.unsqueeze(-1).to(c.dtype), b.to(c.dtype)
+                )  # (B, 2G, T)
             x, s = layer(x, c)
             if self.skip_channels:  # the sum is kept in fp32 under autocast
                 skip = s.float() if skip is None else skip + s
         return x if skip is None else skip * self._skip_scale
 
-    def _forward_tc(self, x: Tensor, cond_frames: Tensor | None, cond: Tensor | None) -> Tensor:
+    def _forward_tc(self, x: Tensor, cond_frames, cond, excitation, exc_w) -> Tensor:
         """``forward`` in channels-last: one transpose in, one out; (B, R, T) -> (B, S | R, T)."""
         size = 2 * self.gate_channels
         h = x.transpose(1, 2)  # (B, T, R)
         if cond_frames is not None:  # frame rate, small: contiguous in channels once for all layers
             cond_frames = cond_frames.transpose(1, 2).contiguous()  # (B, F, L*2G)
+        if excitation is not None:
+            excitation = excitation.transpose(1, 2)  # (B, T, E)
         skip = None
         for i, layer in enumerate(self.layers):
             c = None
@@ -479,6 +528,9 @@ class WaveNetStack(nn.Module):
                 c = self.upsampler.forward_tc(cond_frames[:, :, i * size : (i + 1) * size])  # (B, T, 2G)
             elif cond is not None:
                 c = cond[:, i * size : (i + 1) * size].transpose(1, 2)  # (B, T, 2G)
+            if exc_w is not None:
+                w, b = exc_w[i]
+                c = c + F.linear(excitation.to(c.dtype), w.to(c.dtype), b.to(c.dtype))  # (B, T, 2G)
             h, s = layer.forward_tc(h, c)  # (B, T, R), (B, T, S)
             if self.skip_channels:  # the sum is kept in fp32 under autocast
                 skip = s.float() if skip is None else skip + s
@@ -489,8 +541,15 @@ class WaveNetStack(nn.Module):
         """One zero queue per layer: [(B, R, context_l)]."""
         return [layer.conv.init_queue(batch, device, dtype) for layer in self.layers]
 
-    def step(self, x_t: Tensor, c_t: Tensor | None, state: Sequence[Tensor]) -> tuple[Tensor, list[Tensor]]:
-        # x_t (B, R); c_t (B, L*2G) or None -> (B, S) skip sum or (B, R) last residual; new state
+    def step(
+        self, x_t: Tensor, c_t: Tensor | None, state: Sequence[Tensor], exc_t: Tensor | None = None
+    ) -> tuple[Tensor, list[Tensor]]:
+        # x_t (B, R); c_t (B, L*2G) or None; exc_t (B, E) exactly when the stack has a per-layer
+        # excitation -> (B, S) skip sum or (B, R) last residual; new state
+        if (exc_t is not None) != (self.excitation_proj is not None):
+            raise ValueError("exc_t must be given exactly when the stack has a per-layer excitation")
+        if exc_t is not None:
+            c_t = c_t + pointwise(self.excitation_proj, exc_t.to(c_t.dtype))  # (B, L*2G)
         conds = (
             [None] * len(self.layers) if c_t is None else c_t.split(2 * self.gate_channels, dim=1)
         )  # (B, 2G) each
@@ -505,7 +564,12 @@ class WaveNetStack(nn.Module):
 
 
 def _weight_convs(module: nn.Module):
-    return [m for m in module.modules() if isinstance(m, nn.Conv1d | nn.Linear)]
+    """Every Conv1d/Linear except the zero-initialised ones marked ``no_weight_norm`` (0/0)."""
+    return [
+        m
+        for m in module.modules()
+        if isinstance(m, nn.Conv1d | nn.Linear) and not getattr(m, "no_weight_norm", False)
+    ]
 
 
 def apply_weight_norm(module: nn.Module) -> nn.Module:

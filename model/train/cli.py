@@ -98,6 +98,12 @@ def _args(data, out, preset, sets, resume, max_steps, max_minutes, device, **ext
 
 @app.command("teacher", help=TRAINERS["teacher"][1])
 def teacher(
+    init: Path | None = typer.Option(
+        None,
+        "--init",
+        help="Start a fresh run from this teacher checkpoint's weights and architecture "
+        "(--set model.excitation_layers=true adds a zero-initialised per-layer excitation).",
+    ),
     data: Path = _DATA,
     out: Path = _OUT,
     preset: str = _PRESET,
@@ -107,7 +113,8 @@ def teacher(
     max_minutes: float | None = _MAX_MINUTES,
     device: str | None = _DEVICE,
 ) -> None:
-    _run("teacher", _args(data, out, preset, sets, resume, max_steps, max_minutes, device))
+    extra = {"extra": {"init": init}} if init is not None else {}
+    _run("teacher", _args(data, out, preset, sets, resume, max_steps, max_minutes, device, **extra))
 
 
 @app.command("student", help=TRAINERS["student"][1])

@@ -18,6 +18,7 @@ from dataclasses import dataclass, replace
 import torch
 from torch import Tensor, nn
 
+from model.checkpoint import check_kind
 from model.data.config import AudioConfig
 from model.distributions import gaussian_nll
 from model.teacher import MODEL_KIND, PRESETS, TeacherConfig, TeacherWaveNet
@@ -27,6 +28,7 @@ from model.train.common import (
     TrainTask,
     UserError,
     infinite_batches,
+    load_checkpoint,
     log_vocoder_sample,
     make_loader,
     pick_eval_split,
@@ -175,8 +177,41 @@ class TeacherTask(TrainTask):
         )
 
 
+def _init_checkpoint(path) -> dict:
+    return check_kind(load_checkpoint(path), MODEL_KIND, f"--init {path}")
+
+
+def _init_model_config(saved: dict, requested: TeacherConfig) -> TeacherConfig:
+    """The --init checkpoint's architecture (a fresh run takes it whole), gaining the per-layer
+    excitation when the run asks for it (``--set model.excitation_layers=true``); never losing it."""
+    cfg = TeacherConfig.from_dict(dict(saved))
+    if requested.excitation_layers and not cfg.excitation_layers:
+        if not cfg.excitation_channels:
+            raise UserError("--init: a mel-only teacher cannot gain a per-layer excitation")
+        cfg = replace(cfg, excitation_layers=True)
+    return cfg
+
+
+def _load_init_weights(model: TeacherWaveNet, ckpt: dict, path) -> None:
+    """The --init checkpoint's (EMA) weights; a per-layer excitation it lacks stays at its zero
+    initialisation, so the new run starts exactly where that teacher was."""
+    result = model.load_state_dict(ckpt.get("ema") or ckpt["model"], strict=False)
+    missing = [k for k in result.missing_keys if not k.startswith("stack.excitation_proj.")]
+    if missing or result.unexpected_keys:
+        raise UserError(
+            f"--init {path} does not fit this teacher: missing {missing[:3]}, unexpected {result.unexpected_keys[:3]}"
+        )
+    log.info(
+        "teacher weights initialised from %s (step %s; %d new per-layer excitation tensors at zero)",
+        path,
+        ckpt.get("step"),
+        len(result.missing_keys),
+    )
+
+
 def train(args: TrainArgs) -> dict:
-    """Entry point of ``parawave train teacher`` (see model.train.cli). Returns run_training's summary."""
+    """Entry point of ``parawave train teacher`` (see model.train.cli). Returns run_training's summary.
+    ``args.extra["init"]``: start a fresh run (new schedule) from that teacher checkpoint's weights."""
     from model.data.corpus import Corpus, CorpusError
 
     run, ckpt = prepare_run(args)
@@ -186,10 +221,24 @@ def train(args: TrainArgs) -> dict:
         raise UserError(str(exc)) from None
     classes = {"model": TeacherConfig, "train": TeacherTrainConfig, "audio": AudioConfig}
     reject_model_audio_sets(args.sets)
+    init = args.extra.get("init")
+    init_ckpt = None
     if ckpt is not None:
+        if init is not None:
+            raise UserError("--init starts a fresh run: it cannot be combined with --resume of a saved run")
         sections = resumed_sections(ckpt, run, args, classes, MODEL_KIND, "a teacher", corpus.speakers)
     else:
         sections = preset_sections(args, PRESETS, TRAIN_PRESETS, AudioConfig())
+        if init is not None:
+            init_ckpt = _init_checkpoint(init)
+            saved_speakers = list(init_ckpt["config"].get("data", {}).get("speakers", []))
+            if saved_speakers != list(corpus.speakers):
+                raise UserError(
+                    f"--init {init}: its speakers {saved_speakers} differ from the corpus' {corpus.speakers}"
+                )
+            if AudioConfig.from_dict(init_ckpt["config"]["audio"]) != sections["audio"]:
+                raise UserError(f"--init {init}: its audio settings differ from this run's")
+            sections["model"] = _init_model_config(init_ckpt["config"]["model"], sections["model"])
         audio = sections["audio"]
         sections["model"] = replace(
             sections["model"],
@@ -201,6 +250,8 @@ def train(args: TrainArgs) -> dict:
     device = resolve_device(args.device)
     torch.manual_seed(sections["train"].seed)  # the initial weights depend on the seed only
     task = TeacherTask(sections["model"], sections["train"], sections["audio"], corpus)
+    if init_ckpt is not None:
+        _load_init_weights(task.model, init_ckpt, init)
     return run_training(
         task,
         sections["train"],

@@ -138,6 +138,32 @@ def test_teacher_block_graph_hears_the_excitation(teacher, teacher_step):
     np.testing.assert_array_equal(a, run(exc))
 
 
+def test_per_layer_excitation_teacher_graphs_match_pytorch():
+    """A teacher whose excitation reaches every layer exports the same interface (exc_t per sample)
+    and its block graph reproduces PyTorch's cached generation; it hears the excitation."""
+    torch.manual_seed(0)
+    model = perturbed(
+        TeacherWaveNet(teacher_preset("tiny", n_mels=N_MELS, n_speakers=2, excitation_layers=True)), seed=4
+    )
+    with torch.no_grad():  # only the layers hear the excitation: a wrong per-layer graph cannot hide
+        model.excitation_conv.weight.zero_()
+        model.excitation_conv.bias.zero_()
+    step = onnx_export.export_teacher_step(model)
+    assert [i.name for i in step.graph.input] == graphs.teacher_step(len(model.init_state(1))).input_names
+    block = onnx_export.export_teacher_block(model, step)
+    assert parity.teacher_block_parity(model, block, frames=3).max_abs < 1e-4
+    sess = parity.session(block)
+    hop, F = model.cfg.hop_length, 3
+    cond = np.random.default_rng(0).normal(size=(1, model.stack.cond_size, F)).astype(np.float32)
+    exc = onnx_export.example_excitation(1, F, hop, model.cfg.sample_rate).numpy()  # (1, 3, T)
+    noise = np.random.default_rng(1).standard_normal((1, F * hop), dtype=np.float32)
+    a = parity.run_teacher_block(sess, cond, exc, noise, hop, runs=(F,))
+    assert (
+        np.abs(a - parity.run_teacher_block(sess, cond, np.zeros_like(exc), noise, hop, runs=(F,))).max()
+        > 1e-3
+    )
+
+
 def test_mel_only_teacher_graphs_keep_the_excitation_input():
     """A teacher without excitation (an old checkpoint) exports the same interface, exc_t and
     excitation unused, and still matches PyTorch."""

@@ -31,8 +31,11 @@ def _excitation(batch: int, frames: int, seed: int = 0) -> torch.Tensor:
 def _perturb_excitation(model: TeacherWaveNet, seed: int = 0) -> TeacherWaveNet:
     """Non-zero excitation weights (they start at zero, where the excitation changes nothing)."""
     g = torch.Generator().manual_seed(seed)
+    params = list(model.excitation_conv.parameters())
+    if model.stack.excitation_proj is not None:  # the per-layer excitation
+        params += list(model.stack.excitation_proj.parameters())
     with torch.no_grad():
-        for p in model.excitation_conv.parameters():
+        for p in params:
             p.add_(0.5 * torch.randn(p.shape, generator=g))
     return model
 
@@ -68,10 +71,12 @@ def test_incremental_generation_equals_teacher_forced_forward(frames, overrides)
 
 @pytest.mark.parametrize("frames", [3, 11])
 @pytest.mark.parametrize("input_kernel", [1, 2])
-def test_incremental_generation_equals_teacher_forced_forward_with_excitation(frames, input_kernel):
+@pytest.mark.parametrize("layers", [False, True], ids=["input-excitation", "per-layer-excitation"])
+def test_incremental_generation_equals_teacher_forced_forward_with_excitation(frames, input_kernel, layers):
     """The same parity with a non-zero excitation and non-zero excitation weights: ``step`` takes
-    exc_t of the very sample it predicts, as the teacher-forced pass does (no shift)."""
-    model = _perturb_excitation(_model(input_kernel=input_kernel, n_speakers=2))
+    exc_t of the very sample it predicts, as the teacher-forced pass does (no shift); with
+    ``excitation_layers`` also through every residual layer's conditioning."""
+    model = _perturb_excitation(_model(input_kernel=input_kernel, n_speakers=2, excitation_layers=layers))
     mel, exc = _mel(2, frames), _excitation(2, frames)  # (B, n_mels, F), (B, 3, T)
     assert exc[:, 2].any() and not exc[:, 2].all()  # voiced and unvoiced samples
     speaker = torch.tensor([0, 1])
@@ -115,6 +120,42 @@ def test_excitation_starts_at_zero_and_is_conditioning():
         model(audio, mel, excitation=exc[:, :, :-1])
     with pytest.raises(ValueError, match="excitation must have shape"):
         model.generate(mel, excitation=exc[:, :2])
+
+
+def test_per_layer_excitation_starts_at_zero_and_reaches_every_layer():
+    """excitation_layers adds a zero-initialised (E -> L*2G) projection: with it at zero the teacher
+    computes exactly what the same weights without it do (so --init can add it to a trained one);
+    with weights, the excitation changes the prediction even when the input path ignores it, and
+    the channels-last training path agrees with the Conv1d path (what ONNX export traces)."""
+    from model.wavenet import legacy_convolutions
+
+    plain = _perturb_excitation(_model())
+    layered = _model(excitation_layers=True)
+    proj = layered.stack.excitation_proj
+    assert proj is not None and not proj.weight.any() and not proj.bias.any()
+    assert proj.weight.shape == (layered.stack.cond_size, 3, 1)
+    missing = layered.load_state_dict(plain.state_dict(), strict=False).missing_keys
+    assert sorted(missing) == ["stack.excitation_proj.bias", "stack.excitation_proj.weight"]
+    mel, exc = _mel(2, 3), _excitation(2, 3, seed=2)
+    audio = torch.randn(2, 3 * HOP, generator=torch.Generator().manual_seed(1)) * 0.1
+    with torch.no_grad():
+        assert torch.equal(layered(audio, mel, excitation=exc)[0], plain(audio, mel, excitation=exc)[0])
+        nn_zero = layered.excitation_conv
+        nn_zero.weight.zero_()
+        nn_zero.bias.zero_()  # the input path now ignores the excitation ...
+        g = torch.Generator().manual_seed(3)
+        proj.weight.add_(0.5 * torch.randn(proj.weight.shape, generator=g))
+        m_exc, _ = layered(audio, mel, excitation=exc)
+        m_none, _ = layered(audio, mel, excitation=torch.zeros_like(exc))
+        with legacy_convolutions():
+            m_legacy, _ = layered(audio, mel, excitation=exc)
+    assert (m_exc - m_none).abs().max() > 1e-3  # ... and the layers still hear it
+    torch.testing.assert_close(m_legacy, m_exc, rtol=1e-5, atol=1e-6)
+    with pytest.raises(ValueError, match="excitation_layers needs"):
+        TeacherConfig(excitation_channels=0, excitation_layers=True)
+    saved = dataclasses.asdict(plain.cfg)
+    del saved["excitation_layers"]  # a config saved before it existed
+    assert TeacherConfig.from_dict(saved).excitation_layers is False
 
 
 def test_mel_only_teacher_and_old_configs():

@@ -71,6 +71,47 @@ def test_resume_continues_from_saved_step(corpus, tmp_path):
     assert ckpt["step"] == 8 and ckpt["config"]["train"]["lr"] == 1e-3
 
 
+def test_init_adds_a_per_layer_excitation_to_a_trained_teacher(trained, corpus, tmp_path):
+    """--init with --set model.excitation_layers=true: a fresh run (step 0, its own schedule) from the
+    trained teacher's EMA weights, whose first prediction is that teacher's exactly (the new
+    projection starts at zero) and which then learns to use it."""
+    from model.teacher import load_teacher, teacher_from_checkpoint
+
+    init = trained[0] / "checkpoints" / "last.pt"
+    out = tmp_path / "layered"
+    sets = ("model.excitation_layers=true", "sample_every=0", "val_every=0")
+    # step 0: the initialised model, before any update
+    summary = train(
+        TrainArgs(data=corpus, out=out, preset="tiny", max_steps=0, sets=sets, extra={"init": init})
+    )
+    assert summary["step"] == 0
+    before, _ = load_teacher(init)
+    start = teacher_from_checkpoint(load_checkpoint(out / "checkpoints" / "last.pt"), ema=False)
+    assert start.cfg.excitation_layers and start.cfg.layers == before.cfg.layers
+    g = torch.Generator().manual_seed(0)
+    mel = torch.randn(1, before.cfg.n_mels, 3, generator=g) - 4.0
+    audio = torch.randn(1, 3 * before.cfg.hop_length, generator=g) * 0.1
+    exc = torch.rand(1, 3, audio.shape[-1], generator=g)
+    speaker = torch.tensor([1])
+    with torch.no_grad():
+        torch.testing.assert_close(start(audio, mel, speaker, exc), before(audio, mel, speaker, exc))
+    with pytest.raises(UserError, match="--init starts a fresh run"):
+        train(TrainArgs(data=corpus, out=out, resume=True, max_steps=4, sets=sets, extra={"init": init}))
+    trained_more = train(
+        TrainArgs(
+            data=corpus,
+            out=tmp_path / "layered2",
+            preset="tiny",
+            max_steps=10,
+            sets=sets,
+            extra={"init": init},
+        )
+    )
+    assert trained_more["start_step"] == 0 and trained_more["step"] == 10
+    ema = load_checkpoint(tmp_path / "layered2" / "checkpoints" / "last.pt")["ema"]
+    assert ema["stack.excitation_proj.weight"].abs().max() > 0  # it learned to use the excitation
+
+
 _FRESH = """
 import sys, torch
 from model.teacher import load_teacher
