@@ -137,6 +137,32 @@ def sample_row(
     }, table
 
 
+def copy_table(
+    run: Path, acoustic: Path, student: Path | None, data: Path, limit: int, seed: int, temperatures
+):
+    """Without --sample: export RUN's last checkpoint and write only its copy-synthesis temperature
+    table (no text->audio sampling): (step, lines). A quicker A/B of two runs' teachers."""
+    import torch
+
+    from export.bundle import ExportError, bundle_from_checkpoints
+    from export.parity import ParityError
+    from model.eval.cli import EvalError
+
+    ckpt = run / "checkpoints" / "last.pt"
+    if not ckpt.is_file():
+        raise CurveError(f"{ckpt}: no checkpoint")
+    with tempfile.TemporaryDirectory(prefix="curve-") as tmp:
+        ckpt = Path(shutil.copy(ckpt, Path(tmp) / "teacher.pt"))  # a snapshot
+        step = int(torch.load(ckpt, map_location="cpu", weights_only=True)["step"])
+        try:
+            bundle, _, _ = bundle_from_checkpoints(
+                tmp, "curve", acoustic=acoustic, student=student, teacher=ckpt
+            )
+            return step, temperature_table(bundle, data, limit, temperatures, seed)
+        except (ExportError, ParityError, EvalError) as exc:
+            raise CurveError(str(exc)) from exc
+
+
 def temperature_table(bundle: Path, data: Path, limit: int, temperatures, seed: int = 0) -> list[str]:
     """Copy synthesis (recording's mel + Praat F0) of the first ``limit`` validation clips per speaker
     by the bundle's teacher at each sampling temperature (noise = T * N(0, 1), the same draws per
@@ -196,6 +222,18 @@ def append_row(path: Path, fields, row: dict[str, str]) -> None:
         w.writerow(row)
 
 
+def _temperatures(text: str | None) -> list[float]:
+    if not text:
+        return []
+    try:
+        temps = [float(t) for t in text.split(",")]
+    except ValueError:
+        raise CurveError(f"--temperatures: expected comma-separated numbers, got {text!r}") from None
+    if any(not t > 0 for t in temps):
+        raise CurveError(f"--temperatures must be > 0, got {text!r}")
+    return temps
+
+
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--run", type=Path, required=True, help="Teacher run folder (train.log, config.json).")
@@ -210,8 +248,9 @@ def main(argv=None) -> int:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument(
         "--temperatures", default=None,
-        help="With --sample: also copy-synthesise --limit-many validation clips at these sampling temperatures "
-        "(comma-separated, e.g. 1,0.8,0.6) into temperature-stepN.txt.",
+        help="Copy-synthesise --limit-many validation clips per speaker at these sampling temperatures "
+        "(comma-separated, e.g. 1,0.8,0.6) into temperature-stepN.txt: beside the --sample row, or "
+        "alone (needs --acoustic and --data; no text->audio sampling).",
     )  # fmt: skip
     args = p.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
@@ -226,23 +265,30 @@ def main(argv=None) -> int:
         log.info(
             "%s: %d validation rows (last: %s)", args.out / "nll.tsv", len(rows), rows[-1] if rows else None
         )
-        if args.sample:
+        temps = _temperatures(args.temperatures)
+        if args.sample or temps:
             missing = [n for n in ("acoustic", "data") if getattr(args, n) is None]
             if missing:
-                raise CurveError("--sample needs " + ", ".join("--" + n for n in missing))
-            temps = [float(t) for t in args.temperatures.split(",")] if args.temperatures else []
+                flag = "--sample" if args.sample else "--temperatures"
+                raise CurveError(f"{flag} needs " + ", ".join("--" + n for n in missing))
+        if args.sample:
             row, table = sample_row(
                 args.run, args.acoustic, args.student, args.data, args.limit, args.seed, temps
             )
             append_row(args.out / "samples.tsv", SAMPLE_FIELDS, row)
-            if table:
-                head = (
-                    f"# teacher step {row['step']}: copy synthesis (recording's mel + Praat F0) of validation clips "
-                    "at each sampling temperature, the same noise draws per clip (python -m model.eval.curve "
-                    "--temperatures)"
-                )
-                (args.out / f"temperature-step{row['step']}.txt").write_text("\n".join([head, *table]) + "\n")
+            step = row["step"]
             log.info("%s: %s", args.out / "samples.tsv", row)
+        elif temps:
+            step, table = copy_table(
+                args.run, args.acoustic, args.student, args.data, args.limit, args.seed, temps
+            )
+        if temps:
+            head = (
+                f"# teacher step {step}: copy synthesis (recording's mel + Praat F0) of validation clips "
+                "at each sampling temperature, the same noise draws per clip (python -m model.eval.curve "
+                "--temperatures)"
+            )
+            (args.out / f"temperature-step{step}.txt").write_text("\n".join([head, *table]) + "\n")
     except CurveError as exc:
         print(f"error: {exc}")
         return 2

@@ -79,5 +79,11 @@ def test_cli_errors_are_one_line(tmp_path, capsys):
     run = _run(tmp_path)
     assert curve.main(["--run", str(run), "--out", str(tmp_path / "o"), "--sample"]) == 2
     assert "--sample needs --acoustic, --data" in capsys.readouterr().out
+    assert curve.main(["--run", str(run), "--out", str(tmp_path / "o"), "--temperatures", "0.4"]) == 2
+    assert "--temperatures needs --acoustic, --data" in capsys.readouterr().out
+    assert curve.main(["--run", str(run), "--out", str(tmp_path / "o"), "--temperatures", "x,1"]) == 2
+    assert "expected comma-separated numbers" in capsys.readouterr().out
+    assert curve.main(["--run", str(run), "--out", str(tmp_path / "o"), "--temperatures", "0"]) == 2
+    assert "must be > 0" in capsys.readouterr().out
     (run / "config.json").write_text("{}")
     assert curve.main(["--run", str(run), "--out", str(tmp_path / "o")]) == 2
