@@ -269,9 +269,13 @@ class TeacherWaveNet(nn.Module):
         mel: Tensor,
         speaker: Tensor | None = None,
         excitation: Tensor | None = None,
+        past_noise: float = 0.0,
     ) -> tuple[Tensor, Tensor]:
         """Teacher forcing: audio (B, T) in [-1, 1], mel (B, n_mels, F) with T == F*hop, speaker (B,),
         excitation (B, E, T) from :func:`service.excitation.excitation` (None: unvoiced throughout).
+        past_noise > 0 (training only) adds Gaussian noise of that std to the teacher-forced past,
+        never to the target: a past that is not the clean recording, so the conditioning (mel,
+        excitation) has to carry what the past no longer does (noise-injected teacher forcing).
 
         Returns mean (B, T), log_scale (B, T): the predicted distribution of audio[:, t] given
         audio[:, :t] (the input is audio shifted right by one sample, zero first; the excitation is
@@ -282,6 +286,8 @@ class TeacherWaveNet(nn.Module):
                 f"audio has {audio.shape[-1]} samples, mel {mel.shape[-1]} frames * hop {self.cfg.hop_length}"
             )
         x_in = F.pad(audio[:, :-1], (1, 0))  # (B, T): x_in[t] = audio[t-1]
+        if past_noise > 0:
+            x_in = x_in + past_noise * torch.randn_like(x_in)  # (B, T); the target stays clean
         return self.predict(x_in, cond_frames=self.frame_conditioning(mel, speaker), excitation=excitation)
 
     # ------------------------------------------------------------------ incremental (same modules)

@@ -51,6 +51,14 @@ class TeacherTrainConfig(TrainConfig):
     val_segment_frames: int = 80
     sample_seconds: float = 0.5  # generated per TensorBoard sample (autoregressive: slow)
     sample_temperature: float = 1.0
+    # std of Gaussian noise on the teacher-forced past (audio units; recordings' RMS is ~0.09), 0 = off:
+    # the past stops being a clean copy, so pitch must come from the conditioning (the excitation)
+    past_noise: float = 0.0
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if not self.past_noise >= 0:  # also refuses NaN
+            raise ValueError(f"past_noise must be >= 0, got {self.past_noise}")
 
 
 TRAIN_PRESETS: dict[str, TeacherTrainConfig] = {
@@ -142,7 +150,8 @@ class TeacherTask(TrainTask):
     def loss(self, model: nn.Module, batch: dict) -> tuple[Tensor, dict]:
         audio = batch["audio"]  # (B, T)
         excitation = batch.get("excitation")  # (B, 3, T), aligned with audio; None for a mel-only teacher
-        mean, log_scale = model(audio, batch["mel"], batch["speaker"], excitation)  # (B, T) each, fp32
+        noise = self.train_cfg.past_noise if model.training else 0.0
+        mean, log_scale = model(audio, batch["mel"], batch["speaker"], excitation, noise)  # (B, T) each, fp32
         nll = gaussian_nll(audio, mean, log_scale)
         return nll, {"log_scale": log_scale.detach().mean()}
 

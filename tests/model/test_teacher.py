@@ -258,3 +258,23 @@ def test_step_state_is_explicit_tensors():
     assert not torch.allclose(m_exc, m_none) and torch.equal(m_none, m_zero)
     assert [q.shape for q in new_state] == [q.shape for q in state]
     assert torch.equal(new_state[0][:, :, -1], torch.ones(2, 1))  # newest input at the end of the queue
+
+
+def test_past_noise_corrupts_the_past_only():
+    """forward(past_noise=s) == predict() on the shifted audio plus that noise (same RNG draw); the
+    noise changes every prediction, off (0) is the plain teacher forcing."""
+    import torch.nn.functional as F
+
+    model = _model(excitation_channels=3)
+    mel, exc = _mel(1, 4), _excitation(1, 4)
+    audio = torch.randn(1, 4 * HOP) * 0.1
+    with torch.no_grad():
+        clean = model(audio, mel, None, exc)
+        torch.manual_seed(7)
+        noisy = model(audio, mel, None, exc, past_noise=0.05)
+        torch.manual_seed(7)
+        x_in = F.pad(audio[:, :-1], (1, 0)) + 0.05 * torch.randn(1, 4 * HOP)
+        by_hand = model.predict(x_in, cond_frames=model.frame_conditioning(mel, None), excitation=exc)
+        assert torch.equal(model(audio, mel, None, exc, past_noise=0.0)[0], clean[0])
+    torch.testing.assert_close(noisy, by_hand)
+    assert not torch.allclose(noisy[0], clean[0])

@@ -1,5 +1,6 @@
 """`parawave train teacher` on a tiny synthetic corpus: loss drops, resume, fresh-process loading, CLI."""
 
+import dataclasses
 import json
 import subprocess
 import sys
@@ -193,3 +194,40 @@ def test_ddp_two_cpu_processes(corpus, tmp_path):
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert proc.stdout.count("stopped by") == 1  # one summary, from rank 0
     assert load_checkpoint(out / "checkpoints" / "last.pt")["step"] == 4
+
+
+def test_past_noise_applies_in_training_only(corpus):
+    """The trainer's loss corrupts the teacher-forced past in train mode (the target stays the clean
+    audio), never in eval mode (validation NLL is the clean-past NLL); negative noise is refused."""
+    from model.data.config import AudioConfig
+    from model.data.corpus import Corpus
+    from model.teacher import preset
+    from model.train.teacher import TRAIN_PRESETS, TeacherTask, TeacherTrainConfig
+
+    with pytest.raises(ValueError, match="past_noise"):
+        TeacherTrainConfig(past_noise=-0.1)
+    audio_cfg = AudioConfig()
+    cfg = dataclasses.replace(TRAIN_PRESETS["tiny"], past_noise=0.05)
+    torch.manual_seed(0)
+    task = TeacherTask(preset("tiny", excitation_channels=3), cfg, audio_cfg, Corpus(corpus))
+    batch = next(task.train_batches(torch.device("cpu")))
+    model = task.model
+    with torch.no_grad():
+        for p in model.parameters():  # an untrained teacher's zero-initialised head ignores its input
+            p.normal_(0.0, 0.2)
+    model.eval()
+    with torch.no_grad():
+        clean, _ = task.loss(model, batch)
+        assert torch.equal(task.loss(model, batch)[0], clean)  # eval mode: deterministic, clean past
+        model.train()
+        torch.manual_seed(3)
+        noisy, _ = task.loss(model, batch)
+        torch.manual_seed(3)
+        mean, log_scale = model(batch["audio"], batch["mel"], batch["speaker"], batch.get("excitation"), 0.05)
+    from model.distributions import gaussian_nll
+
+    torch.testing.assert_close(noisy, gaussian_nll(batch["audio"], mean, log_scale))  # clean target
+    model.eval()
+    with torch.no_grad():
+        clean_mean, _ = model(batch["audio"], batch["mel"], batch["speaker"], batch.get("excitation"))
+    assert not torch.equal(mean, clean_mean)  # the noise reached the past
