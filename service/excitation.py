@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import numpy as np
 
-__all__ = ["EXCITATION_CHANNELS", "excitation"]
+__all__ = ["EXCITATION_CHANNELS", "excitation", "excitation_from_phase", "f0_phase"]
 
 EXCITATION_CHANNELS = 3
 
@@ -43,20 +43,33 @@ def excitation(f0: np.ndarray, hop: int, sample_rate: int) -> np.ndarray:
 
 
 def _one(f0: np.ndarray, hop: int, sr: int) -> np.ndarray:  # (F,) -> (3, F*hop)
+    phase, v_s = f0_phase(f0, hop, sr)  # (T,) each
+    return excitation_from_phase(phase, v_s)
+
+
+def f0_phase(f0: np.ndarray, hop: int, sample_rate: int) -> tuple[np.ndarray, np.ndarray]:
+    """f0 (F,) Hz -> (phase (F*hop,) float64 radians, unwrapped; voiced (F*hop,) bool): the
+    per-sample phase and voicing of the module docstring, before sin/cos."""
+    f0 = np.asarray(f0, dtype=np.float64)
     n_frames = f0.shape[0]
-    out = np.zeros((EXCITATION_CHANNELS, n_frames * hop), dtype=np.float32)
     f0 = np.where(np.isfinite(f0) & (f0 > 0), f0, 0.0)  # (F,)
     voiced = f0 > 0  # (F,)
+    v_s = np.repeat(voiced, hop)  # (T,)
     if not voiced.any():
-        return out
+        return np.zeros(n_frames * hop), v_s
     frames = np.arange(n_frames, dtype=np.float64)
     filled = np.interp(frames, frames[voiced], f0[voiced])  # (F,) unvoiced frames from voiced neighbours
     t = (np.arange(n_frames * hop, dtype=np.float64) + 0.5) / hop - 0.5  # (T,) position in frames
     f_s = np.interp(t, frames, filled)  # (T,) Hz, linear between frame centres
-    v_s = np.repeat(voiced, hop)  # (T,)
-    phase = 2.0 * np.pi * np.cumsum(np.where(v_s, f_s, 0.0) / sr)  # (T,)
+    phase = 2.0 * np.pi * np.cumsum(np.where(v_s, f_s, 0.0) / sample_rate)  # (T,)
+    return phase, v_s
+
+
+def excitation_from_phase(phase: np.ndarray, voiced: np.ndarray) -> np.ndarray:
+    """phase (T,) radians, voiced (T,) bool -> (3, T) float32 [sin * voiced, cos * voiced, voiced]."""
     phase = np.mod(phase, 2.0 * np.pi)
-    out[0] = np.sin(phase) * v_s
-    out[1] = np.cos(phase) * v_s
-    out[2] = v_s
+    out = np.empty((EXCITATION_CHANNELS, phase.shape[0]), dtype=np.float32)
+    out[0] = np.sin(phase) * voiced
+    out[1] = np.cos(phase) * voiced
+    out[2] = voiced
     return out

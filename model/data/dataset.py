@@ -21,6 +21,7 @@ from torch.utils.data import Dataset
 
 from model.data.config import AudioConfig
 from model.data.corpus import Corpus, CorpusError
+from model.data.excitation import EXCITATION_PHASES, recording_excitation
 from model.data.features import cached_log_mel, load_clip_audio, silence_value
 from model.data.pitch import cached_f0
 from service.excitation import excitation as excitation_signal
@@ -121,7 +122,9 @@ class VocoderDataset(Dataset):
     ``seed=None``: a fresh window every time (torch's RNG, which DataLoader seeds per worker);
     ``seed=int``: the window of item i depends only on (seed, i) -- for deterministic validation.
     ``excitation=True`` adds "f0": (S,) Hz and "excitation": (3, S*hop) computed from the window's
-    F0 (:func:`service.excitation.excitation`; its phase starts at the window).
+    F0 (:func:`service.excitation.excitation`; its phase starts at the window), or with
+    ``excitation_phase="recording"`` phase-locked to the window's audio
+    (:func:`model.data.excitation.recording_excitation`, training only).
     """
 
     def __init__(
@@ -132,9 +135,13 @@ class VocoderDataset(Dataset):
         segment_frames: int,
         seed: int | None = None,
         excitation: bool = False,
+        excitation_phase: str = "f0",
     ):
         if segment_frames <= 0:
             raise ValueError(f"segment_frames must be positive, got {segment_frames}")
+        if excitation_phase not in EXCITATION_PHASES:
+            raise ValueError(f"excitation_phase must be one of {EXCITATION_PHASES}, got {excitation_phase!r}")
+        self.excitation_phase = excitation_phase
         self.corpus = _as_corpus(corpus)
         self.cfg = cfg
         self.segment_frames = segment_frames
@@ -177,9 +184,11 @@ class VocoderDataset(Dataset):
         }
         if f0 is not None:
             item["f0"] = torch.from_numpy(np.ascontiguousarray(f0))  # (S,)
-            item["excitation"] = torch.from_numpy(
-                excitation_signal(f0, hop, self.cfg.sample_rate)
-            )  # (3, S*hop)
+            if self.excitation_phase == "recording":
+                exc = recording_excitation(f0, audio, hop, self.cfg.sample_rate)  # (3, S*hop)
+            else:
+                exc = excitation_signal(f0, hop, self.cfg.sample_rate)  # (3, S*hop)
+            item["excitation"] = torch.from_numpy(exc)
         return item
 
 

@@ -20,6 +20,7 @@ from torch import Tensor, nn
 
 from model.checkpoint import check_kind
 from model.data.config import AudioConfig
+from model.data.excitation import EXCITATION_PHASES
 from model.distributions import gaussian_nll
 from model.teacher import MODEL_KIND, PRESETS, TeacherConfig, TeacherWaveNet
 from model.train.common import (
@@ -54,11 +55,18 @@ class TeacherTrainConfig(TrainConfig):
     # std of Gaussian noise on the teacher-forced past (audio units; recordings' RMS is ~0.09), 0 = off:
     # the past stops being a clean copy, so pitch must come from the conditioning (the excitation)
     past_noise: float = 0.0
+    # the windows' excitation phase: "f0" (F0 integrated from 0 at the window, as at inference) or
+    # "recording" (locked to the window's first harmonic, so it predicts samples the past does not)
+    excitation_phase: str = "f0"
 
     def __post_init__(self) -> None:
         super().__post_init__()
         if not self.past_noise >= 0:  # also refuses NaN
             raise ValueError(f"past_noise must be >= 0, got {self.past_noise}")
+        if self.excitation_phase not in EXCITATION_PHASES:
+            raise ValueError(
+                f"excitation_phase must be one of {', '.join(EXCITATION_PHASES)}, got {self.excitation_phase!r}"
+            )
 
 
 TRAIN_PRESETS: dict[str, TeacherTrainConfig] = {
@@ -143,7 +151,14 @@ class TeacherTask(TrainTask):
 
         cfg = self.train_cfg
         excite = self.model_cfg.excitation_channels > 0
-        dataset = VocoderDataset(self.corpus, "train", self.audio, cfg.segment_frames, excitation=excite)
+        dataset = VocoderDataset(
+            self.corpus,
+            "train",
+            self.audio,
+            cfg.segment_frames,
+            excitation=excite,
+            excitation_phase=cfg.excitation_phase,
+        )
         loader = make_loader(dataset, cfg.batch_size, collate_vocoder, cfg.num_workers, cfg.seed, device)
         return infinite_batches(loader)
 
@@ -164,7 +179,13 @@ class TeacherTask(TrainTask):
         cfg = self.train_cfg
         excite = self.model_cfg.excitation_channels > 0
         dataset = VocoderDataset(
-            self.corpus, self.eval_split, self.audio, cfg.val_segment_frames, seed=0, excitation=excite
+            self.corpus,
+            self.eval_split,
+            self.audio,
+            cfg.val_segment_frames,
+            seed=0,
+            excitation=excite,
+            excitation_phase=cfg.excitation_phase,
         )
         loader = DataLoader(dataset, batch_size=cfg.batch_size, shuffle=False, collate_fn=collate_vocoder)
         total, count = windows_nll(model, itertools.islice(loader, cfg.val_batches), device)

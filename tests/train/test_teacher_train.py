@@ -231,3 +231,31 @@ def test_past_noise_applies_in_training_only(corpus):
     with torch.no_grad():
         clean_mean, _ = model(batch["audio"], batch["mel"], batch["speaker"], batch.get("excitation"))
     assert not torch.equal(mean, clean_mean)  # the noise reached the past
+
+
+def test_excitation_phase_reaches_the_training_windows(corpus):
+    """excitation_phase="recording" gives the trainer phase-true windows (each row the recording
+    excitation of its own audio and F0), "f0" the runtime's; anything else is refused."""
+    import numpy as np
+
+    from model.data.config import AudioConfig
+    from model.data.corpus import Corpus
+    from model.data.excitation import recording_excitation
+    from model.teacher import preset
+    from model.train.teacher import TRAIN_PRESETS, TeacherTask, TeacherTrainConfig
+    from service.excitation import excitation
+
+    with pytest.raises(ValueError, match="excitation_phase"):
+        TeacherTrainConfig(excitation_phase="glottal")
+    audio_cfg = AudioConfig()
+    for phase, make in (
+        ("recording", lambda f0, a: recording_excitation(f0, a, audio_cfg.hop_length, audio_cfg.sample_rate)),
+        ("f0", lambda f0, a: excitation(f0, audio_cfg.hop_length, audio_cfg.sample_rate)),
+    ):
+        cfg = dataclasses.replace(TRAIN_PRESETS["tiny"], excitation_phase=phase)
+        task = TeacherTask(preset("tiny", excitation_channels=3), cfg, audio_cfg, Corpus(corpus))
+        batch = next(task.train_batches(torch.device("cpu")))
+        assert batch["f0"].numpy().any()
+        for row in range(batch["audio"].shape[0]):
+            want = make(batch["f0"][row].numpy(), batch["audio"][row].numpy())
+            np.testing.assert_array_equal(batch["excitation"][row].numpy(), want)
