@@ -12,6 +12,10 @@ so at this size more clips of the same voices would not lower the validation NLL
 limited by its capacity or its training time); a large positive gap means it memorises, and more
 data would help.
 
+The excitation (a teacher with excitation channels) is built as the checkpoint was trained:
+``excitation_phase`` of its training config ("f0", the runtime's F0-integrated phase, or
+"recording", the phase-true one), unless ``--excitation-phase`` names the other.
+
 :func:`windows_nll` is the one code path: ``parawave train teacher`` validates with it too.
 """
 
@@ -66,15 +70,19 @@ def split_nll(
     batch_size: int = 4,
     seed: int = 0,
     device: torch.device | str = "cpu",
+    excitation_phase: str = "f0",
 ) -> dict:
     """NLL (nats per sample) of one window per clip on ``clips`` clips spread over ``split``:
-    {"nll", "clips", "samples", "speakers": {speaker: its clips' NLL}}."""
+    {"nll", "clips", "samples", "speakers": {speaker: its clips' NLL}}. ``excitation_phase``: see
+    :class:`~model.data.dataset.VocoderDataset`."""
     from torch.utils.data import DataLoader, Subset
 
     from model.data.dataset import VocoderDataset, collate_vocoder
 
     excite = getattr(model.cfg, "excitation_channels", 0) > 0
-    dataset = VocoderDataset(corpus, split, audio_cfg, frames, seed=seed, excitation=excite)
+    dataset = VocoderDataset(
+        corpus, split, audio_cfg, frames, seed=seed, excitation=excite, excitation_phase=excitation_phase
+    )
     chosen = even_indices(len(dataset), clips)
     if not chosen:
         raise ValueError(f"split {split!r} of {corpus.path} has no clips")
@@ -104,11 +112,17 @@ def main(argv=None) -> int:
     p.add_argument("--batch", type=int, default=4, help="Windows per forward pass (default 4).")
     p.add_argument("--seed", type=int, default=0, help="Window seed (default 0, as validation).")
     p.add_argument("--threads", type=int, default=0, help="torch intra-op threads (0: torch's default).")
+    p.add_argument(
+        "--excitation-phase",
+        default=None,
+        help="f0 | recording: the excitation's phase (default: what the checkpoint was trained with).",
+    )
     args = p.parse_args(argv)
 
     from model.checkpoint import UserError, check_kind, load_checkpoint
     from model.data.config import AudioConfig
     from model.data.corpus import SPLITS, Corpus, CorpusError
+    from model.data.excitation import EXCITATION_PHASES
     from model.teacher import teacher_from_checkpoint
 
     try:
@@ -127,29 +141,40 @@ def main(argv=None) -> int:
             raise UserError(str(exc)) from None
         if args.threads > 0:
             torch.set_num_threads(args.threads)
+        trained_phase = ckpt["config"].get("train", {}).get("excitation_phase", "f0")
+        phase = args.excitation_phase or trained_phase
+        if phase not in EXCITATION_PHASES:
+            raise UserError(f"--excitation-phase must be one of {list(EXCITATION_PHASES)}, got {phase!r}")
         model = teacher_from_checkpoint(ckpt, ema=True)
         audio_cfg = AudioConfig.from_dict(ckpt["config"]["audio"])
         rows = {}
         for split in splits:
             try:
                 rows[split] = split_nll(
-                    model, corpus, split, audio_cfg, args.frames, args.clips, args.batch, args.seed
-                )
+                    model, corpus, split, audio_cfg, args.frames, args.clips, args.batch, args.seed,
+                    excitation_phase=phase,
+                )  # fmt: skip
             except ValueError as exc:
                 raise UserError(str(exc)) from None
     except UserError as exc:
         sys.stderr.write(f"error: {exc}\n")
         return 2
-    sys.stdout.write(report(rows, ckpt.get("step"), args.frames, audio_cfg.sample_rate))
+    excite = getattr(model.cfg, "excitation_channels", 0) > 0
+    sys.stdout.write(
+        report(rows, ckpt.get("step"), args.frames, audio_cfg.sample_rate, phase if excite else None)
+    )
     return 0
 
 
-def report(rows: dict[str, dict], step, frames: int, sample_rate: int) -> str:
+def report(
+    rows: dict[str, dict], step, frames: int, sample_rate: int, excitation_phase: str | None = None
+) -> str:
     """The table ``main`` prints: one line per split (all its clips, then each speaker's), and the
     gap when train and val are both there."""
     speakers = sorted({s for r in rows.values() for s in r["speakers"]})
+    phase = f", {excitation_phase}-phase excitation" if excitation_phase else ""
     lines = [
-        f"teacher step {step}, one {frames}-frame window per clip, EMA weights",
+        f"teacher step {step}, one {frames}-frame window per clip, EMA weights{phase}",
         "\t".join(["split", "clips", "seconds", "nll", *(f"nll {s}" for s in speakers)]),
     ]
     for split, r in rows.items():

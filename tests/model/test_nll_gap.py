@@ -44,16 +44,24 @@ def test_even_indices_spread_over_the_split():
     assert len(picked) == 300 and picked[0] == 0 and picked[-1] == 999
 
 
-def test_split_nll_equals_the_windows_scored_one_by_one(corpus):
+def _excited_model() -> TeacherWaveNet:
     torch.manual_seed(0)
     model = TeacherWaveNet(preset("tiny", n_speakers=2)).eval()
     with torch.no_grad():  # the zero-initialised heads (output, excitation) made non-zero: every input counts
         for p in model.parameters():
             if not p.any():
                 p.normal_(0, 0.3)
+    return model
+
+
+@pytest.mark.parametrize("phase", ["f0", "recording"])
+def test_split_nll_equals_the_windows_scored_one_by_one(corpus, phase):
+    model = _excited_model()
     audio_cfg, data = AudioConfig(), Corpus(corpus)
-    got = nll.split_nll(model, data, "train", audio_cfg, frames=6, clips=5, batch_size=2)
-    dataset = VocoderDataset(corpus, "train", audio_cfg, 6, seed=0, excitation=True)
+    got = nll.split_nll(
+        model, data, "train", audio_cfg, frames=6, clips=5, batch_size=2, excitation_phase=phase
+    )
+    dataset = VocoderDataset(corpus, "train", audio_cfg, 6, seed=0, excitation=True, excitation_phase=phase)
     chosen = nll.even_indices(len(dataset), 5)
     total, count, per = 0.0, 0, {name: [0.0, 0] for name in data.speakers}
     with torch.no_grad():
@@ -72,8 +80,57 @@ def test_split_nll_equals_the_windows_scored_one_by_one(corpus):
     for name, (t, c) in per.items():
         assert got["speakers"][name] == pytest.approx(t / c, rel=1e-5), name
     # a different window seed scores other windows: the seed is honoured
-    other = nll.split_nll(model, data, "train", audio_cfg, frames=6, clips=5, batch_size=2, seed=1)
+    other = nll.split_nll(
+        model, data, "train", audio_cfg, frames=6, clips=5, batch_size=2, seed=1, excitation_phase=phase
+    )
     assert other["nll"] != pytest.approx(got["nll"], rel=1e-6)
+
+
+def test_split_nll_scores_the_excitation_phase_it_is_given(corpus):
+    model, audio_cfg, data = _excited_model(), AudioConfig(), Corpus(corpus)
+    f0, true = (
+        nll.split_nll(
+            model, data, "train", audio_cfg, frames=6, clips=5, batch_size=2, excitation_phase=phase
+        )
+        for phase in ("f0", "recording")
+    )
+    assert f0["samples"] == true["samples"]  # the same windows...
+    assert f0["nll"] != pytest.approx(true["nll"], rel=1e-6)  # ...under a different excitation
+    with pytest.raises(ValueError, match="excitation_phase"):
+        nll.split_nll(model, data, "train", audio_cfg, frames=6, clips=5, excitation_phase="random")
+
+
+def test_cli_scores_with_the_phase_the_checkpoint_was_trained_with(corpus, tmp_path, capsys):
+    out = tmp_path / "teacher"
+    sets = ("sample_every=0", "excitation_phase=recording")
+    train(TrainArgs(data=corpus, out=out, preset="tiny", max_steps=2, sets=sets))
+    ckpt = out / "checkpoints" / "last.pt"
+    base = [
+        "--checkpoint",
+        str(ckpt),
+        "--data",
+        str(corpus),
+        "--clips",
+        "3",
+        "--frames",
+        "6",
+        "--splits",
+        "val",
+    ]
+
+    def val_row(*extra) -> tuple[str, float]:
+        assert nll.main([*base, *extra]) == 0
+        lines = capsys.readouterr().out.splitlines()
+        return lines[0], float(lines[2].split("\t")[3])
+
+    head, trained = val_row()
+    assert head.endswith("recording-phase excitation")
+    assert val_row("--excitation-phase", "recording") == (head, trained)
+    head_f0, runtime = val_row("--excitation-phase", "f0")
+    assert head_f0.endswith("f0-phase excitation") and runtime != pytest.approx(trained, rel=1e-6)
+    assert nll.main([*base, "--excitation-phase", "pulse"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: --excitation-phase") and err.count("\n") == 1
 
 
 def test_cli_prints_each_split_and_the_gap(checkpoint, corpus, capsys):
