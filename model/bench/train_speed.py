@@ -158,14 +158,19 @@ def acoustic_case(batch: int, phonemes: int, frames: int) -> Case:
         mel = -4.0 + 2.0 * torch.randn(batch, cfg.n_mels, frames, generator=g)
         mel = mel * (torch.arange(frames)[None, None] < mel_lens[:, None, None])
         data = {"phonemes": ids, "text_lens": text_lens, "mel": mel, "mel_lens": mel_lens}
+        if cfg.pitch:  # a pitch-aware model trains on the target F0: 90-250 Hz, a third unvoiced
+            f0 = 90.0 + 160.0 * torch.rand(batch, frames, generator=g)  # (B, F) Hz
+            f0 = f0 * (torch.rand(batch, frames, generator=g) > 1 / 3)
+            data["f0"] = f0 * (torch.arange(frames)[None] < mel_lens[:, None])
         return AcousticModel(cfg), {"batch": data}
 
     def loss(model, extra, helpers):
         b = extra["batch"]
         out = model(
-            b["phonemes"], b["text_lens"], b["mel"], b["mel_lens"], torch.zeros(batch, dtype=torch.long)
-        )
-        return acoustic_losses(out, b["text_lens"], b["mel_lens"], 1.0)["total"]
+            b["phonemes"], b["text_lens"], b["mel"], b["mel_lens"], torch.zeros(batch, dtype=torch.long),
+            f0=b.get("f0"),
+        )  # fmt: skip
+        return acoustic_losses(out, b["text_lens"], b["mel_lens"], 1.0, cfg.f0_log_std)["total"]
 
     return Case("acoustic", float(mel_lens.sum()), "frames", build, loss, compile_ok=False)
 
