@@ -65,6 +65,7 @@ from model.wavenet import (
     ConditioningNetwork,
     WaveNetStack,
     apply_weight_norm,
+    frame_projection,
 )
 
 __all__ = [
@@ -325,7 +326,7 @@ class StudentIAF(nn.Module):
         h = self.conditioning(mel, speaker if self.cfg.n_speakers > 1 else None)  # (B, C, F)
         weight = torch.cat([f.stack.cond_proj.weight for f in self.flows])  # (n_cond, C, 1)
         bias = torch.cat([f.stack.cond_proj.bias for f in self.flows])  # (n_cond,)
-        return F.conv1d(h, weight.to(h.dtype), bias.to(h.dtype))  # (B, n_cond, F)
+        return frame_projection(h, weight, bias)  # (B, n_cond, F), channels-last in training
 
     # ------------------------------------------------------------------ the flows (sample rate)
 

@@ -72,6 +72,7 @@ __all__ = [
     "WaveNetStack",
     "apply_weight_norm",
     "dilation_cycle",
+    "frame_projection",
     "interpolation_kernel",
     "legacy_convolutions",
     "pointwise",
@@ -115,6 +116,21 @@ def dilation_cycle(layers: int, cycles: int) -> tuple[int, ...]:
         raise ValueError(f"layers ({layers}) must be a positive multiple of cycles ({cycles})")
     per_cycle = layers // cycles
     return tuple(2 ** (i % per_cycle) for i in range(layers))
+
+
+def frame_projection(h: Tensor, weight: Tensor, bias: Tensor | None) -> Tensor:
+    """A 1x1 conv over frames, h (B, C_in, F) -> (B, C_out, F), weight (C_out, C_in, 1).
+
+    In the channels-last path the result is computed as a matmul on (B, F, C_in) and returned as a
+    (B, C_out, F) *view* of a (B, F, C_out) tensor: the per-layer conditioning the stack slices out
+    of it is then contiguous in channels. A (B, C_out, F)-contiguous one is a gather (stride F) in
+    every compiled kernel that upsamples it, forward and backward (measured: the whole teacher64
+    step 1.10x faster this way). Same values either way; only the memory layout differs."""
+    if not _channels_last():  # also what ONNX export traces (the graphs keep their Conv)
+        return F.conv1d(h, weight.to(h.dtype), None if bias is None else bias.to(h.dtype))
+    w = weight[:, :, 0].to(h.dtype)  # (C_out, C_in)
+    y = F.linear(h.transpose(1, 2), w, None if bias is None else bias.to(h.dtype))  # (B, F, C_out)
+    return y.transpose(1, 2)  # (B, C_out, F) view
 
 
 def pointwise(conv: nn.Conv1d, x: Tensor) -> Tensor:
@@ -456,7 +472,9 @@ class WaveNetStack(nn.Module):
         """Conditioning features (B, C_cond, F) -> every layer's gate conditioning at frame rate (B, L*2G, F)."""
         if self.cond_proj is None:
             raise RuntimeError("this stack is unconditioned")
-        return self.cond_proj(h)
+        if not _channels_last():
+            return self.cond_proj(h)  # (B, L*2G, F)
+        return frame_projection(h, self.cond_proj.weight, self.cond_proj.bias)  # (B, L*2G, F) view
 
     def _excitation_slices(self, excitation: Tensor | None, T: int):
         """Check the per-layer excitation (B, E, T) and return each layer's (weight (2G, E), bias (2G,))
