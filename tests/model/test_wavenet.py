@@ -227,3 +227,19 @@ def test_frame_conditioning_is_channels_last_in_memory_outside_the_legacy_path()
     torch.testing.assert_close(new, old, rtol=1e-5, atol=1e-6)
     w = stack.cond_proj.weight
     torch.testing.assert_close(frame_projection(h, w, None), F.conv1d(h, w), rtol=1e-5, atol=1e-6)
+
+
+def test_skip_sum_under_bf16_autocast_is_fp32_and_close_to_the_fp32_stack():
+    # the channels-last skip sum is one bf16 matmul over all layers' gate outputs, rounded once:
+    # it must leave the stack in fp32 and stay within bf16 rounding of the fp32 result
+    torch.manual_seed(4)
+    stack = WaveNetStack(8, 8, 8, 3, dilation_cycle(6, 2), cond_channels=4, hop_length=8)
+    x = torch.randn(2, 8, 64)
+    h = torch.randn(2, 4, 8)
+    with torch.no_grad():
+        ref = stack(x, cond_frames=stack.frame_conditioning(h))
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            low = stack(x, cond_frames=stack.frame_conditioning(h))
+    assert low.dtype == torch.float32
+    assert (low - ref).abs().max() <= 0.05 * ref.abs().max()
+    assert (low - ref).abs().max() > 0  # it did run in bf16
