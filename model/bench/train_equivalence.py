@@ -56,7 +56,14 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--out", type=Path, default=None)
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
-    old = run(args.data, args.work / "old", args.preset, args.steps, ("precision=fp32",), legacy=True)
+    old = run(
+        args.data,
+        args.work / "old",
+        args.preset,
+        args.steps,
+        ("precision=fp32", "compile=false"),
+        legacy=True,
+    )
     new = run(
         args.data, args.work / "new", args.preset, args.steps, ("precision=bf16", "compile=true"), False
     )
