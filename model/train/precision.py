@@ -31,6 +31,7 @@ import torch
 from torch import nn
 
 __all__ = [
+    "CPU_INDUCTOR_OPTIONS",
     "autocast_context",
     "c_compiler_available",
     "compile_module",
@@ -41,6 +42,14 @@ __all__ = [
 log = logging.getLogger(__name__)
 
 _CPU_BF16_FLAGS = ("amx_bf16", "avx512_bf16")
+
+# Inductor options for CPU training compiles (scoped to each compile, forward and backward).
+# realize_reads_threshold 2 (default 4): a fused value read by two or more kernels is written once
+# instead of recomputed inside each reader. In the channels-last WaveNet that is the residual
+# update, which the im2col of the next layer's dilated conv otherwise recomputes once per tap.
+# Measured, in-process A/B on the 2-core AMD EPYC (model/bench/results/train_speed.txt):
+# teacher64 step 1.04x, distillation step 1.07x.
+CPU_INDUCTOR_OPTIONS = {"realize_reads_threshold": 2}
 
 
 @functools.cache
@@ -105,4 +114,4 @@ def compile_module(module: nn.Module, device: torch.device, enabled: bool = True
     import torch._dynamo
 
     torch._dynamo.config.suppress_errors = True
-    return torch.compile(module)
+    return torch.compile(module, options=CPU_INDUCTOR_OPTIONS if device.type == "cpu" else None)

@@ -40,3 +40,20 @@ def test_compile_falls_back_to_eager_without_a_compiler(monkeypatch):
     monkeypatch.delenv("CXX", raising=False)
     assert not precision.c_compiler_available()
     assert compile_module(module, torch.device("cpu")) is module
+
+
+def test_cpu_compiles_take_the_cpu_inductor_options(monkeypatch):
+    # the options are what makes the compiled channels-last WaveNet write its residual update once
+    # instead of once per tap (measured 1.04-1.07x); CUDA compiles keep inductor's defaults
+    if not precision.c_compiler_available():
+        pytest.skip("no C++ compiler: compile_module trains eagerly")
+    seen = []
+    monkeypatch.setattr(torch, "compile", lambda module, **kw: seen.append(kw) or module)
+    module = nn.Linear(2, 2)
+    compile_module(module, torch.device("cpu"))
+    compile_module(module, torch.device("cuda"))
+    assert seen[0]["options"] == precision.CPU_INDUCTOR_OPTIONS == {"realize_reads_threshold": 2}
+    assert seen[1]["options"] is None
+    import torch._inductor.config as inductor_config
+
+    assert hasattr(inductor_config, "realize_reads_threshold")  # the knob exists in this torch
