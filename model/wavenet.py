@@ -496,8 +496,8 @@ class WaveNetStack(nn.Module):
         """Conditioning features (B, C_cond, F) -> every layer's gate conditioning at frame rate (B, L*2G, F)."""
         if self.cond_proj is None:
             raise RuntimeError("this stack is unconditioned")
-        if not _channels_last():
-            return self.cond_proj(h)  # (B, L*2G, F)
+        if not _channels_last():  # the module call, not frame_projection's F.conv1d: the exported
+            return self.cond_proj(h)  # graphs keep their initializer names, byte for byte (B, L*2G, F)
         return frame_projection(h, self.cond_proj.weight, self.cond_proj.bias)  # (B, L*2G, F) view
 
     def _excitation_slices(self, excitation: Tensor | None, T: int):
