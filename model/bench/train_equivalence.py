@@ -5,7 +5,7 @@
 
 Runs ``parawave train teacher`` twice in this process from the same seed (same initial weights,
 same batches): ``old`` = fp32 with the (B, C, T) Conv1d stack (``legacy_convolutions``), ``new`` =
-the fast path (channels-last matmuls, ``precision=bf16`` where the CPU has it, ``compile=true``).
+the fast path (channels-last matmuls and convolutions, ``precision=bf16`` where the CPU has it, ``compile=true``).
 Prints the training NLL (nats per sample) of both every ``--every`` steps, as the mean over that
 window (single steps are noisy: random windows), their difference, the final validation NLL and
 the wall time of each run (the new one includes its compilation).
@@ -71,7 +71,7 @@ def main(argv: list[str] | None = None) -> None:
     ln = [loss for _, loss in new["history"]]
     lines = [
         f"teacher '{args.preset}' preset, {args.steps} steps from the same seed on {args.data}",
-        "old = fp32, (B, C, T) Conv1d, eager;  new = channels-last matmuls, bf16 autocast, torch.compile",
+        "old = fp32, (B, C, T) Conv1d, eager;  new = channels-last, bf16 autocast, torch.compile",
         f"training NLL (nats/sample), mean over each window of {args.every} steps",
         "",
         f"{'steps':>9} {'old':>9} {'new':>9} {'new-old':>9}",

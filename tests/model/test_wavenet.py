@@ -4,6 +4,7 @@ parallel forward and the incremental step."""
 import pytest
 import torch
 import torch.nn.functional as F
+from torch.utils._python_dispatch import TorchDispatchMode
 
 from model.wavenet import (
     CausalConv1d,
@@ -243,3 +244,41 @@ def test_skip_sum_under_bf16_autocast_is_fp32_and_close_to_the_fp32_stack():
     assert low.dtype == torch.float32
     assert (low - ref).abs().max() <= 0.05 * ref.abs().max()
     assert (low - ref).abs().max() > 0  # it did run in bf16
+
+
+class _OpLog(TorchDispatchMode):
+    """Records the aten ops a block of code runs."""
+
+    def __init__(self):
+        super().__init__()
+        self.ops: list[str] = []
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        self.ops.append(func.overloadpacket.__name__)
+        return func(*args, **(kwargs or {}))
+
+
+@pytest.mark.parametrize("dilation", [1, 4])
+def test_dilated_conv_under_bf16_autocast_is_the_backend_convolution_and_close_to_fp32(dilation):
+    # 16 bits: the backend's dilated convolution on the channels-last padded input (no im2col copy,
+    # no shifted-slice sums backward); fp32 keeps the im2col matmul that is exact to step()
+    torch.manual_seed(5)
+    conv = CausalConv1d(6, 10, 3, dilation)
+    x = torch.randn(2, 40, 6, requires_grad=True)  # (B, T, C_in)
+    grad_out = torch.randn(2, 40, 10)
+    ref = conv(x.transpose(1, 2)).transpose(1, 2)  # (B, T, C_out): the Conv1d path, fp32
+    ref_grads = torch.autograd.grad((ref * grad_out).sum(), [x, conv.weight])
+    with torch.no_grad(), _OpLog() as log32:
+        fp32 = conv.forward_tc(x)
+    assert "cat" in log32.ops and "convolution" not in log32.ops
+    torch.testing.assert_close(fp32, ref.detach(), rtol=1e-5, atol=1e-6)
+    with _OpLog() as log16:
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            low = conv.forward_tc(x)
+        grads = torch.autograd.grad((low.float() * grad_out).sum(), [x, conv.weight])
+    assert "convolution" in log16.ops and "cat" not in log16.ops
+    assert low.dtype == torch.bfloat16 and low.shape == (2, 40, 10)
+    err = (low.float() - ref).abs().max()
+    assert 0 < err <= 0.03 * ref.abs().max()  # bf16 rounding of the same function
+    for g, r in zip(grads, ref_grads, strict=True):
+        assert (g.float() - r).abs().max() <= 0.03 * r.abs().max()
