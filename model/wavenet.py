@@ -47,8 +47,9 @@ left-padded input (``y = sum_j x[t - (k-1-j)*d] @ W_j``), the conditioning added
 and the weights are the very ``Conv1d`` parameters ``step()`` uses (same names, same state_dict), so
 incremental == parallel still holds in fp32. Under 16-bit autocast the dilated conv is instead the
 backend's own convolution (oneDNN's bf16 kernels on CPU) on the same channels-last padded input:
-no im2col copy forward, no shifted-slice sums backward (teacher64 step 1.16-1.19x in an in-process
-A/B; the distillation step, whose frozen teacher needs no weight gradients, unchanged).
+no im2col copy forward, no shifted-slice sums backward (teacher64 step 1.18-1.19x in an in-process
+A/B, 1.07x between two benchmark runs; the distillation step, whose frozen teacher needs no weight
+gradients, unchanged).
 Two more layout choices there, each measured on the teacher64 training step: the frame-rate
 conditioning is computed as a (B, F, C) matmul (:func:`frame_projection`), so the compiled
 upsampling reads each layer's slice along channels (1.10x); and the skip sum
@@ -180,7 +181,7 @@ class CausalConv1d(nn.Conv1d):
         else:
             # 16 bits: the backend's own dilated convolution (oneDNN on CPU) on a channels-last view
             # of the padded input, no im2col copy forward and no shifted-slice sums backward
-            # (measured: the teacher64 step 1.16-1.19x faster than the im2col matmul under bf16)
+            # (measured on the teacher64 step: 1.07-1.19x faster than the im2col matmul under bf16)
             xc = xp.transpose(1, 2).unsqueeze(2)  # (B, C_in, 1, context + T), channels-last strides
             y = F.conv2d(xc, self.weight.to(dtype).unsqueeze(2), None, dilation=(1, d))  # (B, C_out, 1, T)
             y = y.squeeze(2).transpose(1, 2)  # (B, T, C_out)
