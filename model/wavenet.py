@@ -120,6 +120,12 @@ def _compute_dtype(x: Tensor) -> torch.dtype:
     return x.dtype
 
 
+def _full_precision(dtype: torch.dtype) -> bool:
+    """fp32/fp64: the channels-last path computes what ``step()`` computes, the same products (the
+    parity tests hold exactly); 16 bits (autocast) take the faster forms instead."""
+    return dtype == torch.float32 or dtype == torch.float64
+
+
 def dilation_cycle(layers: int, cycles: int) -> tuple[int, ...]:
     """Dilations 1, 2, 4, ... restarting ``cycles`` times: ``layers=6, cycles=2`` -> (1, 2, 4, 1, 2, 4)."""
     if layers <= 0 or cycles <= 0 or layers % cycles:
@@ -171,7 +177,7 @@ class CausalConv1d(nn.Conv1d):
         T = x.shape[1]
         d = self.dilation[0]
         xp = F.pad(x.to(dtype), (0, 0, self.context, 0))  # (B, context + T, C_in)
-        if dtype == torch.float32 or dtype == torch.float64:
+        if _full_precision(dtype):
             # im2col on views: tap j of output t reads x[t - context + j*d]; one (k*C_in)-deep
             # matmul, the same products as step()'s (the fp32 parity tests hold exactly)
             k = self.kernel_size[0]
@@ -350,7 +356,7 @@ def _gate(a: Tensor) -> Tensor:
     ``tanh`` is slow: on the 2-core AMD EPYC host ``torch.tanh`` costs ~10x ``torch.sigmoid`` per
     element (2.2 vs 0.23 ns), and the compiled teacher64 step got 1.16x faster with this form."""
     a_tanh, a_sigmoid = a.chunk(2, dim=-1)  # (B, T, G) each
-    if a.dtype == torch.float32 or a.dtype == torch.float64:
+    if _full_precision(a.dtype):
         return torch.tanh(a_tanh) * torch.sigmoid(a_sigmoid)
     t = 2.0 * torch.sigmoid(2.0 * a_tanh.float()) - 1.0  # (B, T, G) fp32: tanh(a_tanh)
     return (t * torch.sigmoid(a_sigmoid.float())).to(a.dtype)
@@ -362,7 +368,7 @@ def _linear_tc(z: Tensor, weight: Tensor, bias: Tensor | None) -> Tensor:
     (B*T, N) output (measured: the whole teacher64 step 1.17x faster without), while a separate add
     is fused by torch.compile into the consumers."""
     w = weight.to(z.dtype)
-    if z.dtype == torch.float32 or z.dtype == torch.float64:
+    if _full_precision(z.dtype):
         return F.linear(z, w, bias)
     y = F.linear(z, w)
     return y if bias is None else y + bias.to(z.dtype)
@@ -604,7 +610,7 @@ class WaveNetStack(nn.Module):
         w = torch.cat([layer.out.weight[R:, :, 0] for layer in self.layers], dim=1)  # (S, L*G)
         b = torch.stack([layer.out.bias[R:] for layer in self.layers]).sum(0)  # (S,)
         y = F.linear(zs, w.to(zs.dtype))  # (B, T, S)
-        if y.dtype == torch.bfloat16 or y.dtype == torch.float16:
+        if not _full_precision(y.dtype):
             y = y.float()  # the skip sum leaves the stack in fp32 under autocast, as it did
         skip = (y + b.to(y.dtype)) * self._skip_scale  # (B, T, S)
         return skip.transpose(1, 2)  # (B, S, T)
