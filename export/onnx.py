@@ -103,11 +103,22 @@ class StudentGraph(nn.Module):
         return audio
 
 
+def _refuse_lp_teacher(teacher: nn.Module) -> None:
+    """The teacher graphs' contract (service/graphs.py) has no LPC input yet: an LP teacher
+    (issue 38, ``lpc_order > 0``) would export without its linear prediction, i.e. wrong."""
+    if getattr(teacher.cfg, "lpc_order", 0):
+        raise ValueError(
+            f"this teacher has lpc_order={teacher.cfg.lpc_order}: the ONNX teacher graphs have no LPC "
+            "input yet, so it cannot be exported"
+        )
+
+
 class TeacherCondGraph(nn.Module):
     """mel (B, n_mels, F), speaker (B,) -> every layer's gate conditioning at frame rate (B, C, F)."""
 
     def __init__(self, teacher: nn.Module):
         super().__init__()
+        _refuse_lp_teacher(teacher)
         self.teacher = teacher
 
     def forward(self, mel: Tensor, speaker: Tensor) -> Tensor:
@@ -122,6 +133,7 @@ class TeacherStepGraph(nn.Module):
 
     def __init__(self, teacher: nn.Module):
         super().__init__()
+        _refuse_lp_teacher(teacher)
         self.teacher = teacher
 
     def forward(self, x_prev: Tensor, cond_t: Tensor, exc_t: Tensor, noise: Tensor, *state: Tensor):

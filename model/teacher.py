@@ -37,7 +37,10 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from model.checkpoint import vocoder_from_checkpoint
+from model.data.config import AudioConfig
+from model.data.features import mel_filterbank
 from model.distributions import TEACHER_LOG_SCALE_MIN, floor_log_scale
+from model.lpc import LPCFromMel, lp_predict, lp_step
 from model.wavenet import (
     UPSAMPLE_MODES,
     CausalConv1d,
@@ -89,6 +92,13 @@ class TeacherConfig:
     # E -> L*2G, like the mel's per-layer projections): the input conv's copy of it is scaled by
     # sqrt(1/2) at every residual add, so by the last of 20 layers ~1e-3 of it is left in the stream
     excitation_layers: bool = False
+    # linear prediction in the mean (issue 38; LPCNet / LP-WaveNet): per-frame LPC of this order
+    # from the mel (model.lpc), mean = network output + sum_k a_k x_{t-k}, so the network models the
+    # residual; 0 = off. n_fft/fmin/fmax: the mel's STFT, to take the mel back to a power spectrum
+    lpc_order: int = 0
+    n_fft: int = 1024
+    fmin: float = 0.0
+    fmax: float = 8000.0
 
     def __post_init__(self) -> None:
         dilation_cycle(self.layers, self.cycles)  # validates
@@ -100,6 +110,8 @@ class TeacherConfig:
             raise ValueError(f"excitation_channels must be >= 0, got {self.excitation_channels}")
         if self.excitation_layers and not self.excitation_channels:
             raise ValueError("excitation_layers needs excitation_channels > 0")
+        if self.lpc_order < 0:
+            raise ValueError(f"lpc_order must be >= 0, got {self.lpc_order}")
 
     @property
     def dilations(self) -> tuple[int, ...]:
@@ -202,6 +214,13 @@ class TeacherWaveNet(nn.Module):
             self.excitation_conv = nn.Conv1d(cfg.excitation_channels, cfg.residual_channels, 1)
             nn.init.zeros_(self.excitation_conv.weight)  # a mel-only teacher's output at first
             nn.init.zeros_(self.excitation_conv.bias)
+        self.lpc = None
+        if cfg.lpc_order:
+            audio = AudioConfig(
+                sample_rate=cfg.sample_rate, n_fft=cfg.n_fft, hop_length=cfg.hop_length,
+                n_mels=cfg.n_mels, fmin=cfg.fmin, fmax=cfg.fmax,
+            )  # fmt: skip
+            self.lpc = LPCFromMel(mel_filterbank(audio), cfg.n_fft, cfg.sample_rate, cfg.lpc_order)
 
     # ------------------------------------------------------------------ parallel (teacher forcing)
 
@@ -245,14 +264,18 @@ class TeacherWaveNet(nn.Module):
         cond_frames: Tensor | None = None,
         cond: Tensor | None = None,
         excitation: Tensor | None = None,
+        lpc: Tensor | None = None,
     ):
         """Distribution of each sample given the *already shifted* input: x_in[:, t] = x[t - 1].
 
         x_in (B, T); cond_frames (B, L*2G, F) frame-rate conditioning, or cond (B, L*2G, T) at the
         sample rate; excitation (B, E, T) at the sample rate, aligned with the *predicted* samples
-        (not shifted: it is conditioning), None = unvoiced. Returns mean (B, T), log_scale (B, T)
+        (not shifted: it is conditioning), None = unvoiced; lpc (B, p, F) per-frame LPC
+        coefficients (:meth:`frame_lpc`) for an LP teacher. Returns mean (B, T), log_scale (B, T)
         (floored).
         """
+        if (lpc is None) != (self.lpc is None):
+            raise ValueError("pass lpc (B, lpc_order, F) exactly when the teacher has lpc_order > 0")
         excitation = self._excitation(excitation, *x_in.shape, x_in.device)  # (B, E, T) or None
         with torch.autocast(device_type=x_in.device.type, enabled=False):
             h = self.input_conv(x_in.float().unsqueeze(1))  # (B, R, T)
@@ -260,8 +283,15 @@ class TeacherWaveNet(nn.Module):
                 h = h + self.excitation_conv(excitation.float())  # (B, R, T)
         layer_exc = excitation if self.cfg.excitation_layers else None  # (B, E, T) or None
         skip = self.stack(h, cond_frames=cond_frames, cond=cond, excitation=layer_exc)  # (B, S, T)
-        params = self._head(skip)  # (B, 2, T)
-        return params[:, 0], floor_log_scale(params[:, 1], self.cfg.log_scale_min)
+        params = self._head(skip)  # (B, 2, T), fp32
+        mean = params[:, 0]  # (B, T)
+        if lpc is not None:
+            mean = mean + lp_predict(x_in, lpc, self.cfg.hop_length)  # (B, T), fp32
+        return mean, floor_log_scale(params[:, 1], self.cfg.log_scale_min)
+
+    def frame_lpc(self, mel: Tensor) -> Tensor | None:
+        """mel (B, n_mels, F) -> LPC coefficients a_1..a_p per frame (B, p, F), fp32; None without LP."""
+        return None if self.lpc is None else self.lpc(mel)
 
     def forward(
         self,
@@ -288,22 +318,45 @@ class TeacherWaveNet(nn.Module):
         x_in = F.pad(audio[:, :-1], (1, 0))  # (B, T): x_in[t] = audio[t-1]
         if past_noise > 0:
             x_in = x_in + past_noise * torch.randn_like(x_in)  # (B, T); the target stays clean
-        return self.predict(x_in, cond_frames=self.frame_conditioning(mel, speaker), excitation=excitation)
+        return self.predict(
+            x_in,
+            cond_frames=self.frame_conditioning(mel, speaker),
+            excitation=excitation,
+            lpc=self.frame_lpc(mel),
+        )
 
     # ------------------------------------------------------------------ incremental (same modules)
 
     def init_state(self, batch: int, device=None, dtype=torch.float32) -> list[Tensor]:
-        """Zero queues: the input conv's (when its kernel > 1), then one per residual layer."""
+        """Zero queues: the input conv's (when its kernel > 1), one per residual layer, then (an LP
+        teacher) the past samples (B, 1, p), newest first."""
         q = self.input_conv.init_queue(batch, device, dtype)
-        return ([q] if q is not None else []) + self.stack.init_state(batch, device, dtype)
+        state = ([q] if q is not None else []) + self.stack.init_state(batch, device, dtype)
+        if self.lpc is not None:
+            state.append(torch.zeros(batch, 1, self.cfg.lpc_order, device=device, dtype=dtype))
+        return state
 
     def step(
-        self, x_prev: Tensor, c_t: Tensor, state: Sequence[Tensor], exc_t: Tensor | None = None
+        self,
+        x_prev: Tensor,
+        c_t: Tensor,
+        state: Sequence[Tensor],
+        exc_t: Tensor | None = None,
+        lpc_t: Tensor | None = None,
     ) -> tuple[Tensor, Tensor, list[Tensor]]:
         """One sample: x_prev (B, 1) the previous sample, c_t (B, L*2G) this sample's per-layer
         conditioning (from :meth:`frame_conditioning` + the stack's upsampler), state from
         :meth:`init_state` or the previous step, exc_t (B, E) this sample's excitation (None:
-        unvoiced). Returns mean (B,), log_scale (B,), new state."""
+        unvoiced), lpc_t (B, p) this sample's frame's LPC coefficients (an LP teacher). Returns
+        mean (B,), log_scale (B,), new state."""
+        history = None
+        if self.lpc is not None:
+            if lpc_t is None:
+                raise ValueError("an LP teacher's step needs lpc_t (B, lpc_order)")
+            *state, history = state
+            history = torch.cat(
+                [x_prev.to(history.dtype).unsqueeze(1), history[:, :, :-1]], dim=-1
+            )  # (B, 1, p)
         has_q = self.input_conv.context > 0
         h, q_in = self.input_conv.step(x_prev, state[0] if has_q else None)  # (B, R)
         if self.excitation_conv is not None:
@@ -315,9 +368,13 @@ class TeacherWaveNet(nn.Module):
         skip, new_state = self.stack.step(h, c_t, state[1:] if has_q else state, layer_exc)  # (B, S)
         y = F.relu(pointwise(self.head1, F.relu(skip)))  # (B, S)
         params = pointwise(self.head2, y)  # (B, 2)
+        mean = params[:, 0]  # (B,)
         if has_q:
             new_state.insert(0, q_in)
-        return params[:, 0], floor_log_scale(params[:, 1], self.cfg.log_scale_min), new_state
+        if history is not None:
+            mean = mean + lp_step(history[:, 0], lpc_t.to(history.dtype))  # (B,)
+            new_state.append(history)
+        return mean, floor_log_scale(params[:, 1], self.cfg.log_scale_min), new_state
 
     @torch.inference_mode()
     def generate(
@@ -360,6 +417,7 @@ class TeacherWaveNet(nn.Module):
         T = n_frames * hop
         device = mel.device
         c_frames = self.frame_conditioning(mel.float(), speaker)  # (B, L*2G, F)
+        lpc = self.frame_lpc(mel.float())  # (B, p, F) or None
         exc = self._excitation(excitation, B, T, device)  # (B, E, T) or None
         if exc is not None:
             exc = exc.to(device=device, dtype=torch.float32).permute(2, 0, 1).contiguous()  # (T, B, E)
@@ -390,7 +448,7 @@ class TeacherWaveNet(nn.Module):
             for p in range(hop):
                 t = f * hop + p
                 mean, log_scale, state = self.step(
-                    x, c_f[p], state, None if exc is None else exc[t]
+                    x, c_f[p], state, None if exc is None else exc[t], None if lpc is None else lpc[:, :, f]
                 )  # (B,), (B,)
                 sample = mean if greedy else torch.addcmul(mean, torch.exp(log_scale), eps[t])
                 sample = torch.clamp(sample, -1.0, 1.0)

@@ -32,23 +32,62 @@ from torch import nn
 
 from model.distributions import gaussian_nll
 
-__all__ = ["even_indices", "main", "report", "split_nll", "windows_nll"]
+__all__ = [
+    "even_indices",
+    "main",
+    "report",
+    "sample_classes",
+    "split_nll",
+    "windows_nll",
+    "windows_nll_by_class",
+]
+
+
+SILENCE_RMS = 0.003  # a frame whose recording has an RMS below this (about -50 dBFS) is "silent"
+CLASSES = ("voiced", "unvoiced", "silent")
+
+
+def sample_classes(audio: torch.Tensor, excitation: torch.Tensor, hop: int) -> torch.Tensor:
+    """(B, T) class of every sample by its frame: 0 voiced, 1 unvoiced, 2 silent. audio (B, T) the
+    recording, excitation (B, 3, T) [sin, cos, voiced]; T a multiple of ``hop``."""
+    B, T = audio.shape
+    rms = audio.float().reshape(B, T // hop, hop).pow(2).mean(-1).sqrt()  # (B, F)
+    silent = (rms < SILENCE_RMS).repeat_interleave(hop, dim=-1)  # (B, T)
+    voiced = excitation[:, 2] > 0.5  # (B, T)
+    return torch.where(silent, 2, torch.where(voiced, 0, 1))  # (B, T)
 
 
 @torch.no_grad()
-def windows_nll(model: nn.Module, batches: Iterable[dict], device: torch.device) -> tuple[float, int]:
-    """(sum of the per-sample Gaussian NLL, number of samples) of ``model`` (teacher forcing) over
-    collated :class:`~model.data.dataset.VocoderDataset` batches."""
-    total, count = 0.0, 0
+def windows_nll_by_class(
+    model: nn.Module, batches: Iterable[dict], device: torch.device, hop: int | None = None
+) -> dict[str, tuple[float, int]]:
+    """{"all": (sum of the per-sample Gaussian NLL, samples), and with an excitation (its voiced
+    channel) and ``hop``: "voiced" / "unvoiced" / "silent" (see :func:`sample_classes`)} of ``model``
+    (teacher forcing) over collated :class:`~model.data.dataset.VocoderDataset` batches."""
+    sums = {"all": [0.0, 0]}
     for batch in batches:
         audio = batch["audio"].to(device)  # (B, T)
         excitation = batch.get("excitation")  # (B, 3, T) or None (a mel-only teacher)
         if excitation is not None:
             excitation = excitation.to(device)
         mean, log_scale = model(audio, batch["mel"].to(device), batch["speaker"].to(device), excitation)
-        total += float(gaussian_nll(audio, mean, log_scale, reduction="sum"))
-        count += audio.numel()
-    return total, count
+        nll = gaussian_nll(audio, mean, log_scale, reduction="none")  # (B, T)
+        sums["all"][0] += float(nll.sum())
+        sums["all"][1] += audio.numel()
+        if excitation is not None and hop:
+            cls = sample_classes(audio, excitation, hop)  # (B, T)
+            for i, name in enumerate(CLASSES):
+                m = cls == i
+                entry = sums.setdefault(name, [0.0, 0])
+                entry[0] += float(nll[m].sum())
+                entry[1] += int(m.sum())
+    return {k: (v[0], v[1]) for k, v in sums.items()}
+
+
+def windows_nll(model: nn.Module, batches: Iterable[dict], device: torch.device) -> tuple[float, int]:
+    """(sum of the per-sample Gaussian NLL, number of samples) of ``model`` (teacher forcing) over
+    collated :class:`~model.data.dataset.VocoderDataset` batches."""
+    return windows_nll_by_class(model, batches, device)["all"]
 
 
 def even_indices(n: int, k: int) -> list[int]:

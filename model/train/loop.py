@@ -224,7 +224,8 @@ def _train_loop(task, cfg, run, device, resume_from, max_steps, max_minutes, pro
             for k, v in last_val.items():
                 writer.add_scalar(f"val/{k}", v, step)
         if "loss" in last_val:
-            log.info("step %d: val loss %.4f", step, last_val["loss"])
+            extra = " ".join(f"{k} {v:.4f}" for k, v in last_val.items() if k != "loss")
+            log.info("step %d: val loss %.4f%s", step, last_val["loss"], f" ({extra})" if extra else "")
             if last_val["loss"] < metrics_state["best_val"]:
                 metrics_state["best_val"] = last_val["loss"]
                 checkpoint(run.best, last_val)

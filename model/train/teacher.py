@@ -174,7 +174,7 @@ class TeacherTask(TrainTask):
         from torch.utils.data import DataLoader
 
         from model.data.dataset import VocoderDataset, collate_vocoder
-        from model.eval.nll import windows_nll
+        from model.eval.nll import windows_nll_by_class
 
         cfg = self.train_cfg
         excite = self.model_cfg.excitation_channels > 0
@@ -188,8 +188,12 @@ class TeacherTask(TrainTask):
             excitation_phase=cfg.excitation_phase,
         )
         loader = DataLoader(dataset, batch_size=cfg.batch_size, shuffle=False, collate_fn=collate_vocoder)
-        total, count = windows_nll(model, itertools.islice(loader, cfg.val_batches), device)
-        return {"loss": total / max(count, 1)}
+        sums = windows_nll_by_class(
+            model, itertools.islice(loader, cfg.val_batches), device, hop=self.audio.hop_length
+        )
+        total, count = sums.pop("all")
+        # the loss selects best.pt; the per-class NLLs say where the density improves (issue 38)
+        return {"loss": total / max(count, 1)} | {f"nll_{k}": s / n for k, (s, n) in sums.items() if n}
 
     def log_samples(self, model: nn.Module, writer, step: int, device: torch.device) -> None:
         log_vocoder_sample(
@@ -276,6 +280,9 @@ def train(args: TrainArgs) -> dict:
             hop_length=audio.hop_length,
             n_mels=audio.n_mels,
             n_speakers=len(corpus.speakers),
+            n_fft=audio.n_fft,
+            fmin=audio.fmin,
+            fmax=audio.fmax,
         )
     device = resolve_device(args.device)
     torch.manual_seed(sections["train"].seed)  # the initial weights depend on the seed only

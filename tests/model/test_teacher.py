@@ -278,3 +278,90 @@ def test_past_noise_corrupts_the_past_only():
         assert torch.equal(model(audio, mel, None, exc, past_noise=0.0)[0], clean[0])
     torch.testing.assert_close(noisy, by_hand)
     assert not torch.allclose(noisy[0], clean[0])
+
+
+# ------------------------------------------------------------------ linear prediction (issue 38)
+
+
+def _lp_model(**overrides) -> TeacherWaveNet:
+    return _model(lpc_order=8, excitation_channels=3, **overrides)
+
+
+def test_levinson_solves_the_normal_equations():
+    from model.lpc import levinson
+
+    g = torch.Generator().manual_seed(0)
+    x = torch.randn(4, 4000, generator=g, dtype=torch.float64)
+    x = torch.cumsum(x, -1) * 0.1 + x  # coloured: a non-trivial predictor
+    p = 6
+    r = torch.stack([(x[:, : x.shape[1] - k] * x[:, k:]).sum(-1) for k in range(p + 1)], -1)  # (4, p+1)
+    a = levinson(r)  # (4, p)
+    for b in range(4):
+        toeplitz = torch.stack([torch.stack([r[b, abs(i - j)] for j in range(p)]) for i in range(p)])
+        want = torch.linalg.solve(toeplitz, -r[b, 1:])
+        torch.testing.assert_close(a[b], want, rtol=1e-8, atol=1e-10)
+
+
+def test_lpc_from_mel_predicts_a_resonant_signal():
+    """An AR(2) resonance at 1 kHz: LPC from its log-mel predicts it far better than nothing."""
+    import numpy as np
+
+    from model.data.config import AudioConfig
+    from model.data.features import log_mel, mel_filterbank
+    from model.lpc import LPCFromMel, lp_predict, prediction_gain_db
+
+    cfg = AudioConfig()
+    rng = np.random.default_rng(0)
+    n = 200 * 40
+    e = rng.standard_normal(n) * 0.01
+    rho, w = 0.97, 2 * np.pi * 1000 / 16000
+    x = np.zeros(n)
+    for t in range(2, n):
+        x[t] = 2 * rho * np.cos(w) * x[t - 1] - rho**2 * x[t - 2] + e[t]
+    x = (x / np.abs(x).max() * 0.5).astype(np.float32)
+    mel = torch.from_numpy(log_mel(x, cfg)[:, :40])[None]  # (1, 80, 40)
+    a = LPCFromMel(mel_filterbank(cfg), cfg.n_fft, cfg.sample_rate, 16)(mel)  # (1, 16, 40)
+    xt = torch.from_numpy(x)[None]
+    pred = lp_predict(torch.nn.functional.pad(xt[:, :-1], (1, 0)), a, cfg.hop_length)  # (1, T)
+    gain = prediction_gain_db(xt[:, 400:], pred[:, 400:])
+    assert gain > 10.0
+    # negative check: the same prediction one sample off (the past not shifted) is far worse
+    wrong = lp_predict(xt, a, cfg.hop_length)
+    assert prediction_gain_db(xt[:, 400:], wrong[:, 400:]) < gain - 6.0
+
+
+@pytest.mark.parametrize("input_kernel", [1, 2])
+def test_lp_teacher_incremental_equals_teacher_forced(input_kernel):
+    model = _perturb_excitation(_lp_model(input_kernel=input_kernel))
+    frames = 4
+    mel, exc = _mel(1, frames), _excitation(1, frames)
+    audio = torch.tanh(torch.randn(1, frames * HOP, generator=torch.Generator().manual_seed(1)) * 0.3)
+    with torch.no_grad():
+        mean, _ = model(audio, mel, excitation=exc)  # (1, T)
+        c = model.stack.upsampler(model.frame_conditioning(mel))  # (1, C, T)
+        a = model.frame_lpc(mel)  # (1, p, F)
+        state = model.init_state(1)
+        x_prev, means = torch.zeros(1, 1), []
+        for t in range(audio.shape[1]):
+            mu, _, state = model.step(x_prev, c[:, :, t], state, exc[:, :, t], a[:, :, t // HOP])
+            means.append(mu)
+            x_prev = audio[:, t : t + 1]
+    torch.testing.assert_close(torch.stack(means, 1), mean, rtol=1e-5, atol=1e-6)
+    # the LP term is really in the mean: without it the step's mean differs
+    no_lp = mean - __import__("model.lpc", fromlist=["lp_predict"]).lp_predict(
+        torch.nn.functional.pad(audio[:, :-1], (1, 0)), a, HOP
+    )
+    assert (no_lp - mean).abs().max() > 1e-3
+
+
+def test_lp_teacher_generates_and_refuses_to_export():
+    from export.onnx import TeacherCondGraph
+
+    model = _lp_model()
+    audio = model.generate(_mel(1, 2), excitation=_excitation(1, 2), seed=0)
+    assert audio.shape == (1, 2 * HOP) and torch.isfinite(audio).all()
+    with pytest.raises(ValueError, match="lpc_order"):
+        TeacherCondGraph(model)
+    with pytest.raises(ValueError, match="lpc"):
+        model.predict(torch.zeros(1, HOP), cond_frames=model.frame_conditioning(_mel(1, 1)))
+    assert _model().lpc is None and "lpc" not in dict(_model().named_buffers())
