@@ -1,10 +1,13 @@
-"""A/B of student checkpoints on copy synthesis: ``python -m model.eval.copy_ab --data CORPUS A.pt B.pt``.
+"""A/B of vocoder checkpoints on copy synthesis: ``python -m model.eval.copy_ab --data CORPUS A.pt B.pt``.
 
 For the first ``--limit`` clips per speaker of a split, every checkpoint vocodes the recording's
-log-mel (and, for a student with excitation, the recording's Praat F0) with the same noise; the
+log-mel (and, for a vocoder with excitation, the recording's Praat F0) with the same noise; the
 table compares PESQ-WB, STOI, HNR (Praat harmonicity) and the output's F0 error / voicing error
 against the recording. The models run in PyTorch (checkpoints, not bundles), so an A/B needs no
-export; what is served is measured by ``parawave eval``.
+export; what is served is measured by ``parawave eval``. Students and teachers alike: a teacher
+checkpoint generates autoregressively (``TeacherWaveNet.generate``, the same noise scaled by
+``--temperature``), so a teacher that cannot be exported yet (the LP teacher, issue 38) is scored
+the same way as one that can.
 """
 
 from __future__ import annotations
@@ -20,9 +23,10 @@ log = logging.getLogger(__name__)
 
 
 def copy_metrics(
-    models: dict[str, tuple], corpus, clip_ids: list[str], cfg, seed: int = 0
+    models: dict[str, tuple], corpus, clip_ids: list[str], cfg, seed: int = 0, temperature: float = 1.0
 ) -> dict[str, dict]:
-    """models: label -> (student, speaker name -> id). Returns label -> mean metrics (and "reference")."""
+    """models: label -> (student or teacher, speaker name -> id). Returns label -> mean metrics (and
+    "reference"). Teachers sample at ``temperature``."""
     import torch
 
     from model.data.dataset import load_clip
@@ -46,7 +50,12 @@ def copy_metrics(
                 exc = torch.from_numpy(excitation(f0, cfg.hop_length, cfg.sample_rate))[None]  # (1, 3, T)
             spk = torch.tensor([speakers.get(speaker, 0)])
             with torch.no_grad():
-                out = model(z, torch.from_numpy(mel)[None], spk, excitation=exc)[0].numpy()  # (T,)
+                if hasattr(model, "generate"):  # a teacher: autoregressive, the same noise
+                    out = model.generate(
+                        torch.from_numpy(mel)[None], spk, excitation=exc, noise=z, temperature=temperature
+                    )[0].numpy()  # (T,)
+                else:
+                    out = model(z, torch.from_numpy(mel)[None], spk, excitation=exc)[0].numpy()  # (T,)
             rows[label].append(copy_scores(audio, out, f0, cfg))
     summary = {"reference": {"clips": len(clip_ids), "hnr_db": float(np.nanmean(ref_hnr))}}
     for label, rs in rows.items():
@@ -76,13 +85,17 @@ def main(argv: list[str] | None = None) -> None:
     from model.data.config import AudioConfig
     from model.data.corpus import Corpus
     from model.student import student_from_checkpoint
+    from model.teacher import teacher_from_checkpoint
 
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("checkpoints", nargs="+", type=Path, help="student checkpoints (label = file stem)")
+    p.add_argument(
+        "checkpoints", nargs="+", type=Path, help="student or teacher checkpoints (label = file stem)"
+    )
     p.add_argument("--data", type=Path, required=True)
     p.add_argument("--split", default="test")
     p.add_argument("--limit", type=int, default=8, help="clips per speaker")
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--temperature", type=float, default=1.0, help="teachers' sampling temperature")
     args = p.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     corpus = Corpus(args.data)
@@ -91,7 +104,8 @@ def main(argv: list[str] | None = None) -> None:
         ckpt = torch.load(path, map_location="cpu", weights_only=True)  # weights + config + step
         cfg = AudioConfig.from_dict(ckpt["config"]["audio"])
         speakers = {s: i for i, s in enumerate(ckpt["config"]["data"]["speakers"])}
-        models[path.stem] = (student_from_checkpoint(ckpt), speakers)
+        build = teacher_from_checkpoint if ckpt.get("kind") == "teacher" else student_from_checkpoint
+        models[path.stem] = (build(ckpt), speakers)
     taken: dict[str, int] = {}
     ids = []
     for clip_id in corpus.ids(args.split):
@@ -99,7 +113,9 @@ def main(argv: list[str] | None = None) -> None:
         if taken.get(spk, 0) < args.limit:
             taken[spk] = taken.get(spk, 0) + 1
             ids.append(clip_id)
-    print(markdown(copy_metrics(models, corpus, ids, cfg, args.seed)))  # the report is the output
+    print(
+        markdown(copy_metrics(models, corpus, ids, cfg, args.seed, args.temperature))
+    )  # the report is the output
 
 
 if __name__ == "__main__":
