@@ -99,6 +99,10 @@ class TeacherConfig:
     n_fft: int = 1024
     fmin: float = 0.0
     fmax: float = 8000.0
+    # under 16-bit autocast, the input conv (+ excitation conv) and the output head run in fp32 (the
+    # mean must be resolved far below bf16's ~3 significant digits); False puts them under autocast
+    # too: only for measuring what fp32 there buys (model.bench.teacher_precision)
+    fp32_io: bool = True
 
     def __post_init__(self) -> None:
         dilation_cycle(self.layers, self.cycles)  # validates
@@ -240,8 +244,8 @@ class TeacherWaveNet(nn.Module):
         )
 
     def _head(self, skip: Tensor) -> Tensor:  # (B, S, T) -> (B, 2, T), fp32
-        with torch.autocast(device_type=skip.device.type, enabled=False):
-            y = F.relu(self.head1(F.relu(skip.float())))
+        with torch.autocast(device_type=skip.device.type, enabled=not self.cfg.fp32_io):
+            y = F.relu(self.head1(F.relu(skip.float() if self.cfg.fp32_io else skip)))
             return self.head2(y)
 
     def _excitation(self, excitation: Tensor | None, batch: int, samples: int, device) -> Tensor | None:
@@ -277,7 +281,7 @@ class TeacherWaveNet(nn.Module):
         if (lpc is None) != (self.lpc is None):
             raise ValueError("pass lpc (B, lpc_order, F) exactly when the teacher has lpc_order > 0")
         excitation = self._excitation(excitation, *x_in.shape, x_in.device)  # (B, E, T) or None
-        with torch.autocast(device_type=x_in.device.type, enabled=False):
+        with torch.autocast(device_type=x_in.device.type, enabled=not self.cfg.fp32_io):
             h = self.input_conv(x_in.float().unsqueeze(1))  # (B, R, T)
             if excitation is not None:
                 h = h + self.excitation_conv(excitation.float())  # (B, R, T)

@@ -365,3 +365,13 @@ def test_lp_teacher_generates_and_refuses_to_export():
     with pytest.raises(ValueError, match="lpc"):
         model.predict(torch.zeros(1, HOP), cond_frames=model.frame_conditioning(_mel(1, 1)))
     assert _model().lpc is None and "lpc" not in dict(_model().named_buffers())
+
+
+def test_fp32_io_keeps_the_mean_in_fp32_under_bf16_autocast():
+    mel, exc = _mel(1, 2), _excitation(1, 2)
+    audio = torch.zeros(1, 2 * HOP)
+    for fp32_io, dtype in ((True, torch.float32), (False, torch.bfloat16)):
+        model = _model(excitation_channels=3, fp32_io=fp32_io)
+        with torch.no_grad(), torch.autocast("cpu", dtype=torch.bfloat16):
+            mean, _ = model(audio, mel, excitation=exc)
+        assert mean.dtype == dtype
