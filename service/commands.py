@@ -1,6 +1,6 @@
 """Torch-free CLI commands: ``serve``, ``say``, ``bench``.
 
-They need a voice bundle under ``voices/`` (see DESIGN.md, "Voice bundle"; ``parawave export``
+They need a voice bundle under ``voices/`` (see docs/design.md, "Voice bundle"; ``parawave export``
 writes one). ``say`` and ``bench`` use only the ONNX Runtime engine (``service.engine``), never torch.
 """
 

@@ -1,6 +1,6 @@
 """Validate an LJSpeech-format corpus folder and report every problem instead of dying on the first.
 
-Layout (see DESIGN.md): ``metadata.csv`` with ``id|text|normalized text[|speaker]`` lines,
+Layout (see docs/design.md, "Corpus"): ``metadata.csv`` with ``id|text|normalized text[|speaker]`` lines,
 ``wavs/<id>.wav``, optional ``splits.csv`` with ``id|split`` lines. ``validate_corpus`` returns an
 ``IngestReport``: a list of ``Problem`` (where, kind, message, severity) plus speaker/split summaries.
 Severity "error" means training on the folder as-is would be wrong or would fail; "warning" means

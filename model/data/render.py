@@ -1,6 +1,6 @@
 """Render ``id|text`` lines with flite into an LJSpeech-format corpus folder.
 
-Output (see DESIGN.md)::
+Output (see docs/design.md, "Corpus")::
 
     <out>/metadata.csv       id|text|normalized text            (one voice)
                              <voice>_<id>|text|normalized|voice  (several voices)
