@@ -312,7 +312,7 @@ class WyomingHandler(AsyncEventHandler):
                 metrics.wyoming_requests.labels("synthesize", exc.code).inc()
                 await self._error(exc)
                 return False  # clients wait for audio-stop: end the connection (as wyoming-piper does)
-            except asyncio.CancelledError:
+            except (asyncio.CancelledError, ConnectionError, OSError):
                 metrics.wyoming_requests.labels("synthesize", "client_gone").inc()
                 raise
         metrics.wyoming_requests.labels("synthesize", "ok").inc()
@@ -347,7 +347,7 @@ class WyomingHandler(AsyncEventHandler):
                 await self._error(exc)
                 while await stream.next_text(1 << 30) is not None:  # take the rest of the text
                     pass
-            except asyncio.CancelledError:
+            except (asyncio.CancelledError, ConnectionError, OSError):
                 metrics.wyoming_requests.labels("stream", "client_gone").inc()
                 raise
             await audio.stop()
