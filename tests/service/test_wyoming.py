@@ -472,15 +472,21 @@ def test_zeroconf_announces_the_server(wyoming_server, monkeypatch):
         zc_asyncio, "AsyncZeroconf", lambda **kw: loopback_only(**{**kw, "interfaces": ["127.0.0.1"]})
     )
     server = wyoming_server(FakeEngine(), wyoming_zeroconf=True, wyoming_zeroconf_name="parawave-test")
-    zc = zeroconf.Zeroconf(interfaces=["127.0.0.1"])
+    kind = "_wyoming._tcp.local."
+    control = zeroconf.ServiceInfo(kind, f"control.{kind}", port=9, addresses=[socket.inet_aton("127.0.0.1")])
+    announcer, browser = (
+        zeroconf.Zeroconf(interfaces=["127.0.0.1"]),
+        zeroconf.Zeroconf(interfaces=["127.0.0.1"]),
+    )
     try:
-        info = zc.get_service_info(
-            "_wyoming._tcp.local.", "parawave-test._wyoming._tcp.local.", timeout=10000
-        )
+        announcer.register_service(control)
+        if browser.get_service_info(kind, f"control.{kind}", timeout=10000) is None:
+            pytest.skip("no multicast on the loopback interface here: no announcement can be heard")
+        info = browser.get_service_info(kind, f"parawave-test.{kind}", timeout=10000)
     finally:
-        zc.close()
-    if info is None:
-        pytest.skip("no multicast on the loopback interface here: the announcement cannot be heard")
+        browser.close()
+        announcer.close()
+    assert info is not None, "the control service was heard, parawave's announcement was not"
     assert info.port == server.port
     assert info.parsed_addresses() == ["127.0.0.1"]
 
