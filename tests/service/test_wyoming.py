@@ -556,3 +556,22 @@ def test_the_ttfa_script_measures_all_three_ways_in(wyoming_server):
     # waiting when the speaker looked, so they went to the engine together)
     assert [c.text for c in engine.calls] == ["Lights on. Now."] * 9
     assert "machine:" in result.output
+
+
+def test_a_unix_socket_serves_too(tmp_path):
+    from wyoming.client import AsyncUnixClient
+
+    path = tmp_path / "parawave.sock"
+    server = LiveServer(create_app(make_settings(wyoming_uri=f"unix://{path}"), engine=FakeEngine())).start()
+    try:
+
+        async def run() -> Reply:
+            async with AsyncUnixClient(str(path), connect_timeout=TIMEOUT, read_timeout=TIMEOUT) as client:
+                await client.write_event(Synthesize(text="Hello there.").event())
+                return await read_until(client, "audio-stop")
+
+        reply = asyncio.run(run())
+    finally:
+        server.stop()
+    np.testing.assert_allclose(reply.audio, expected_audio("Hello there."), atol=1e-4)
+    assert not path.exists()  # removed when the server stopped
