@@ -376,6 +376,8 @@ class WyomingHandler(AsyncEventHandler):
             entry = catalog.default
         elif voice.name is not None:
             name = voice.name
+            if not isinstance(name, str) or not isinstance(voice.speaker, str | None):
+                raise WyomingError("invalid_event", "voice name and speaker must be strings")
             entry = catalog.resolve(f"{name}/{voice.speaker}" if voice.speaker else name)
             if entry is None:
                 where = f"{name!r} with speaker {voice.speaker!r}" if voice.speaker else repr(name)

@@ -271,6 +271,7 @@ def test_complete_sentences(text, rest):
         ([Synthesize(text="?!")], "invalid_input"),  # the engine finds nothing to say
         ([Synthesize(text="word " * 30)], "string_above_max_length"),  # max_input_chars=100 below
         ([Event("synthesize", {"voice": {"name": "fake"}})], "invalid_event"),  # no text at all
+        ([Event("synthesize", {"text": "Hi.", "voice": {"name": 7}})], "invalid_event"),
     ],
 )
 def test_bad_synthesize_is_an_error_event_then_the_connection_closes(wyoming_server, request_events, code):
