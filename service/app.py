@@ -3,7 +3,9 @@
 Run it with ``parawave serve`` (uvicorn, ``service.app:create_app`` as a factory). The lifespan loads
 the engine (``engine_loader(settings)``, by default ``service.engine.load_engine``; a failure stops
 the server from starting), then warms it up in the background: ``/health/ready`` and the speech
-routes answer 503 until that is done. Tests pass a fake engine.
+routes answer 503 until that is done. With ``settings.wyoming_uri`` the lifespan also runs the
+Wyoming server (``service/wyoming.py``: Home Assistant's protocol) on the same engine and pools.
+Tests pass a fake engine.
 """
 
 from __future__ import annotations
@@ -40,9 +42,18 @@ EXPOSED_HEADERS = ["X-Sample-Rate", "X-Audio-Duration", "X-Parawave-Model", "X-P
 async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
     state: ServiceState = app.state.parawave
     await state.start()
+    wyoming = None
     try:
+        if state.settings.wyoming_uri:  # Home Assistant's protocol, on the same engine and pools
+            from service.wyoming import WyomingService
+
+            wyoming = WyomingService(state, state.settings.wyoming_uri)
+            await wyoming.start()
+        app.state.wyoming = wyoming
         yield
     finally:
+        if wyoming is not None:
+            await wyoming.stop()  # drains first: its syntheses still need the pools
         await state.stop()
 
 
@@ -61,6 +72,7 @@ def create_app(
         redoc_url=None,
     )
     app.state.parawave = ServiceState(settings, engine, engine_loader)
+    app.state.wyoming = None  # the WyomingService while it runs (settings.wyoming_uri)
     app.openapi = lambda: _openapi(app)  # type: ignore[method-assign]
     install_error_handlers(app)
     protected = [Depends(require_api_key)]

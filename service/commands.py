@@ -40,6 +40,14 @@ def serve(
         None, "--require-cuda/--no-require-cuda", help="Refuse to start when CUDA is asked and missing."
     ),
     log_level: str | None = typer.Option(None, help="critical | error | warning | info | debug."),
+    wyoming: str | None = typer.Option(
+        None,
+        help="Also serve the Wyoming protocol (Home Assistant) here, e.g. tcp://0.0.0.0:10200 "
+        "[env PARAWAVE_WYOMING_URI; default off].",
+    ),
+    zeroconf: bool | None = typer.Option(
+        None, "--zeroconf/--no-zeroconf", help="Announce the Wyoming server over zeroconf [default off]."
+    ),
 ) -> None:
     """Start the HTTP service on the voice bundles in VOICES_DIR (other settings: PARAWAVE_* env)."""
     from service.settings import export_to_environment
@@ -52,12 +60,16 @@ def serve(
         "device": device,
         "require_cuda": require_cuda,
         "log_level": log_level,
+        "wyoming_uri": wyoming,
+        "wyoming_zeroconf": zeroconf,
     }
     export_to_environment(given)  # through the environment, so that every worker process sees them
     settings = _settings()
     _require_voice(settings.voices_dir)
     if settings.device == "cuda" and settings.require_cuda:
         _require_cuda()
+    if settings.wyoming_uri:
+        _check_wyoming(settings)
 
     import uvicorn
 
@@ -79,6 +91,8 @@ def serve(
     else:
         del engine
     typer.echo(f"parawave: serving {settings.voices_dir} on http://{settings.host}:{settings.port}", err=True)
+    if settings.wyoming_uri:
+        typer.echo(f"parawave: Wyoming (Home Assistant) on {settings.wyoming_uri}", err=True)
     uvicorn.run(
         target,  # type: ignore[arg-type]
         factory=settings.workers > 1,
@@ -104,6 +118,29 @@ def _settings():
         where = ".".join(str(p) for p in first["loc"])
         typer.echo(f"error: invalid setting {where}: {first['msg']}", err=True)
         raise typer.Exit(2) from None
+
+
+def _check_wyoming(settings) -> None:
+    """One clear line, before uvicorn starts, for what would otherwise fail in the app's lifespan."""
+    import socket
+    from urllib.parse import urlparse
+
+    if settings.workers > 1:
+        raise _fail("--wyoming serves from one process: use --workers 1 (one engine, one Wyoming port)")
+    if settings.wyoming_zeroconf:
+        try:
+            import zeroconf  # noqa: F401
+        except ImportError:
+            raise _fail("--zeroconf needs the zeroconf package: pip install -e '.[zeroconf]'") from None
+    uri = urlparse(settings.wyoming_uri)
+    if uri.scheme != "tcp":
+        return
+    try:
+        with socket.socket(socket.AF_INET6 if ":" in uri.hostname else socket.AF_INET) as s:
+            s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            s.bind((uri.hostname, uri.port))
+    except OSError as exc:
+        raise _fail(f"cannot listen for Wyoming on {settings.wyoming_uri}: {exc.strerror or exc}") from None
 
 
 def _require_cuda() -> None:

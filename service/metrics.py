@@ -76,6 +76,23 @@ class Metrics:
             "parawave_cancelled", "Generations stopped early.", ["model", "reason"], registry=r
         )
         self.ready = Gauge("parawave_ready", "1 once voices are loaded and warmed up.", registry=r)
+        # The Wyoming server (service/wyoming.py); its syntheses also count in the per-model metrics above.
+        self.wyoming_requests = Counter(
+            "parawave_wyoming_requests",
+            "Wyoming syntheses by mode (synthesize | stream) and outcome (ok, client_gone or the error code).",
+            ["mode", "outcome"],
+            registry=r,
+        )
+        self.wyoming_connections = Gauge(
+            "parawave_wyoming_connections", "Open Wyoming connections.", registry=r
+        )
+        self.wyoming_first_audio = Histogram(
+            "parawave_wyoming_time_to_first_audio_seconds",
+            "Wyoming synthesize (or synthesize-start) event to its first audio-chunk written.",
+            ["mode"],
+            buckets=_LATENCY,
+            registry=r,
+        )
 
 
 class RequestMetricsMiddleware:

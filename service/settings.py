@@ -131,6 +131,19 @@ class Settings(BaseSettings):
     workers: int = Field(1, ge=1)
     log_level: Literal["critical", "error", "warning", "info", "debug"] = "info"
 
+    # Wyoming (Home Assistant's speech protocol; service/wyoming.py), in the same process as HTTP
+    wyoming_uri: str | None = Field(
+        None,
+        description="Also serve the Wyoming protocol here, e.g. tcp://0.0.0.0:10200 (Home Assistant's port) "
+        "or unix:///run/parawave.sock. Unset: HTTP only. No authentication: a trusted network only.",
+    )
+    wyoming_zeroconf: bool = Field(
+        False, description="Announce the Wyoming server over zeroconf (mDNS) so Home Assistant discovers it."
+    )
+    wyoming_zeroconf_name: str | None = Field(
+        None, max_length=63, description="The zeroconf service name. Unset: parawave-<hostname>."
+    )
+
     @property
     def graceful_shutdown_s(self) -> float:
         return self.shutdown_grace_s if self.shutdown_grace_s is not None else self.reference_timeout_s + 5.0
@@ -157,6 +170,25 @@ class Settings(BaseSettings):
                 return json.loads(value)
             return [v.strip() for v in value.split(",") if v.strip()]
         return value
+
+    @field_validator("wyoming_uri")
+    @classmethod
+    def _wyoming_uri(cls, value: str | None) -> str | None:
+        if value is None or not value.strip():
+            return None
+        from urllib.parse import urlparse
+
+        parsed = urlparse(value.strip())
+        if parsed.scheme == "tcp":
+            try:
+                port = parsed.port
+            except ValueError:
+                port = None
+            if parsed.hostname and port is not None:
+                return value.strip()
+        elif parsed.scheme == "unix" and parsed.path:
+            return value.strip()
+        raise ValueError("use tcp://host:port (e.g. tcp://0.0.0.0:10200) or unix:///path/to/socket")
 
     @field_validator("log_level", mode="before")
     @classmethod

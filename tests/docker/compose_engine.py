@@ -4,8 +4,8 @@ The project file handed to Compose is docker/docker-compose.yml with only these 
 them written out here, nothing else touched):
 
 - Host network: every service gets ``network_mode: host`` (no ``ports``/``networks``), and every
-  parawave service its own free ``PARAWAVE_PORT`` (its HEALTHCHECK reads the same variable), so
-  that all traffic stays on 127.0.0.1.
+  parawave service its own free ``PARAWAVE_PORT`` (its HEALTHCHECK reads the same variable) and
+  Wyoming port (``PARAWAVE_WYOMING_URI`` on 127.0.0.1), so that all traffic stays on 127.0.0.1.
 - Scale-out: on the host network two replicas of one service would fight for one port, so the
   ``replicas: N`` service becomes N services of one replica each, on their own ports; the proxy's
   nginx.conf is docker/nginx.conf with its one upstream ``server backend:8000 ...`` line written as
@@ -76,6 +76,7 @@ class Project:
     folder: Path
     cli: list[str]
     ports: dict[str, int] = field(default_factory=dict)  # service -> port on 127.0.0.1
+    wyoming_ports: dict[str, int] = field(default_factory=dict)  # parawave service -> its Wyoming port
     file: Path | None = None
 
     def compose(self, *args: str, timeout: float = 600, check: bool = True) -> subprocess.CompletedProcess:
@@ -134,9 +135,11 @@ def derive(folder: Path, cli: list[str], image: str, nginx: str, replicas: int =
                 one = copy.deepcopy(svc)
                 sname = name if count == 1 else f"{name}-{i}"
                 project.ports[sname] = free_port()
+                project.wyoming_ports[sname] = free_port()
                 one["environment"] = {
                     **one.get("environment", {}),
                     "PARAWAVE_PORT": str(project.ports[sname]),
+                    "PARAWAVE_WYOMING_URI": f"tcp://127.0.0.1:{project.wyoming_ports[sname]}",
                 }
                 services[sname] = one
         else:

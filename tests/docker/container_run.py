@@ -2,8 +2,8 @@
 
 The command is the final stage's ENTRYPOINT + CMD, the environment its ENV (``/opt/venv`` mapped to
 this interpreter's environment, which has the same package installed), started in an empty
-working directory (the image has no ``.env``). Only what ``docker run -p PORT:8000 -v
-VOICES:/opt/parawave/voices:ro`` would change is changed: the port and the voices folder.
+working directory (the image has no ``.env``). Only what ``docker run -p PORT:8000 -p WPORT:10200 -v
+VOICES:/opt/parawave/voices:ro`` would change is changed: the ports (HTTP, Wyoming) and the voices folder.
 """
 
 from __future__ import annotations
@@ -56,8 +56,13 @@ class ContainerProcess:
 
     def __init__(self, df: Dockerfile, voices_dir: Path, workdir: Path, **env_overrides: str) -> None:
         self.port = free_port()
+        self.wyoming_port = free_port()  # the image serves Wyoming too: on its own port here
         self.env = container_env(
-            df, PARAWAVE_PORT=str(self.port), PARAWAVE_VOICES_DIR=str(voices_dir), **env_overrides
+            df,
+            PARAWAVE_PORT=str(self.port),
+            PARAWAVE_VOICES_DIR=str(voices_dir),
+            PARAWAVE_WYOMING_URI=f"tcp://127.0.0.1:{self.wyoming_port}",
+            **env_overrides,
         )
         self.argv = resolve_command(df, self.env)
         self.url = f"http://127.0.0.1:{self.port}"
@@ -108,3 +113,36 @@ class ContainerProcess:
                 self.proc.wait(5)
         self._log.close()
         return self.proc.returncode
+
+
+def wyoming_say(port: int, text: str, timeout: float = 120.0) -> tuple[dict, int, bytes]:
+    """Over the Wyoming port on 127.0.0.1 (the ``wyoming`` package's client): ``describe``, then
+    ``synthesize`` -> (the info event's data, the audio-start rate, the 16-bit PCM of the chunks).
+    Every read is bounded by ``timeout``; an ``error`` event or a closed connection fails."""
+    import asyncio
+
+    from wyoming.audio import AudioChunk, AudioStart, AudioStop
+    from wyoming.client import AsyncTcpClient
+    from wyoming.info import Describe
+    from wyoming.tts import Synthesize
+
+    async def run() -> tuple[dict, int, bytes]:
+        async with AsyncTcpClient("127.0.0.1", port, connect_timeout=timeout, read_timeout=timeout) as client:
+            await client.write_event(Describe().event())
+            info = await client.read_event()
+            assert info is not None and info.type == "info", info
+            await client.write_event(Synthesize(text=text).event())
+            rate, pcm = 0, bytearray()
+            while True:
+                event = await client.read_event()
+                assert event is not None and event.type != "error", event
+                if AudioStart.is_type(event.type):
+                    rate = AudioStart.from_event(event).rate
+                elif AudioChunk.is_type(event.type):
+                    chunk = AudioChunk.from_event(event)
+                    assert (chunk.rate, chunk.width, chunk.channels) == (rate, 2, 1), chunk
+                    pcm += chunk.audio
+                elif AudioStop.is_type(event.type):
+                    return info.data, rate, bytes(pcm)
+
+    return asyncio.run(run())

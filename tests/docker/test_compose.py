@@ -9,6 +9,7 @@ import re
 import shutil
 import subprocess
 from pathlib import Path
+from urllib.parse import urlparse
 
 import pytest
 import yaml
@@ -133,8 +134,11 @@ def test_parawave_services_health_restart_voices_settings(compose, name):
     settings = Settings(_env_file=None, **ours)
     assert settings.device == ("cuda" if name in GPU_SERVICES else "cpu")
     assert settings.host == "0.0.0.0"
-    for port in service.get("ports", []):
-        assert port.rsplit(":", 1)[1] == str(settings.port)
+    # published: HTTP, and Wyoming where the service stands alone (nginx in front of replicas is HTTP only)
+    wyoming = urlparse(settings.wyoming_uri)
+    assert (wyoming.scheme, wyoming.hostname, wyoming.port) == ("tcp", "0.0.0.0", 10200)
+    targets = sorted(int(p.rsplit(":", 1)[1]) for p in service.get("ports", []))
+    assert targets == ([] if name.startswith("replica") else sorted([settings.port, wyoming.port])), targets
 
 
 def test_scale_out_replicas_behind_nginx(compose):

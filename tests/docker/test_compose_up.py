@@ -1,5 +1,6 @@
 """docker/docker-compose.yml up for real (Debian's docker-compose, or the compose plugin): the CPU
-profile and the scaled CPU profile (two replicas behind nginx) come up healthy, serve, and go down.
+profile and the scaled CPU profile (two replicas behind nginx) come up healthy, serve (the CPU
+service over HTTP and Wyoming), and go down.
 The project file is the real one moved onto the host network (compose_engine.py says exactly how)."""
 
 from __future__ import annotations
@@ -9,6 +10,7 @@ import re
 import httpx
 import pytest
 from compose_engine import compose_cli, derive, nginx_image, wait_healthy
+from container_run import wyoming_say
 
 
 @pytest.fixture(scope="module")
@@ -44,6 +46,8 @@ def test_cpu_profile_up_healthy_serves_and_down(docker, project):
     try:
         wait_healthy(docker, project, ["parawave-cpu"])
         _speak(f"http://127.0.0.1:{project.ports['parawave-cpu']}")
+        _, rate, pcm = wyoming_say(project.wyoming_ports["parawave-cpu"], "Composed over Wyoming.")
+        assert rate > 0 and len(pcm) > rate  # over half a second of 16-bit audio
     finally:
         project.compose("--profile", "cpu", "down")
     assert project.compose("ps", "-q").stdout.strip() == ""

@@ -13,6 +13,7 @@ and the uvicorn server are the real ones.
 from __future__ import annotations
 
 import io
+import os
 import signal
 import subprocess
 import sys
@@ -22,7 +23,7 @@ from pathlib import Path
 import httpx
 import pytest
 import soundfile as sf
-from container_run import ContainerProcess, container_env
+from container_run import ContainerProcess, container_env, wyoming_say
 from dockerfile_model import DOCKERFILES, REPO, image_path_to_repo, parse
 
 SERVICE_TESTS = REPO / "tests" / "service"
@@ -64,7 +65,8 @@ def shim(tmp_path: Path) -> dict[str, str]:
     folder = tmp_path / "shim"
     folder.mkdir()
     (folder / "sitecustomize.py").write_text(SHIM)
-    return {"PYTHONPATH": str(folder), "PARAWAVE_TEST_FAKE_ENGINE_DIR": str(SERVICE_TESTS)}
+    path = os.pathsep.join(p for p in (str(folder), os.environ.get("PYTHONPATH", "")) if p)
+    return {"PYTHONPATH": path, "PARAWAVE_TEST_FAKE_ENGINE_DIR": str(SERVICE_TESTS)}
 
 
 @pytest.fixture
@@ -106,6 +108,11 @@ def test_cpu_image_command_serves_and_stops_cleanly(fake_voices, shim, workdir):
         check = healthcheck(df, server.port)
         assert check.returncode == 0, check.stdout + check.stderr
         assert check.stdout.startswith("ready:")
+        # the image serves Wyoming (Home Assistant) too, from the same process
+        info, rate, pcm = wyoming_say(server.wyoming_port, "Hello over Wyoming.")
+        assert [v["name"] for v in info["tts"][0]["voices"]] == ["fake", "other"]
+        # the fake engine speaks 10 ms (160 samples) a character
+        assert rate == 16000 and len(pcm) == 2 * 160 * len("Hello over Wyoming.")
     finally:
         code = server.stop()
     # docker stop = SIGTERM: a graceful shutdown (uvicorn re-raises the signal once done: 143 in Docker)
@@ -179,5 +186,7 @@ def test_cpu_image_serves_the_fixture_bundle_with_the_real_engine(workdir):
         audio, rate = sf.read(io.BytesIO(r.content))
         assert rate == int(r.headers["x-sample-rate"]) and len(audio) > rate // 10
         assert healthcheck(df, server.port).returncode == 0
+        _, wyoming_rate, pcm = wyoming_say(server.wyoming_port, "The container speaks.")
+        assert wyoming_rate == rate and len(pcm) > 2 * rate // 10
     finally:
         assert server.stop() in (0, -signal.SIGTERM), server.output()

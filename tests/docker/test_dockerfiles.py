@@ -10,6 +10,7 @@ import subprocess
 import sys
 import zipfile
 from pathlib import Path
+from urllib.parse import urlparse
 
 import pytest
 from dockerfile_model import DOCKERFILES, REPO, build_context, image_path_to_repo, parse
@@ -198,7 +199,10 @@ def test_voices_port_and_healthcheck_fit_together(flavor):
     assert any(dest == voices_dir for _, dest, _ in final.copies), (
         "voices are baked in where the server looks"
     )
-    assert final.expose == [final.env["PARAWAVE_PORT"]]
+    # HTTP, then Wyoming (Home Assistant): the ports the image's settings make the server listen on
+    wyoming = urlparse(Settings(_env_file=None, wyoming_uri=final.env["PARAWAVE_WYOMING_URI"]).wyoming_uri)
+    assert wyoming.hostname == "0.0.0.0"
+    assert final.expose == [final.env["PARAWAVE_PORT"], str(wyoming.port)]
     options, argv = final.healthcheck
     assert argv[0] == "python" and image_path_to_repo(df, argv[1]) == REPO / "docker" / "healthcheck.py"
     seconds = int(options["start-period"].removesuffix("s"))

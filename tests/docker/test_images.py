@@ -2,7 +2,7 @@
 
 Both images are built from this checkout (on a local Debian base where Docker Hub is out of reach:
 docker_engine.py). The CPU image runs as it ships (baked-in voices), on the host network, and must
-turn healthy by its own HEALTHCHECK, speak every format, run as uid 10001, and finish a streaming
+turn healthy by its own HEALTHCHECK, speak every format and Wyoming, run as uid 10001, and finish a streaming
 request when ``docker stop`` arrives in the middle of it. It also runs the way the Kubernetes
 manifests run it: read-only root filesystem with only /tmp writable, no capabilities, voices from a
 read-only volume. The GPU image (several GB of CUDA wheels: ``slow``) must refuse to start on a
@@ -16,6 +16,7 @@ import threading
 
 import httpx
 import pytest
+from container_run import wyoming_say
 from docker_engine import REPO, Docker, free_port
 
 from service.audio import FORMATS
@@ -63,10 +64,9 @@ def _uids(docker: Docker, name: str) -> set[str]:
 
 
 def test_cpu_image_turns_healthy_speaks_every_format_as_uid_10001(docker, cpu_image):
-    port = free_port()
-    with docker.container(
-        cpu_image, HEALTH_POLL, name="parawave-test-cpu", env={"PARAWAVE_PORT": str(port)}
-    ) as c:
+    port, wyoming_port = free_port(), free_port()
+    env = {"PARAWAVE_PORT": str(port), "PARAWAVE_WYOMING_URI": f"tcp://127.0.0.1:{wyoming_port}"}
+    with docker.container(cpu_image, HEALTH_POLL, name="parawave-test-cpu", env=env) as c:
         docker.wait_healthy(c, timeout=240)
         url = f"http://127.0.0.1:{port}"
         assert docker.inspect(c)["Config"]["User"] == f"{UID}:{UID}"
@@ -81,6 +81,13 @@ def test_cpu_image_turns_healthy_speaks_every_format_as_uid_10001(docker, cpu_im
             audio, got_rate = audio_decode.decode(r.content, fmt, rate)
             assert got_rate == rate, fmt
             assert len(audio) > rate // 2 and float(abs(audio).max()) > 0.01, (fmt, len(audio))
+        # Wyoming (Home Assistant) from the same container: describe lists the baked-in voices, and
+        # synthesize answers 16-bit mono at the voice's rate
+        info, wyoming_rate, pcm = wyoming_say(wyoming_port, "Hello over Wyoming.")
+        voices = httpx.get(f"{url}/health/ready", timeout=10).json()["voices"]
+        assert [v["name"] for v in info["tts"][0]["voices"]] == voices
+        audio, _ = audio_decode.decode(pcm, "pcm", wyoming_rate)
+        assert wyoming_rate == rate and len(audio) > rate // 2 and float(abs(audio).max()) > 0.01
         bad = httpx.post(f"{url}/v1/audio/speech", json={"input": "x", "response_format": "ogg"}, timeout=30)
         assert bad.status_code == 400 and bad.json()["error"]["param"] == "response_format", bad.text
         assert "Traceback" not in docker.logs(c)
@@ -91,9 +98,8 @@ def test_cpu_image_runs_read_only_and_drains_a_stream_on_docker_stop(docker, cpu
     from a read-only volume); `docker stop` mid-stream: the stream completes, then the process exits."""
     port = free_port()
     name = "parawave-test-drain"
-    with docker.container(
-        cpu_image, HEALTH_POLL, *K8S_LIKE, name=name, env={"PARAWAVE_PORT": str(port)}
-    ) as c:
+    env = {"PARAWAVE_PORT": str(port), "PARAWAVE_WYOMING_URI": f"tcp://127.0.0.1:{free_port()}"}
+    with docker.container(cpu_image, HEALTH_POLL, *K8S_LIKE, name=name, env=env) as c:
         docker.wait_healthy(c, timeout=240)
         url = f"http://127.0.0.1:{port}"
         whole = _speak(url, "pcm", LONG_TEXT).content  # the same request, undisturbed

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import copy
 import re
+from urllib.parse import urlparse
 
 import kubernetes_validate
 import pytest
@@ -113,13 +114,18 @@ def test_probes_ports_and_drain_match_the_service(overlay):
     image = parse(DOCKERFILES[flavor]).final
     pod = res["Deployment"]["spec"]["template"]["spec"]
     (c,) = pod["containers"]
-    (port,) = c["ports"]
-    assert (
-        str(port["containerPort"])
-        == image.env["PARAWAVE_PORT"]
-        == {e["name"]: e["value"] for e in c["env"]}["PARAWAVE_PORT"]
-    )
+    port, wyoming = c["ports"]
+    env = {e["name"]: e["value"] for e in c["env"]}
+    assert str(port["containerPort"]) == image.env["PARAWAVE_PORT"] == env["PARAWAVE_PORT"]
     assert str(port["containerPort"]) in [p.split("/")[0] for p in image.expose]
+    # Wyoming (Home Assistant): where the settings make the server listen, exposed, and in the Service
+    assert wyoming["name"] == "wyoming" and wyoming["protocol"] == "TCP"
+    for uri in (env["PARAWAVE_WYOMING_URI"], image.env["PARAWAVE_WYOMING_URI"]):
+        listen = urlparse(Settings(_env_file=None, wyoming_uri=uri).wyoming_uri)
+        assert (listen.hostname, listen.port) == ("0.0.0.0", wyoming["containerPort"])
+    assert str(wyoming["containerPort"]) in [p.split("/")[0] for p in image.expose]
+    service_ports = {p["name"]: p for p in res["Service"]["spec"]["ports"]}
+    assert service_ports["wyoming"]["targetPort"] == "wyoming" and service_ports["wyoming"]["port"] == 10200
     assert c["readinessProbe"]["httpGet"] == {"path": "/health/ready", "port": port["name"]}
     assert c["livenessProbe"]["httpGet"] == {"path": "/health/live", "port": port["name"]}
     startup = c["startupProbe"]

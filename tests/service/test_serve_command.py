@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import socket
 
 import pytest
 from fake_engine import FakeEngine
@@ -127,3 +128,38 @@ def test_service_app_imports_without_torch(python_without):
     out = python_without(code, blocked=("torch",))
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip() == "ok"
+
+
+def test_serve_wyoming_option_reaches_the_app(isolated_env, bundle_dir, monkeypatch, uvicorn_calls):
+    monkeypatch.setattr(state, "default_engine_loader", lambda s: FakeEngine())
+    with socket.socket() as s:  # a free port (closed again: serve checks it can listen there)
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    uri = f"tcp://127.0.0.1:{port}"
+    result = runner.invoke(app, ["serve", "--voices-dir", str(bundle_dir), "--wyoming", uri])
+    assert result.exit_code == 0, result.output
+    ((target, _),) = uvicorn_calls
+    assert target.state.parawave.settings.wyoming_uri == uri
+    assert f"Wyoming (Home Assistant) on {uri}" in result.output
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["--wyoming", "http://0.0.0.0:10200"], "invalid setting wyoming_uri"),
+        (["--wyoming", "tcp://127.0.0.1:10200", "--workers", "2"], "use --workers 1"),
+        (["--wyoming", "tcp://127.0.0.1:{busy}"], "cannot listen for Wyoming on tcp://127.0.0.1:"),
+    ],
+)
+def test_serve_wyoming_errors_are_one_line(
+    isolated_env, bundle_dir, monkeypatch, uvicorn_calls, args, message
+):
+    monkeypatch.setattr(state, "default_engine_loader", lambda s: FakeEngine())
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        args = [a.format(busy=busy.getsockname()[1]) for a in args]
+        result = runner.invoke(app, ["serve", "--voices-dir", str(bundle_dir), *args])
+    assert result.exit_code == 2, result.output
+    assert message in result.output and "Traceback" not in result.output
+    assert not uvicorn_calls
