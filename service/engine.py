@@ -808,17 +808,22 @@ class OnnxEngine:
                             continue
                         s = live[i][2][k]
                         words, phonemes = (
-                            voice.timings(requests[i].text, s, feats[j][2]) if requests[i].timestamps else ((), ())
+                            voice.timings(requests[i].text, s, feats[j][2])
+                            if requests[i].timestamps
+                            else ((), ())
                         )
-                        yield i, AudioChunk(
-                            a,
-                            voice.sample_rate,
-                            k,
-                            k == len(live[i][2]) - 1,
-                            s.text,
-                            s.span,
-                            tuple(words),
-                            tuple(phonemes),
+                        yield (
+                            i,
+                            AudioChunk(
+                                a,
+                                voice.sample_rate,
+                                k,
+                                k == len(live[i][2]) - 1,
+                                s.text,
+                                s.span,
+                                tuple(words),
+                                tuple(phonemes),
+                            ),
                         )
 
 

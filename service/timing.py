@@ -81,7 +81,9 @@ def sentence_timings(
         )
         for w in words
     ]
-    out_phonemes = [PhonemeTiming(phonemes[a:b], float(edges[a]), float(edges[b])) for a, b in phoneme_groups(phonemes)]
+    out_phonemes = [
+        PhonemeTiming(phonemes[a:b], float(edges[a]), float(edges[b])) for a, b in phoneme_groups(phonemes)
+    ]
     return out_words, out_phonemes
 
 
@@ -95,6 +97,7 @@ class Timeline:
 
     def __init__(self) -> None:
         self.seconds = 0.0  # audio before the next chunk
+        self.samples = 0
         self.words: list[WordTiming] = []
         self.sentence_ends: set[int] = set()  # input offsets where the engine's sentences end
 
@@ -103,6 +106,7 @@ class Timeline:
         words = shift(chunk.words, self.seconds)
         phonemes = shift(chunk.phonemes, self.seconds)
         self.seconds += chunk.duration
+        self.samples += len(chunk.audio)
         self.sentence_ends.add(chunk.span[1])
         self.words.extend(words)
         return words, phonemes
