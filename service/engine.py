@@ -424,16 +424,20 @@ class Voice:
         ]
 
     def timings(
-        self, text: str, sentence: Sentence, durations: np.ndarray
+        self, text: str, sentence: Sentence, durations: np.ndarray, mel: np.ndarray | None = None
     ) -> tuple[list[WordTiming], list[PhonemeTiming]]:
-        """A sentence's word and phoneme timings (seconds from its first sample) from its durations;
-        none when its phoneme string is unknown (see :class:`Sentence`)."""
+        """A sentence's word and phoneme timings (seconds from its first sample) from its durations
+        (and its mel (n_mels, F): where the sound starts inside the first phoneme, see
+        ``service.timing.speech_bounds``); none when its phoneme string is unknown (:class:`Sentence`)."""
         if not sentence.phonemes:
             return [], []
         from model.text.wordmap import word_spans
 
         words = word_spans(text, sentence.span, sentence.normalized, sentence.phonemes)
-        return timing.sentence_timings(words, sentence.phonemes, durations, self.hop / self.sample_rate)
+        bounds = timing.speech_bounds(mel, durations) if mel is not None else None
+        return timing.sentence_timings(
+            words, sentence.phonemes, durations, self.hop / self.sample_rate, bounds
+        )
 
     def mels(
         self, ids: Sequence[np.ndarray], speakers: Sequence[int], speeds: Sequence[float]
@@ -721,7 +725,7 @@ class OnnxEngine:
                 mel, f0, dur = voice.features_timed([s.ids], [speaker], [request.speed], [request.pitch])[0]
                 z = rng.standard_normal(mel.shape[1] * voice.hop, dtype=np.float32)
                 audio = voice.vocode([mel], [speaker], [z], [f0])[0]
-                words, phonemes = voice.timings(request.text, s, dur) if request.timestamps else ((), ())
+                words, phonemes = voice.timings(request.text, s, dur, mel) if request.timestamps else ((), ())
                 yield AudioChunk(
                     audio, voice.sample_rate, i, i == last, s.text, s.span, tuple(words), tuple(phonemes)
                 )
@@ -731,7 +735,7 @@ class OnnxEngine:
             if cancel is not None and cancel.is_set():
                 return
             mel, f0, dur = voice.features_timed([s.ids], [speaker], [request.speed], [request.pitch])[0]
-            words, phonemes = voice.timings(request.text, s, dur) if request.timestamps else ([], [])
+            words, phonemes = voice.timings(request.text, s, dur, mel) if request.timestamps else ([], [])
             done = 0.0  # seconds of this sentence already yielded
             for piece, final in voice.teacher(mel, speaker, rng, cancel, f0=f0):
                 end = done + len(piece) / voice.sample_rate
@@ -808,7 +812,7 @@ class OnnxEngine:
                             continue
                         s = live[i][2][k]
                         words, phonemes = (
-                            voice.timings(requests[i].text, s, feats[j][2])
+                            voice.timings(requests[i].text, s, feats[j][2], feats[j][0])
                             if requests[i].timestamps
                             else ((), ())
                         )

@@ -31,12 +31,52 @@ STRESS = "ˈˌ"  # attach to the symbol after them
 MAX_LINE_CHARS = 42  # subtitle lines (the usual broadcast guideline)
 MAX_LINES = 2
 MAX_CUE_SECONDS = 7.0
+MIN_SILENCE_CONTRAST = 1.0  # natural-log mel units (~4.3 dB) below the sentence's median to be silence
 
 
 def phoneme_edges(durations: np.ndarray, seconds_per_frame: float) -> np.ndarray:
     """(L,) frames per phoneme -> (L + 1,) boundaries in seconds from the sentence's start."""
     d = np.asarray(durations, dtype=np.int64).reshape(-1)  # (L,)
     return np.concatenate([[0], np.cumsum(d)]).astype(np.float64) * seconds_per_frame  # (L + 1,)
+
+
+def speech_bounds(mel: np.ndarray, durations: np.ndarray) -> tuple[int, int]:
+    """Frames [onset, offset) where the sentence's first and last phonemes really sound.
+
+    The acoustic model has no boundary tokens: the silence before a sentence's first sound (and
+    after its last, when no pause mark ends it) belongs to its first (last) phoneme, which it
+    learned from recordings that begin and end in silence, so that phoneme lasts ~0.25 s of which
+    most is silence. Where the sound starts is read from the model's own mel (n_mels, F): going back
+    from the first phoneme's last frame, the first frame at silence level (a frame's mean log-mel no
+    more than 30% of the way from the phoneme's quietest frame to the sentence's median, which must
+    be at least MIN_SILENCE_CONTRAST above it) ends the
+    silence; the same forward through the last phoneme. At least one frame stays with each phoneme."""
+    d = np.asarray(durations, dtype=np.int64).reshape(-1)  # (L,)
+    frames = int(d.sum())
+    if frames == 0 or len(d) == 0:
+        return 0, frames
+    energy = np.asarray(mel, dtype=np.float64)[:, :frames].mean(axis=0)  # (F,)
+    median = float(np.median(energy))
+
+    def silent(lo: int, hi: int) -> np.ndarray:  # (hi - lo,) True where at silence level
+        seg = energy[lo:hi]
+        floor = float(seg.min())
+        if median - floor < MIN_SILENCE_CONTRAST:  # nothing here is quieter than speech
+            return np.zeros(len(seg), bool)
+        return seg <= floor + 0.3 * (median - floor)
+
+    first = int(d[0])
+    onset = 0
+    if first > 1:
+        quiet = np.flatnonzero(silent(0, first - 1))
+        onset = int(quiet[-1]) + 1 if len(quiet) else 0
+    last = int(d[-1])
+    offset = frames
+    if last > 1 and len(d) > 1:
+        lo = frames - last
+        quiet = np.flatnonzero(silent(lo + 1, frames))
+        offset = lo + 1 + int(quiet[0]) if len(quiet) else frames
+    return onset, offset
 
 
 def _is_modifier(c: str) -> bool:
@@ -62,19 +102,43 @@ def phoneme_groups(phonemes: str) -> list[tuple[int, int]]:
 
 
 def sentence_timings(
-    words: Iterable, phonemes: str, durations: np.ndarray, seconds_per_frame: float
+    words: Iterable,
+    phonemes: str,
+    durations: np.ndarray,
+    seconds_per_frame: float,
+    bounds: tuple[int, int] | None = None,
 ) -> tuple[list[WordTiming], list[PhonemeTiming]]:
     """One sentence's timings in seconds from its first sample. ``words``: ``model.text.wordmap``
     ``WordSpan`` s (phoneme ranges index ``phonemes``, one code point per acoustic input);
-    ``durations`` (L,) frames per code point, L == len(phonemes)."""
+    ``durations`` (L,) frames per code point, L == len(phonemes); ``bounds``: :func:`speech_bounds`
+    (the first phoneme starts at the onset, the last ends at the offset; the silences around them
+    are given as pause phonemes " "). The space between two words is an input of its own, with a
+    duration the model learned (the transition from one word to the next: 4-8 frames, 50-100 ms, in
+    the flite voice); the words meet in its middle. Pause marks (, . ; ...) stay outside words."""
     edges = phoneme_edges(durations, seconds_per_frame)  # (L + 1,)
     if len(edges) != len(phonemes) + 1:
         raise ValueError(f"{len(edges) - 1} durations for {len(phonemes)} phoneme symbols")
+    total = edges[-1]
+    lead = trail = None
+    if bounds is not None:
+        onset, offset = bounds[0] * seconds_per_frame, bounds[1] * seconds_per_frame
+        if 0 < onset < edges[1]:
+            lead, edges[0] = onset, onset
+        if edges[-2] < offset < total:
+            trail, edges[-1] = offset, offset
+    n = len(phonemes)
+
+    def start_of(a: int) -> float:  # a word after a space begins in the space's middle
+        return float((edges[a - 1] + edges[a]) / 2 if 0 < a < n and phonemes[a - 1] == " " else edges[a])
+
+    def end_of(b: int) -> float:  # and ends in the middle of the space after it
+        return float((edges[b] + edges[b + 1]) / 2 if 0 < b < n and phonemes[b] == " " else edges[b])
+
     out_words = [
         WordTiming(
             w.text,
-            float(edges[w.phonemes[0]]),
-            float(edges[w.phonemes[1]]),
+            start_of(w.phonemes[0]),
+            max(start_of(w.phonemes[0]), end_of(w.phonemes[1])),
             w.start,
             w.end,
             phonemes[w.phonemes[0] : w.phonemes[1]],
@@ -84,6 +148,10 @@ def sentence_timings(
     out_phonemes = [
         PhonemeTiming(phonemes[a:b], float(edges[a]), float(edges[b])) for a, b in phoneme_groups(phonemes)
     ]
+    if lead is not None:
+        out_phonemes.insert(0, PhonemeTiming(" ", 0.0, float(lead)))
+    if trail is not None:
+        out_phonemes.append(PhonemeTiming(" ", float(trail), float(total)))
     return out_words, out_phonemes
 
 

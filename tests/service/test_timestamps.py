@@ -16,11 +16,20 @@ from fake_engine import FakeEngine, expected_audio, expected_words, make_setting
 from fastapi.testclient import TestClient
 
 from model.text import normalize, phonemize
-from model.text.wordmap import word_spans
+from model.text.wordmap import WordSpan, word_spans
 from service.app import create_app
 from service.engine import load_engine, prepare_text
-from service.timing import Timeline, cues, phoneme_groups, sentence_timings, srt, subtitles, webvtt
-from service.types import AudioChunk, SynthesisRequest, WordTiming
+from service.timing import (
+    Timeline,
+    cues,
+    phoneme_groups,
+    sentence_timings,
+    speech_bounds,
+    srt,
+    subtitles,
+    webvtt,
+)
+from service.types import AudioChunk, PhonemeTiming, SynthesisRequest, WordTiming
 
 VOICES = Path(__file__).resolve().parents[1] / "fixtures" / "voices"
 
@@ -88,20 +97,42 @@ def test_tokens_with_nothing_to_say_get_no_word():
 
 
 def test_timings_follow_the_durations_exactly():
-    text = "of the end"
+    text = "of the end, now"
     words, phonemes = spans(text)
     durations = np.arange(1, len(phonemes) + 1)  # (L,) frames
     per = 200 / 16000
     ws, ps = sentence_timings(words, phonemes, durations, per)
-    edges = np.concatenate([[0], np.cumsum(durations)]) * per
+    edges = np.concatenate([[0], np.cumsum(durations)]) * per  # (L + 1,)
     for w, span in zip(ws, words, strict=True):
-        assert w.start == pytest.approx(edges[span.phonemes[0]]) and w.end == pytest.approx(
-            edges[span.phonemes[1]]
-        )
+        a, b = span.phonemes
+        # words meet in the middle of the space between them; pause marks stay outside
+        start = (edges[a - 1] + edges[a]) / 2 if a > 0 and phonemes[a - 1] == " " else edges[a]
+        end = (edges[b] + edges[b + 1]) / 2 if b < len(phonemes) and phonemes[b] == " " else edges[b]
+        assert (w.start, w.end) == pytest.approx((start, end))
+    assert ws[0].start == 0 and ws[1].start == pytest.approx(ws[0].end)  # "of the": one space between
+    comma = phonemes.index(",")
+    assert ws[2].end == pytest.approx(edges[comma]) and ws[3].start > edges[comma + 1]
     assert ps[-1].end == pytest.approx(edges[-1]) and ps[0].start == 0
     assert "".join(p.phoneme for p in ps) == phonemes
     with pytest.raises(ValueError):
         sentence_timings(words, phonemes, durations[:-1], per)
+
+
+def test_leading_and_trailing_silence_is_cut_from_the_edge_phonemes():
+    # the first phoneme holds 10 silent frames then 2 of sound; the last 2 of sound then 6 silent
+    durations = np.array([12, 10, 10, 8])  # (L,)
+    energy = np.concatenate([np.full(10, -9.0), np.full(24, -3.0), np.full(6, -9.0)])
+    mel = np.tile(energy, (4, 1))  # (n_mels, F)
+    assert speech_bounds(mel, durations) == (10, 34)
+    word = WordSpan("ab", 0, 2, ("ab",), (0, 2))
+    ws, ps = sentence_timings([word], "abcd", durations, 0.01, (10, 34))
+    assert ps[0] == PhonemeTiming(" ", 0.0, 0.1) and ps[1].start == pytest.approx(0.1)
+    assert ps[-1] == PhonemeTiming(" ", pytest.approx(0.34), pytest.approx(0.4)) and ps[
+        -2
+    ].end == pytest.approx(0.34)
+    assert ws[0].start == pytest.approx(0.1)
+    flat = np.full((4, 40), -3.0)  # no silence at all: nothing cut
+    assert speech_bounds(flat, durations) == (0, 40)
 
 
 def test_phoneme_groups_keep_stress_and_length_with_their_symbol():
