@@ -12,12 +12,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 import soundfile as sf
-from fake_engine import FakeEngine, expected_audio, expected_words, make_settings
-from fastapi.testclient import TestClient
+from fake_engine import expected_audio, expected_words
 
 from model.text import normalize, phonemize
 from model.text.wordmap import WordSpan, word_spans
-from service.app import create_app
 from service.engine import load_engine, prepare_text
 from service.timing import (
     Timeline,
@@ -194,23 +192,23 @@ def test_srt_and_webvtt_formats():
 
 
 @pytest.fixture(scope="module")
-def engine():
+def onnx():
     return load_engine(VOICES, device="cpu")
 
 
 TEXT = "It cost $19.99 at 5 p.m. yesterday. Then we walked home along the river, slowly."
 
 
-def _timeline(engine, **kw) -> tuple[Timeline, list[AudioChunk]]:
+def _timeline(onnx, **kw) -> tuple[Timeline, list[AudioChunk]]:
     request = SynthesisRequest(TEXT, "tiny", "alpha", seed=1, timestamps=True, **kw)
-    tl, chunks = Timeline(), list(engine.synthesize(request))
+    tl, chunks = Timeline(), list(onnx.synthesize(request))
     for c in chunks:
         tl.add(c)
     return tl, chunks
 
 
-def test_engine_words_cover_the_returned_audio(engine):
-    tl, chunks = _timeline(engine)
+def test_engine_words_cover_the_returned_audio(onnx):
+    tl, chunks = _timeline(onnx)
     words = tl.words
     assert [w.word for w in words] == [
         "It", "cost", "$19.99", "at", "5", "p.m.", "yesterday", "Then", "we", "walked", "home", "along",
@@ -229,14 +227,14 @@ def test_engine_words_cover_the_returned_audio(engine):
     assert words[7].start >= first_len - 1e-9 and words[6].end <= first_len + 1e-9
 
 
-def test_engine_timings_are_the_durations_at_the_requested_speed_and_ignore_pitch(engine):
-    voice = engine.voice("tiny")
+def test_engine_timings_are_the_durations_at_the_requested_speed_and_ignore_pitch(onnx):
+    voice = onnx.voice("tiny")
     sentences = prepare_text(TEXT, voice.symbols)
-    slow, _ = _timeline(engine)
-    high, _ = _timeline(engine, pitch=5.0)
+    slow, _ = _timeline(onnx)
+    high, _ = _timeline(onnx, pitch=5.0)
     assert [w.start for w in high.words] == [w.start for w in slow.words]
     for speed in (1.0, 2.0, 0.5):
-        _, chunks = _timeline(engine, speed=speed)
+        _, chunks = _timeline(onnx, speed=speed)
         for s, c in zip(sentences, chunks, strict=True):
             _, _, durations = voice.features_timed([s.ids], [0], [speed])[0]  # (L,) frames
             edges = np.concatenate([[0], np.cumsum(durations)]) * voice.hop / voice.sample_rate
@@ -247,9 +245,9 @@ def test_engine_timings_are_the_durations_at_the_requested_speed_and_ignore_pitc
             )
 
 
-def test_teacher_pieces_carry_the_same_timings(engine):
-    student, _ = _timeline(engine)
-    teacher, chunks = _timeline(engine, model="teacher")
+def test_teacher_pieces_carry_the_same_timings(onnx):
+    student, _ = _timeline(onnx)
+    teacher, chunks = _timeline(onnx, model="teacher")
     assert len(chunks) > 2
     assert [(w.word, round(w.start, 6), round(w.end, 6)) for w in teacher.words] == [
         (w.word, round(w.start, 6), round(w.end, 6)) for w in student.words
@@ -262,14 +260,14 @@ def test_teacher_pieces_carry_the_same_timings(engine):
         seconds += c.duration
 
 
-def test_batch_timings_match_single_runs(engine):
-    one, _ = _timeline(engine)
+def test_batch_timings_match_single_runs(onnx):
+    one, _ = _timeline(onnx)
     requests = [
         SynthesisRequest(TEXT, "tiny", "alpha", seed=1, timestamps=True),
         SynthesisRequest("Hi.", "tiny", "beta"),
     ]
     tl = Timeline()
-    for i, chunk in engine.synthesize_batch(requests):
+    for i, chunk in onnx.synthesize_batch(requests):
         if i == 0:
             tl.add(chunk)
         else:
@@ -277,24 +275,18 @@ def test_batch_timings_match_single_runs(engine):
     assert [(w.word, w.start) for w in tl.words] == [(w.word, w.start) for w in one.words]
 
 
-def test_no_timestamps_unless_asked(engine):
-    chunks = list(engine.synthesize(SynthesisRequest(TEXT, "tiny", "alpha", seed=1)))
+def test_no_timestamps_unless_asked(onnx):
+    chunks = list(onnx.synthesize(SynthesisRequest(TEXT, "tiny", "alpha", seed=1)))
     assert all(c.words == () and c.phonemes == () for c in chunks)
 
 
-def test_prepare_text_keeps_what_the_ids_encode(engine):
-    voice = engine.voice("tiny")
+def test_prepare_text_keeps_what_the_ids_encode(onnx):
+    voice = onnx.voice("tiny")
     for s in prepare_text(TEXT, voice.symbols):
         assert len(s.phonemes) == len(s.ids) and voice.symbols.encode(s.phonemes) == list(s.ids)
 
 
 # ------------------------------------------------------------------------------------- HTTP
-
-
-@pytest.fixture
-def client():
-    with TestClient(create_app(make_settings(), engine=FakeEngine())) as c:
-        yield c
 
 
 HTTP_TEXT = "Hello there world. It is late now!"
