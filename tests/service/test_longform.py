@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+import struct
 from pathlib import Path
 
 import numpy as np
@@ -48,6 +49,9 @@ def test_file_grows_valid_as_it_goes_and_subtitles_follow(engine, tmp_path):
     seen: list[int] = []
 
     def check(chars: int) -> None:  # mid-run: the file on disk is already a complete wav
+        data = out.read_bytes()
+        riff, size = struct.unpack("<I", data[4:8])[0], struct.unpack("<I", data[40:44])[0]
+        assert (riff, size) == (len(data) - 8, len(data) - 44)  # sizes in the header, not "unknown"
         seen.append(sf.info(str(out)).frames)
 
     result = speak_to_file(engine, BOOK, request(), out, "wav", subs, on_progress=check, max_chars=200)
