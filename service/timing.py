@@ -239,7 +239,10 @@ def cues(
         i = bisect.bisect_left(ends, lo)
         return i < len(ends) and ends[i] < max(hi, lo + 1)
 
-    budget = max_line * max_lines
+    def fits(written: list[str]) -> bool:  # on max_lines lines of max_line characters at most
+        lines = _lines(written, max_line)
+        return len(lines) <= max_lines and all(len(line) <= max_line for line in lines)
+
     out: list[Cue] = []
     cur: list[tuple[str, WordTiming]] = []
 
@@ -250,10 +253,8 @@ def cues(
 
     for k, w in enumerate(words):
         s = _written(text, w)
-        if cur:
-            length = len(" ".join(x for x, _ in cur)) + 1 + len(s)
-            if length > budget or w.end - cur[0][1].start > max_seconds:
-                flush()
+        if cur and (not fits([x for x, _ in cur] + [s]) or w.end - cur[0][1].start > max_seconds):
+            flush()
         cur.append((s, w))
         length = len(" ".join(x for x, _ in cur))
         bare = s.rstrip("\"'”’)]")

@@ -13,8 +13,9 @@ frames). The words given to the aligner are our normalized words (``model.text.w
 CMU dictionary lacks is added with its espeak phonemes mapped to ARPAbet (:func:`arpabet`). A
 written token's start is its first spoken word's start; the error is ours minus the aligner's.
 
-Writes ``timestamps.json`` (every token's pair of times) and ``README.md`` (median, 95th
-percentile, mean of |start error| and |end error| per speed and speaker) under ``--out``.
+Writes ``timestamps.json`` under ``--out``: per speed the median, 95th percentile, mean and median
+signed error (bias) of the start and end errors, the start errors per speaker, and the 25 words with
+the largest start errors (``--rows``: every word).
 """
 
 from __future__ import annotations
@@ -163,6 +164,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--per-speaker", type=int, default=40)
     p.add_argument("--speeds", default="1.0,1.5")
     p.add_argument("--out", default="recipes/reports/word-timestamps")
+    p.add_argument(
+        "--rows", action="store_true", help="keep every word's times (else the 25 worst per speed)"
+    )
     args = p.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
 
@@ -203,6 +207,9 @@ def main(argv: list[str] | None = None) -> int:
         }
         log.info("speed %s: start %s, end %s", speed, _stats(start), _stats(end))
     results["seconds"] = round(time.perf_counter() - t0, 1)
+    if not args.rows:
+        for r in results["speeds"].values():
+            r["rows"] = sorted(r["rows"], key=lambda x: -abs(x["start"] - x["aligner_start"]))[:25]
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     (out / "timestamps.json").write_text(json.dumps(results, indent=1))

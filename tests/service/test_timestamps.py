@@ -177,6 +177,17 @@ def test_cues_are_readable_and_break_at_sentences():
     assert without[0].lines == ("Mrs.",)
 
 
+def test_no_line_passes_the_limit_even_when_the_cue_text_would_fit_in_two():
+    # 84 characters in all, but no cut between words leaves both lines within 42
+    text = (
+        "The Secret Service believed that it was very doubtful that any President would ride regularly "
+        "in a vehicle with a fixed top, even though transparent."
+    )
+    got = cues(_words(text), text, sentence_ends={len(text)})
+    assert all(len(line) <= 42 for c in got for line in c.lines), got
+    assert " ".join(" ".join(c.lines) for c in got) == text
+
+
 def test_srt_and_webvtt_formats():
     text = "Hello there. A < b --> c & d."
     got = cues(_words(text, per=1.0), text, sentence_ends={12, len(text)})
