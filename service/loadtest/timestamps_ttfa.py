@@ -2,7 +2,7 @@
 
     python -m service.loadtest.timestamps_ttfa --url http://127.0.0.1:8000 --pairs 30
 
-Each pair sends the same SSE request (``stream_format: "sse"``, ``response_format: "pcm"``) with
+Each pair sends the same SSE request (``--texts``: a different line for each pair) (``stream_format: "sse"``, ``response_format: "pcm"``) with
 ``timestamps`` off and on, in ABBA order (off-on, then on-off) so a drift in the machine's load falls
 on both; one request at a time. Time to first audio: from sending the request to receiving the
 first ``speech.audio.delta`` event. Prints JSON: per mode the median, 10th and 90th percentile, and
@@ -15,6 +15,7 @@ import argparse
 import json
 import statistics
 import time
+from pathlib import Path
 
 import httpx
 
@@ -71,7 +72,18 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--pairs", type=int, default=30)
     p.add_argument("--warmup", type=int, default=3)
     p.add_argument("--text", default=TEXT)
+    p.add_argument(
+        "--texts",
+        default=None,
+        help="a file of lines (LJSpeech id|text or plain): pair i speaks line i, so the server's word caches "
+        "have not seen most of it (default: --text every time)",
+    )
     args = p.parse_args(argv)
+    texts = [args.text] * args.pairs
+    if args.texts:
+        raw = Path(args.texts).read_text(encoding="utf-8").splitlines()
+        lines = [ln.split("|", 1)[-1].strip() for ln in raw if ln.strip()]
+        texts = [lines[i % len(lines)] for i in range(args.pairs)]
     runs: dict[bool, list[dict]] = {False: [], True: []}
     with httpx.Client(timeout=120) as client:
         for _ in range(args.warmup):
@@ -80,11 +92,11 @@ def main(argv: list[str] | None = None) -> int:
         for i in range(args.pairs):
             order = (False, True) if i % 2 == 0 else (True, False)
             for mode in order:
-                runs[mode].append(one(client, args.url, args.text, mode))
+                runs[mode].append(one(client, args.url, texts[i], mode))
     diffs = [on["ttfa"] - off["ttfa"] for off, on in zip(runs[False], runs[True], strict=True)]
     out = {
         "pairs": args.pairs,
-        "text_chars": len(args.text),
+        "text_chars_median": statistics.median(len(t) for t in texts),
         "ttfa_off": _summary([r["ttfa"] for r in runs[False]]),
         "ttfa_on": _summary([r["ttfa"] for r in runs[True]]),
         "ttfa_on_minus_off_median_ms": round(1000 * statistics.median(diffs), 1),
