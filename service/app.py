@@ -26,7 +26,7 @@ from service import __version__
 from service.catalog import VoiceCatalog
 from service.errors import APIError, CatchAllMiddleware, error_response, install_error_handlers
 from service.metrics import RequestMetricsMiddleware
-from service.routers import health, info, speech, web
+from service.routers import captions, health, info, speech, web
 from service.settings import Settings, get_settings
 from service.state import EngineLoader, ServiceState, default_engine_loader, require_api_key
 from service.types import SpeechEngine
@@ -76,7 +76,13 @@ def create_app(
     app.openapi = lambda: _openapi(app)  # type: ignore[method-assign]
     install_error_handlers(app)
     protected = [Depends(require_api_key)]
-    routers = [(speech.router, protected), (info.router, protected), (health.router, []), (web.router, [])]
+    routers = [
+        (speech.router, protected),
+        (captions.router, protected),
+        (info.router, protected),
+        (health.router, []),
+        (web.router, []),
+    ]
     for router, dependencies in routers:
         app.include_router(router, dependencies=dependencies)
     # Every route with its template (for metric labels and the JSON-body check).
@@ -98,6 +104,9 @@ def create_app(
     return app
 
 
+SPEECH_BODIES = ("SpeechBody", "CaptionedSpeechBody")  # request schemas that take `input` and `voice`
+
+
 def _openapi(app: FastAPI) -> dict[str, Any]:
     """FastAPI's schema, made true to this server: no 422 (validation errors are 400s in the
     envelope), the input limit, and, once the engine is loaded, the voice names it takes."""
@@ -109,9 +118,10 @@ def _openapi(app: FastAPI) -> dict[str, Any]:
         components = schema.get("components", {}).get("schemas", {})
         for name in ("HTTPValidationError", "ValidationError"):
             components.pop(name, None)
-        body = components.get("SpeechBody")
-        if body is not None:
-            body["properties"]["input"]["maxLength"] = app.state.parawave.settings.max_input_chars
+        for name in SPEECH_BODIES:
+            body = components.get(name)
+            if body is not None:
+                body["properties"]["input"]["maxLength"] = app.state.parawave.settings.max_input_chars
     schema = app.openapi_schema
     catalog: VoiceCatalog | None = app.state.parawave.catalog
     if catalog is None or "VoiceRef" not in schema.get("components", {}).get("schemas", {}):
@@ -127,9 +137,10 @@ def _openapi(app: FastAPI) -> dict[str, Any]:
     )
     components = schema["components"]["schemas"]
     components["VoiceRef"]["properties"]["id"]["enum"] = names
-    for option in components["SpeechBody"]["properties"]["voice"]["anyOf"]:
-        if option.get("type") == "string":
-            option["enum"] = names
+    for name in SPEECH_BODIES:
+        for option in components.get(name, {}).get("properties", {}).get("voice", {}).get("anyOf", ()):
+            if option.get("type") == "string":
+                option["enum"] = names
     return schema
 
 

@@ -230,9 +230,21 @@ def _pick(engine, voice: str | None, speaker: str | None) -> tuple[str, str]:
 
 
 def say(
-    text: str = typer.Argument(..., help="Text to speak."),
+    text: str | None = typer.Argument(None, help="Text to speak ('-': read standard input)."),
+    file: Path | None = typer.Option(
+        None, "-f", "--file", help="Read the text from this file ('-': standard input), of any length."
+    ),
     output: Path = typer.Option(
         Path("out.wav"), "-o", "--output", help="Output file: .wav .flac .mp3 .ogg .aac .pcm"
+    ),
+    subtitles: Path | None = typer.Option(
+        None, "--subtitles", help="Also write subtitles (.srt or .vtt) timed to the audio."
+    ),
+    resume: bool = typer.Option(
+        False, "--resume", help="Go on from where an interrupted run over the same text stopped (wav, pcm)."
+    ),
+    progress: bool | None = typer.Option(
+        None, "--progress/--no-progress", help="Progress bar on stderr [default: when it is a terminal]."
     ),
     voice: str | None = typer.Option(None, help="Voice bundle name [default: the first]."),
     speaker: str | None = typer.Option(None, help="Speaker name [default: the voice's first]."),
@@ -245,18 +257,31 @@ def say(
     voices_dir: Path = typer.Option(DEFAULT_VOICES_DIR, help="Folder of voice bundles."),
     device: str = typer.Option("cpu", help="auto | cpu | cuda."),
 ) -> None:
-    """Synthesize TEXT to an audio file with a voice bundle (ONNX Runtime, no torch)."""
+    """Synthesize TEXT (or a file, or standard input, of any length) to an audio file, written as it
+    is generated, with optional subtitles (ONNX Runtime, no torch). Ctrl-C keeps a valid file."""
     import math
+    import signal
+    import sys
     import time
 
-    import numpy as np
-
-    from service.audio import available_formats, encode
+    from service.audio import available_formats
+    from service.longform import SUBTITLE_SUFFIXES, speak_to_file
     from service.types import MAX_PITCH, MIN_PITCH, InputError, SynthesisRequest
 
     # checked here, not with typer's min/max, so a bad value is one line (typer draws a box)
     if not (math.isfinite(pitch) and MIN_PITCH <= pitch <= MAX_PITCH):
         raise _fail(f"--pitch must be between {MIN_PITCH:g} and {MAX_PITCH:g} semitones, got {pitch:g}")
+    if (text is None) == (file is None):
+        raise _fail("give the text to speak, or --file PATH (or '-' for standard input), not both")
+    source = file if file is not None else (Path("-") if text == "-" else None)
+    if source is not None:
+        try:
+            text = sys.stdin.read() if str(source) == "-" else source.read_text(encoding="utf-8")
+        except (OSError, UnicodeDecodeError) as exc:
+            raise _fail(f"{source}: cannot read the text ({getattr(exc, 'strerror', None) or exc})") from None
+    assert text is not None
+    if not text.strip():
+        raise _fail("the text is empty")
 
     fmt = SUFFIX_FORMATS.get(output.suffix.lower())
     if fmt is None:
@@ -265,6 +290,8 @@ def say(
         raise _fail(
             f"{output}: this libsndfile cannot write {fmt} (available: {', '.join(available_formats())})"
         )
+    if subtitles is not None and subtitles.suffix.lower() not in SUBTITLE_SUFFIXES:
+        raise _fail(f"{subtitles}: unknown subtitle suffix (use .srt or .vtt)")
     if model not in ("student", "teacher"):
         raise _fail(f"--model must be student or teacher, got {model!r}")
     engine = _engine(voices_dir, device)
@@ -273,22 +300,60 @@ def say(
     if model not in info.models:
         raise _fail(f"voice {voice_name!r} does not ship the {model} model")
     request = SynthesisRequest(text, voice_name, speaker_name, speed, model, seed, pitch)  # type: ignore[arg-type]
+
+    bar = _progress_bar(len(text), progress)
+    last = [0]
+
+    def advance(chars: int) -> None:
+        if bar is not None and chars > last[0]:
+            bar.update(chars - last[0])
+            last[0] = chars
+
+    def terminate(signum, frame):  # SIGTERM: stop like Ctrl-C, so the files are finalized
+        raise KeyboardInterrupt
+
+    previous = signal.signal(signal.SIGTERM, terminate)
     start = time.perf_counter()
     try:
-        pieces = [chunk.audio for chunk in engine.synthesize(request)]
+        result = speak_to_file(engine, text, request, output, fmt, subtitles, resume, advance)
     except InputError as exc:
         raise _fail(str(exc)) from None
-    elapsed = time.perf_counter() - start
-    audio = np.concatenate(pieces) if pieces else np.zeros(0, np.float32)
-    try:
-        output.write_bytes(encode(audio, info.sample_rate, fmt))
+    except KeyboardInterrupt:
+        typer.echo(
+            f"\ninterrupted: {output} holds the audio written so far"
+            + (" (--resume goes on from there)" if fmt in ("wav", "pcm") else ""),
+            err=True,
+        )
+        raise typer.Exit(130) from None
     except OSError as exc:
-        raise _fail(f"{output}: cannot write ({exc.strerror or exc})") from None
-    seconds = len(audio) / info.sample_rate
+        raise _fail(f"cannot write ({exc.strerror or exc}): {exc.filename or output}") from None
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+        if bar is not None:
+            bar.close()
+    elapsed = time.perf_counter() - start
+    seconds = result.samples / result.sample_rate
+    resumed = f", resumed after block {result.resumed_from}" if result.resumed_from else ""
     typer.echo(
-        f"{output}: {seconds:.2f} s at {info.sample_rate} Hz ({fmt}), voice {voice_name}/{speaker_name}, "
-        f"{model} on {engine.providers.get(model, '?')}, {elapsed:.2f} s (RTF {elapsed / max(seconds, 1e-9):.3f})",
+        f"{output}: {seconds:.2f} s at {result.sample_rate} Hz ({fmt}), voice {voice_name}/{speaker_name}, "
+        f"{model} on {engine.providers.get(model, '?')}, {elapsed:.2f} s (RTF {elapsed / max(seconds, 1e-9):.3f})"
+        + (f"; {result.cues} subtitle cues in {subtitles}" if subtitles else "")
+        + resumed,
         err=True,
+    )
+
+
+def _progress_bar(total: int, wanted: bool | None):
+    """A tqdm bar over the input's characters on stderr; None when off (default: off unless stderr
+    is a terminal)."""
+    import sys
+
+    if wanted is False or (wanted is None and not sys.stderr.isatty()):
+        return None
+    from tqdm import tqdm
+
+    return tqdm(
+        total=total, unit="char", unit_scale=True, desc="speaking", file=sys.stderr, dynamic_ncols=True
     )
 
 

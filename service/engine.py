@@ -56,7 +56,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from service import bundle as bundle_io
-from service import graphs
+from service import graphs, timing
 from service.excitation import EXCITATION_CHANNELS, excitation
 from service.types import (
     MAX_PITCH,
@@ -66,8 +66,10 @@ from service.types import (
     EngineLoadError,
     InputError,
     ModelKind,
+    PhonemeTiming,
     SynthesisRequest,
     VoiceInfo,
+    WordTiming,
 )
 
 if TYPE_CHECKING:
@@ -103,6 +105,8 @@ class Sentence:
     text: str  # as split from the input
     span: tuple[int, int]  # [start, end) in the input
     ids: np.ndarray  # (L,) int64 phoneme ids, L >= 1
+    normalized: str = ""  # what normalize() made of `text`
+    phonemes: str = ""  # what the ids encode, one code point per id ("" when they differ)
 
 
 def _locate(text: str, sentence: str, start: int) -> tuple[int, int]:
@@ -127,11 +131,15 @@ def prepare_text(text: str, table: SymbolTable) -> list[Sentence]:
     for s in split_sentences(text):
         span = _locate(text, s, pos)
         pos = max(pos, span[1])
-        ids = table.encode(phonemize(normalize(s)))
+        normalized = normalize(s)
+        phonemes = phonemize(normalized)
+        ids = table.encode(phonemes)
         ids = [i for i in ids if i != table.pad_id]
         if not any(ch.isalnum() for ch in s) or not ids:
             continue
-        out.append(Sentence(s, span, np.asarray(ids, dtype=np.int64)))
+        if len(ids) != len(phonemes):
+            phonemes = ""
+        out.append(Sentence(s, span, np.asarray(ids, dtype=np.int64), normalized, phonemes))
     if not out:
         raise InputError("the input has nothing to speak after text normalization")
     return out
@@ -389,6 +397,17 @@ class Voice:
     ) -> list[tuple[np.ndarray, np.ndarray]]:
         """Phoneme ids of several utterances -> (log-mel (n_mels, F_b), F0 (F_b,) Hz, 0 = unvoiced)
         each, in one batched run; ``pitches`` in semitones (default 0)."""
+        return [(mel, f0) for mel, f0, _ in self.features_timed(ids, speakers, speeds, pitches)]
+
+    def features_timed(
+        self,
+        ids: Sequence[np.ndarray],
+        speakers: Sequence[int],
+        speeds: Sequence[float],
+        pitches: Sequence[float] | None = None,
+    ) -> list[tuple[np.ndarray, np.ndarray, np.ndarray]]:
+        """:meth:`features` plus each utterance's durations (L_b,) in mel frames per phoneme id
+        (they sum to F_b: the word timings, ``service.timing``)."""
         B, L = len(ids), max(len(x) for x in ids)
         phonemes = np.zeros((B, L), np.int64)  # (B, L), 0 = pad
         for b, x in enumerate(ids):
@@ -396,10 +415,29 @@ class Voice:
         lengths = np.array([len(x) for x in ids], np.int64)
         pitch = np.zeros(B, np.float32) if pitches is None else np.asarray(pitches, np.float32)
         run = self.acoustic.run_bound if self.acoustic.provider == CUDA else self.acoustic.run
-        mel, _, frames, f0 = run(
+        mel, durations, frames, f0 = run(
             phonemes, lengths, np.asarray(speakers, np.int64), np.asarray(speeds, np.float32), pitch
         )  # (B, n_mels, F), (B, L), (B,), (B, F)
-        return [(mel[b, :, : int(frames[b])], f0[b, : int(frames[b])]) for b in range(B)]
+        return [
+            (mel[b, :, : int(frames[b])], f0[b, : int(frames[b])], durations[b, : len(ids[b])])
+            for b in range(B)
+        ]
+
+    def timings(
+        self, text: str, sentence: Sentence, durations: np.ndarray, mel: np.ndarray | None = None
+    ) -> tuple[list[WordTiming], list[PhonemeTiming]]:
+        """A sentence's word and phoneme timings (seconds from its first sample) from its durations
+        (and its mel (n_mels, F): where the sound starts inside the first phoneme, see
+        ``service.timing.speech_bounds``); none when its phoneme string is unknown (:class:`Sentence`)."""
+        if not sentence.phonemes:
+            return [], []
+        from model.text.wordmap import word_spans
+
+        words = word_spans(text, sentence.span, sentence.normalized, sentence.phonemes)
+        bounds = timing.speech_bounds(mel, durations) if mel is not None else None
+        return timing.sentence_timings(
+            words, sentence.phonemes, durations, self.hop / self.sample_rate, bounds
+        )
 
     def mels(
         self, ids: Sequence[np.ndarray], speakers: Sequence[int], speeds: Sequence[float]
@@ -684,18 +722,39 @@ class OnnxEngine:
             for i, s in enumerate(sentences):
                 if cancel is not None and cancel.is_set():
                     return
-                mel, f0 = voice.features([s.ids], [speaker], [request.speed], [request.pitch])[0]
+                mel, f0, dur = voice.features_timed([s.ids], [speaker], [request.speed], [request.pitch])[0]
                 z = rng.standard_normal(mel.shape[1] * voice.hop, dtype=np.float32)
                 audio = voice.vocode([mel], [speaker], [z], [f0])[0]
-                yield AudioChunk(audio, voice.sample_rate, i, i == last, s.text, s.span)
+                words, phonemes = voice.timings(request.text, s, dur, mel) if request.timestamps else ((), ())
+                yield AudioChunk(
+                    audio, voice.sample_rate, i, i == last, s.text, s.span, tuple(words), tuple(phonemes)
+                )
             return
         index = 0
         for i, s in enumerate(sentences):
             if cancel is not None and cancel.is_set():
                 return
-            mel, f0 = voice.features([s.ids], [speaker], [request.speed], [request.pitch])[0]
+            mel, f0, dur = voice.features_timed([s.ids], [speaker], [request.speed], [request.pitch])[0]
+            words, phonemes = voice.timings(request.text, s, dur, mel) if request.timestamps else ([], [])
+            done = 0.0  # seconds of this sentence already yielded
             for piece, final in voice.teacher(mel, speaker, rng, cancel, f0=f0):
-                yield AudioChunk(piece, voice.sample_rate, index, final and i == last, s.text, s.span)
+                end = done + len(piece) / voice.sample_rate
+                # the words and phonemes that end in this piece (all that are left on the last one)
+                mine = [t for t in words if final or t.end <= end + 1e-9]
+                words = words[len(mine) :]
+                ph = [t for t in phonemes if final or t.end <= end + 1e-9]
+                phonemes = phonemes[len(ph) :]
+                yield AudioChunk(
+                    piece,
+                    voice.sample_rate,
+                    index,
+                    final and i == last,
+                    s.text,
+                    s.span,
+                    tuple(timing.shift(mine, -done)),
+                    tuple(timing.shift(ph, -done)),
+                )
+                done = end
                 index += 1
 
     def synthesize_batch(
@@ -727,13 +786,13 @@ class OnnxEngine:
                 by_voice.setdefault(live[i][0].name, []).append(i)
             for rows in by_voice.values():
                 voice = live[rows[0]][0]
-                feats = voice.features(
+                feats = voice.features_timed(
                     [live[i][2][k].ids for i in rows],
                     [live[i][1] for i in rows],
                     [requests[i].speed for i in rows],
                     [requests[i].pitch for i in rows],
                 )
-                mels = [m for m, _ in feats]
+                mels = [m for m, _, _ in feats]
                 for group in voice.plan_student_batches([m.shape[1] for m in mels]):
                     if all(stopped(rows[j]) for j in group):
                         continue
@@ -752,7 +811,24 @@ class OnnxEngine:
                         if stopped(i):
                             continue
                         s = live[i][2][k]
-                        yield i, AudioChunk(a, voice.sample_rate, k, k == len(live[i][2]) - 1, s.text, s.span)
+                        words, phonemes = (
+                            voice.timings(requests[i].text, s, feats[j][2], feats[j][0])
+                            if requests[i].timestamps
+                            else ((), ())
+                        )
+                        yield (
+                            i,
+                            AudioChunk(
+                                a,
+                                voice.sample_rate,
+                                k,
+                                k == len(live[i][2]) - 1,
+                                s.text,
+                                s.span,
+                                tuple(words),
+                                tuple(phonemes),
+                            ),
+                        )
 
 
 # ------------------------------------------------------------------------------------- loading

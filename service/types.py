@@ -88,6 +88,32 @@ class SynthesisRequest:
     model: ModelKind = "student"
     seed: int | None = None  # noise seed; None = nondeterministic
     pitch: float = 0.0  # semitones, MIN_PITCH..MAX_PITCH; 0 = the voice's own pitch (F0 * 2 ** (pitch / 12))
+    # word and phoneme timings on the chunks (AudioChunk.words / .phonemes); off: none computed
+    timestamps: bool = False
+
+
+@dataclass(frozen=True)
+class WordTiming:
+    """When a written word is spoken. Times are seconds from the first sample of the chunk that
+    carries it (negative when the word began in an earlier chunk of the same sentence: the
+    teacher's small pieces); the service turns them into seconds of the whole response."""
+
+    word: str  # as written in the input, punctuation around it stripped ("$19.99")
+    start: float
+    end: float
+    char_start: int  # [char_start, char_end) offsets of `word` in the request's input
+    char_end: int
+    phonemes: str = ""  # the IPA that speaks it (stress marks included)
+
+
+@dataclass(frozen=True)
+class PhonemeTiming:
+    """One phoneme (a base symbol with its stress and length marks) and when it sounds; times as in
+    :class:`WordTiming`. Spaces and pause punctuation are phonemes too (" ", ",", ".")."""
+
+    phoneme: str
+    start: float
+    end: float
 
 
 @dataclass(frozen=True)
@@ -100,6 +126,10 @@ class AudioChunk:
     is_last: bool  # True on the request's final chunk (unless stopped by cancellation)
     text: str = ""  # the sentence this chunk speaks (teacher: repeated on each of its chunks)
     span: tuple[int, int] = field(default=(0, 0))  # [start, end) character offsets of `text` in the input
+    # with SynthesisRequest.timestamps: the words (and phonemes) whose audio *ends* in this chunk,
+    # in order; every word of a sentence is on one of the sentence's chunks
+    words: tuple[WordTiming, ...] = ()
+    phonemes: tuple[PhonemeTiming, ...] = ()
 
     @property
     def duration(self) -> float:

@@ -8,6 +8,7 @@ import contextlib
 import json
 import logging
 from collections.abc import AsyncIterator
+from dataclasses import dataclass
 from typing import Literal
 
 import anyio
@@ -21,7 +22,17 @@ from service.catalog import MODEL_ALIASES, is_hd_alias, resolve_model
 from service.errors import RATE_LIMIT, SERVER_ERROR, APIError, error_responses
 from service.scheduler import GenerationTimeout, Job, QueueFull
 from service.state import ServiceState, require_ready
-from service.types import MAX_PITCH, MIN_PITCH, AudioChunk, InputError, ModelKind, SynthesisRequest
+from service.timing import Timeline
+from service.types import (
+    MAX_PITCH,
+    MIN_PITCH,
+    AudioChunk,
+    InputError,
+    ModelKind,
+    PhonemeTiming,
+    SynthesisRequest,
+    WordTiming,
+)
 
 log = logging.getLogger(__name__)
 
@@ -89,6 +100,14 @@ class SpeechBody(BaseModel):
         'extra_body={"pitch": 2}.',
     )
 
+    timestamps: bool = Field(
+        False,
+        description="A parawave extension: with stream_format=sse, a speech.audio.timestamps event follows the "
+        "audio of each sentence, with its words' times in seconds of the returned audio "
+        "(see POST /v1/audio/speech/captioned for the word objects). OpenAI clients that switch on the "
+        "event type skip it.",
+    )
+
     @field_validator("input")
     @classmethod
     def _unicode_text(cls, text: str) -> str:
@@ -130,7 +149,22 @@ async def reference(
     return await _speak(body, request, state, force_teacher=True)
 
 
-async def _speak(body: SpeechBody, request: Request, state: ServiceState, force_teacher: bool) -> Response:
+@dataclass
+class Started:
+    """A request that passed validation and produced its first chunk (see :func:`start`)."""
+
+    job: Job
+    first: AudioChunk
+    watcher: asyncio.Task
+    model: ModelKind
+    headers: dict[str, str]
+
+
+async def start(
+    body: SpeechBody, request: Request, state: ServiceState, force_teacher: bool, timestamps: bool = False
+) -> Started | Response:
+    """Validate ``body``, queue its synthesis and wait for the first chunk: a :class:`Started`, or
+    the response to give instead (499 when the client went away). Bad input raises APIError."""
     settings = state.settings
     kind = resolve_model(body.model)
     if kind is None:
@@ -186,6 +220,7 @@ async def _speak(body: SpeechBody, request: Request, state: ServiceState, force_
         model=model,
         seed=body.seed,
         pitch=body.pitch,
+        timestamps=timestamps,
     )
     try:
         job = state.pools[model].submit(synthesis)
@@ -218,29 +253,53 @@ async def _speak(body: SpeechBody, request: Request, state: ServiceState, force_
         "X-Parawave-Voice": entry.id,
         "Cache-Control": "no-store",
     }
+    return Started(job, first, watcher, model, headers)
+
+
+async def _speak(body: SpeechBody, request: Request, state: ServiceState, force_teacher: bool) -> Response:
+    timestamps = body.timestamps
+    if timestamps and body.stream_format != "sse":
+        raise APIError(
+            400,
+            "'timestamps' needs stream_format=sse (or use POST /v1/audio/speech/captioned for audio with "
+            "word timestamps in one JSON document).",
+            param="timestamps",
+            code="invalid_value",
+        )
+    started = await start(body, request, state, force_teacher, timestamps)
+    if not isinstance(started, Started):
+        return started
+    job, first, watcher, headers = started.job, started.first, started.watcher, started.headers
+    chunks: list[AudioChunk] | None
+    fmt, text = body.response_format, body.input
     media_type = CONTENT_TYPES[fmt]
     if body.stream_format == "sse":
         headers["X-Accel-Buffering"] = "no"  # proxies: pass events through as they come
-        samples = [0]
-        pieces = _stream(job, first, fmt, watcher, samples)
-        events = _sse(pieces, len(text), samples, first.sample_rate)
+        timeline = Timeline()
+        events = _sse(encoded(job, first, fmt, watcher), len(text), timeline, first.sample_rate, timestamps)
         return StreamingResponse(events, media_type="text/event-stream", headers=headers)
     if body.stream:
         return StreamingResponse(_stream(job, first, fmt, watcher), media_type=media_type, headers=headers)
 
-    chunks = [first]
-    try:
-        while (chunk := await _next(job)) is not None:
-            chunks.append(chunk)
-    finally:
-        watcher.cancel()
-        job.stop("error")  # no-op when complete
-    if job.cancel_reason == "client_gone":
+    chunks = await collect(started)
+    if chunks is None:
         return Response(status_code=499)
     audio = np.concatenate([c.audio for c in chunks]).astype(np.float32)  # (T,)
     data = await anyio.to_thread.run_sync(encode, audio, first.sample_rate, fmt)
     headers["X-Audio-Duration"] = f"{len(audio) / first.sample_rate:.3f}"
     return Response(data, media_type=media_type, headers=headers)
+
+
+async def collect(started: Started) -> list[AudioChunk] | None:
+    """Every chunk of a started request (None when the client went away meanwhile)."""
+    job, chunks = started.job, [started.first]
+    try:
+        while (chunk := await _next(job)) is not None:
+            chunks.append(chunk)
+    finally:
+        started.watcher.cancel()
+        job.stop("error")  # no-op when complete
+    return None if job.cancel_reason == "client_gone" else chunks
 
 
 async def _next(job: Job) -> AudioChunk | None:
@@ -253,43 +312,75 @@ async def _next(job: Job) -> AudioChunk | None:
         raise APIError(504, f"Timed out: {exc}.", type=SERVER_ERROR, code="timeout") from exc
 
 
-async def _stream(
-    job: Job, first: AudioChunk, fmt: str, watcher: asyncio.Task, samples: list[int] | None = None
-) -> AsyncIterator[bytes]:
-    """The encoded bytes as the job's chunks arrive (``samples[0]`` counts the audio samples)."""
+async def encoded(
+    job: Job, first: AudioChunk, fmt: str, watcher: asyncio.Task
+) -> AsyncIterator[tuple[bytes, AudioChunk | None]]:
+    """(encoded bytes, the chunk they came from) as the job's chunks arrive; the encoder's tail last,
+    with None. The bytes may be empty (an encoder that buffers)."""
     encoder = StreamEncoder(fmt, first.sample_rate)
     inline = fmt in ("wav", "pcm")  # cheap: no thread hop
     try:
         chunk: AudioChunk | None = first
         while chunk is not None:
-            if samples is not None:
-                samples[0] += len(chunk.audio)
             data = (
                 encoder.write(chunk.audio)
                 if inline
                 else await anyio.to_thread.run_sync(encoder.write, chunk.audio)
             )
-            if data:
-                yield data
+            yield data, chunk
             chunk = await job.next_chunk()  # an error here aborts the connection: the audio is incomplete
         tail = encoder.close() if inline else await anyio.to_thread.run_sync(encoder.close)
-        if tail:
-            yield tail
+        yield tail, None
     finally:
         job.stop("client_gone")  # no-op when complete
         watcher.cancel()
 
 
+async def _stream(job: Job, first: AudioChunk, fmt: str, watcher: asyncio.Task) -> AsyncIterator[bytes]:
+    """The encoded bytes as the job's chunks arrive."""
+    async for data, _ in encoded(job, first, fmt, watcher):
+        if data:
+            yield data
+
+
+def word_json(w: WordTiming) -> dict:
+    """A word timing as the API gives it (Kokoro-FastAPI's ``word``/``start_time``/``end_time``, plus
+    where the word is in the input and its phonemes); seconds rounded to the millisecond."""
+    return {
+        "word": w.word,
+        "start_time": round(w.start, 3),
+        "end_time": round(w.end, 3),
+        "char_start": w.char_start,
+        "char_end": w.char_end,
+        "phonemes": w.phonemes,
+    }
+
+
+def phoneme_json(p: PhonemeTiming) -> dict:
+    return {"phoneme": p.phoneme, "start_time": round(p.start, 3), "end_time": round(p.end, 3)}
+
+
 async def _sse(
-    pieces: AsyncIterator[bytes], input_chars: int, samples: list[int], sample_rate: int
+    pieces: AsyncIterator[tuple[bytes, AudioChunk | None]],
+    input_chars: int,
+    timeline: Timeline,
+    sample_rate: int,
+    timestamps: bool = False,
 ) -> AsyncIterator[bytes]:
     """OpenAI's speech events around the encoded stream. ``usage`` counts what this server has, as
-    there are no tokens: input characters, and output audio in 10 ms frames (``samples`` is filled
-    in by the stream as it goes)."""
-    async for data in pieces:
-        event = {"type": "speech.audio.delta", "audio": base64.b64encode(data).decode("ascii")}
-        yield f"data: {json.dumps(event)}\n\n".encode()
-    frames = round(samples[0] * 100 / sample_rate)
+    there are no tokens: input characters, and output audio in 10 ms frames. With ``timestamps``, a
+    ``speech.audio.timestamps`` event follows each chunk's audio (the words that end in it)."""
+    async for data, chunk in pieces:
+        if data:
+            event = {"type": "speech.audio.delta", "audio": base64.b64encode(data).decode("ascii")}
+            yield f"data: {json.dumps(event)}\n\n".encode()
+        if chunk is None:
+            continue
+        words, _ = timeline.add(chunk)
+        if timestamps and words:
+            event = {"type": "speech.audio.timestamps", "words": [word_json(w) for w in words]}
+            yield f"data: {json.dumps(event)}\n\n".encode()
+    frames = round(timeline.samples * 100 / sample_rate)
     usage = {"input_tokens": input_chars, "output_tokens": frames, "total_tokens": input_chars + frames}
     yield f"data: {json.dumps({'type': 'speech.audio.done', 'usage': usage})}\n\n".encode()
 

@@ -16,6 +16,7 @@ import threading
 import time
 import zlib
 from collections.abc import Callable, Iterator, Sequence
+from dataclasses import replace
 
 import httpx
 import numpy as np
@@ -30,6 +31,7 @@ from service.types import (
     InputError,
     SynthesisRequest,
     VoiceInfo,
+    WordTiming,
 )
 
 RATE = 16000
@@ -51,6 +53,27 @@ def tone(sentence: str, rate: int = RATE, speed: float = 1.0, pitch: float = 0.0
     n = round(len(sentence) * SECONDS_PER_CHAR * rate / speed)
     freq = (200.0 + 20.0 * (zlib.crc32(sentence.encode()) % 40)) * 2.0 ** (pitch / 12)
     return (0.5 * np.sin(2 * np.pi * freq * np.arange(n) / rate)).astype(np.float32)  # (n,)
+
+
+def expected_words(text: str, speed: float = 1.0) -> list[WordTiming]:
+    """The fake's word timings, in seconds of the whole response: each whitespace token of a
+    sentence spans its characters at SECONDS_PER_CHAR / speed (its phonemes: the token reversed)."""
+    out, offset = [], 0.0
+    for s, a, _ in sentences(text):
+        per = SECONDS_PER_CHAR / speed
+        for m in re.finditer(r"\S+", s):
+            out.append(
+                WordTiming(
+                    m.group(),
+                    offset + m.start() * per,
+                    offset + m.end() * per,
+                    a + m.start(),
+                    a + m.end(),
+                    m.group()[::-1],
+                )
+            )
+        offset += round(len(s) * SECONDS_PER_CHAR * RATE / speed) / RATE
+    return out
 
 
 def expected_audio(text: str, rate: int = RATE, speed: float = 1.0, pitch: float = 0.0) -> np.ndarray:
@@ -123,7 +146,9 @@ class FakeEngine:
     def _note_stop(self) -> None:
         self.stopped.set()
 
-    def _plan(self, request: SynthesisRequest) -> list[tuple[np.ndarray, str, tuple[int, int]]]:
+    def _plan(
+        self, request: SynthesisRequest
+    ) -> list[tuple[np.ndarray, str, tuple[int, int], tuple[WordTiming, ...]]]:
         if "CRASH" in request.text:
             raise RuntimeError("engine exploded with secret internals")
         pitch = request.pitch  # validated as OnnxEngine._check does
@@ -138,20 +163,35 @@ class FakeEngine:
             raise InputError("the text has nothing to speak after normalization")
         rate = self._rate(request)
         plan = []
+        per = SECONDS_PER_CHAR / request.speed
         for s, a, b in parts:
             audio = tone(s, rate, request.speed, pitch)
             if request.model == "teacher":
                 pieces = [audio[i : i + self.teacher_chunk] for i in range(0, len(audio), self.teacher_chunk)]
             else:
                 pieces = [audio]
-            plan.extend((p, s, (a, b)) for p in pieces)
+            words = [
+                WordTiming(
+                    m.group(), m.start() * per, m.end() * per, a + m.start(), a + m.end(), m.group()[::-1]
+                )
+                for m in re.finditer(r"\S+", s)
+            ]
+            done = 0.0
+            for k, p in enumerate(pieces):  # each word on the piece its end falls in
+                end = done + len(p) / rate
+                last = k == len(pieces) - 1
+                mine = [w for w in words if last or w.end <= end + 1e-9] if request.timestamps else []
+                words = words[len(mine) :]
+                shifted = tuple(replace(w, start=w.start - done, end=w.end - done) for w in mine)
+                plan.append((p, s, (a, b), shifted))
+                done = end
         return plan
 
     def synthesize(self, request: SynthesisRequest, cancel: CancelFlag | None = None) -> Iterator[AudioChunk]:
         self._begin([request])
         plan = self._plan(request)
         rate = self._rate(request)
-        for i, (audio, s, span) in enumerate(plan):
+        for i, (audio, s, span, words) in enumerate(plan):
             if i == self.park_after:
                 self.parked.set()
                 assert cancel is not None and cancel.wait(60), "parked generation was never cancelled"
@@ -163,7 +203,7 @@ class FakeEngine:
             with self.lock:
                 self.chunks_made += 1
             try:
-                yield AudioChunk(audio, rate, i, i == len(plan) - 1, s, span)
+                yield AudioChunk(audio, rate, i, i == len(plan) - 1, s, span, words)
             except GeneratorExit:  # the caller stopped iterating (it saw the cancel flag first)
                 self._note_stop()
                 raise
@@ -193,10 +233,10 @@ class FakeEngine:
                 if cancels is not None and cancels[i] is not None and cancels[i].is_set():
                     self._note_stop()
                     continue
-                audio, s, span = plan[k]
+                audio, s, span, words = plan[k]
                 with self.lock:
                     self.chunks_made += 1
-                yield i, AudioChunk(audio, self._rate(r), k, k == len(plan) - 1, s, span)
+                yield i, AudioChunk(audio, self._rate(r), k, k == len(plan) - 1, s, span, words)
                 if k == len(plan) - 1:
                     with self.lock:
                         self.completed.append(r.text)

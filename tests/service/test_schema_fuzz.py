@@ -43,7 +43,7 @@ CHECKS = [
     response_schema_conformance,
     negative_data_rejection,
 ]
-SPEECH_PATHS = ("/v1/audio/speech", "/v1/audio/speech/reference")
+SPEECH_PATHS = ("/v1/audio/speech", "/v1/audio/speech/reference", "/v1/audio/speech/captioned")
 
 
 FAKE_SETTINGS: dict = {}

@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import soundfile as sf
-from fake_engine import RATE, FakeEngine, LiveServer, expected_audio, make_settings
+from fake_engine import RATE, FakeEngine, LiveServer, expected_audio, expected_words, make_settings
 
 from service.app import create_app
 
@@ -196,6 +196,52 @@ def test_page_speaks_with_the_onnx_engine(open_page, tmp_path):
         assert rate == 16000
         assert len(audio) == pytest.approx(result["seconds"] * rate, abs=0.005 * rate)  # shown as 0.00 s
         assert len(audio) % 200 == 0 and np.abs(audio).max() > 0  # whole mel frames of sound
+        words = caption(page)  # the real engine's word timings, on the typed words
+        assert [w[0] for w in words] == ["Hello", "there", "How", "are", "you"]
+        assert all(0 <= a <= b <= result["seconds"] + 0.01 for _, a, b in words)
+        assert (page.errors, page.foreign) == ([], [])
+    finally:
+        server.stop()
+
+
+def caption(page) -> list[tuple[str, float, float]]:
+    return page.eval_on_selector_all(
+        "#caption .w", "ss => ss.map(s => [s.textContent, +s.dataset.start, +s.dataset.end])"
+    )
+
+
+def seek(page, seconds: float) -> str:
+    """Move the player to ``seconds``; the index of the highlighted word once the page has caught up."""
+    page.evaluate(
+        "t => { document.body.dataset.word = 'seeking'; document.getElementById('player').currentTime = t; }",
+        seconds,
+    )
+    page.wait_for_function("document.body.dataset.word !== 'seeking'")
+    return page.get_attribute("body", "data-word")
+
+
+@pytest.mark.parametrize("model", ["student", "teacher"])
+def test_page_highlights_the_word_being_spoken(open_page, model):
+    engine = FakeEngine()
+    server = LiveServer(create_app(make_settings(), engine=engine)).start()
+    try:
+        page = open_page(server)
+        text = "Words light up as they are spoken. Then the next sentence follows!"
+        speak(page, text, voice="alpha", speed=0.5, model=model)
+        assert engine.calls[-1].timestamps  # the page asks for the timings (SSE timestamp events)
+        want = expected_words(text, speed=0.5)
+        got = caption(page)
+        assert [g[0] for g in got] == [w.word for w in want]  # the typed text, word by word
+        assert [(g[1], g[2]) for g in got] == [(round(w.start, 3), round(w.end, 3)) for w in want]
+        assert page.inner_text("#caption") == text
+        # while the streamed audio plays, the highlight moves along with it (the page's own clock)
+        page.wait_for_function("+document.body.dataset.word >= 0", timeout=TIMEOUT_MS)
+        # the player: the word under its position is highlighted, none in the pause between words
+        for k in (0, 3, len(want) - 1):
+            assert seek(page, (want[k].start + want[k].end) / 2) == str(k)
+            assert page.inner_text("#caption .w.now") == want[k].word
+        assert seek(page, (want[2].end + want[3].start) / 2) == "-1"
+        assert page.locator("#caption .w.now").count() == 0
         assert (page.errors, page.foreign) == ([], [])
     finally:
         server.stop()
