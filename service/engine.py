@@ -72,6 +72,8 @@ from service.types import (
 
 if TYPE_CHECKING:
     from model.text import SymbolTable
+    from model.text.lexicon import Lexicon
+    from model.text.normalize import NormalizationOptions
 
 log = logging.getLogger(__name__)
 
@@ -103,6 +105,11 @@ class Sentence:
     text: str  # as split from the input
     span: tuple[int, int]  # [start, end) in the input
     ids: np.ndarray  # (L,) int64 phoneme ids, L >= 1
+    # markup (SSML prosody and breaks): on top of the request's speed and pitch, and silences around it
+    rate: float = 1.0
+    pitch: float = 0.0  # semitones
+    pause_before: float = 0.0  # seconds
+    pause_after: float = 0.0  # seconds
 
 
 def _locate(text: str, sentence: str, start: int) -> tuple[int, int]:
@@ -135,6 +142,52 @@ def prepare_text(text: str, table: SymbolTable) -> list[Sentence]:
     if not out:
         raise InputError("the input has nothing to speak after text normalization")
     return out
+
+
+def needs_markup(text: str, lexicon: Lexicon | None, options: NormalizationOptions | None) -> bool:
+    """Whether ``text`` goes through :func:`prepare_markup` (SSML, inline phonemes, a lexicon, options)."""
+    from model.text.markup import has_markup
+
+    return bool(lexicon) or (options is not None and not options.is_default) or has_markup(text)
+
+
+def prepare_markup(
+    text: str,
+    table: SymbolTable,
+    lexicon: Lexicon | None = None,
+    options: NormalizationOptions | None = None,
+) -> list[Sentence]:
+    """:func:`prepare_text` for input with markup (``model.text.markup``: SSML, inline phonemes,
+    lexicon entries, normalization options): sentences with their own rate, pitch and pauses.
+    Raises InputError (with the position) on invalid markup, or when nothing is left to speak."""
+    from model.text.markup import MarkupError, plan, spoken
+
+    try:
+        said = spoken(plan(text), table, lexicon, options)
+    except MarkupError as exc:
+        raise InputError(str(exc)) from None
+    out = []
+    for s in said:
+        ids = [i for i in table.encode(s.phonemes) if i != table.pad_id]
+        out.append(
+            Sentence(
+                s.text, s.span, np.asarray(ids, np.int64), s.rate, s.pitch, s.pause_before, s.pause_after
+            )
+        )
+    if not out:
+        raise InputError("the input has nothing to speak after text normalization")
+    return out
+
+
+def _silence(seconds: float, rate: int) -> np.ndarray:
+    return np.zeros(round(seconds * rate), np.float32)  # (T,)
+
+
+def _with_pauses(audio: np.ndarray, s: Sentence, rate: int) -> np.ndarray:
+    """A sentence's audio with its markup pauses around it."""
+    if not (s.pause_before or s.pause_after):
+        return audio
+    return np.concatenate([_silence(s.pause_before, rate), audio, _silence(s.pause_after, rate)])
 
 
 # ------------------------------------------------------------------------------------- sessions
@@ -254,6 +307,7 @@ class Voice:
         self.hop = manifest.audio.hop_length
         self.n_mels = manifest.audio.n_mels
         self._symbols: SymbolTable | None = None
+        self.lexicon: Lexicon | None = None  # pronunciation lexicon (Voice.load), applied before G2P
         self.speakers = tuple(manifest.speakers)
         self._speaker_ids = {s: i for i, s in enumerate(self.speakers)}
         self.graphs = graphs_
@@ -304,10 +358,14 @@ class Voice:
         ort_spin: bool = False,
         teacher_frames_per_call: int | None = None,
         teacher_temperature: float | None = None,
+        lexicon: str | os.PathLike | None = None,
+        voice_lexicons: Mapping[str, str | os.PathLike] | None = None,
     ) -> Voice:
         """Load ``path`` (a bundle folder): verify it, open its sessions on ``providers`` (the
         teacher always on the CPU). With CUDA first and ``prefer_fp16``, fp16 variants are used
-        when the bundle has them. The knobs: see the module's docstring."""
+        when the bundle has them. ``lexicon`` (server-wide) and ``voice_lexicons[<voice name>]``
+        (this voice's, winning over the server-wide entries) are pronunciation lexicon files,
+        checked against the voice's symbols. The other knobs: see the module's docstring."""
         path = Path(path)
         manifest = bundle_io.load(path)
         providers = list(providers)
@@ -348,7 +406,24 @@ class Voice:
         )
         for role, g in loaded.items():
             log.info("voice %s: %s (%s) runs on %s", voice.name, role, g.path.name, g.provider)
+        mine = (voice_lexicons or {}).get(voice.name)
+        if lexicon or mine:
+            voice.lexicon = voice.load_lexicons([p for p in (lexicon, mine) if p])
         return voice
+
+    def load_lexicons(self, paths: Sequence[str | os.PathLike]) -> Lexicon:
+        """The lexicon files merged in order (a later file wins on a word); EngineLoadError (one line,
+        naming the file, line and entry) when one is invalid for this voice's symbols."""
+        from model.text.lexicon import Lexicon, LexiconError, load_lexicon
+
+        merged = Lexicon()
+        for p in paths:
+            try:
+                merged = merged.merged(load_lexicon(p, self.symbols))
+            except LexiconError as exc:
+                raise EngineLoadError(f"voice {self.name}: {exc}") from None
+            log.info("voice %s: lexicon %s", self.name, p)
+        return merged
 
     @property
     def symbols(self) -> SymbolTable:
@@ -674,28 +749,55 @@ class OnnxEngine:
             )
         if not request.text or not request.text.strip():
             raise InputError("the input text is empty")
-        return voice, speaker, prepare_text(request.text, voice.symbols)
+        options = request.normalization
+        if not needs_markup(request.text, voice.lexicon, options):
+            return voice, speaker, prepare_text(request.text, voice.symbols)
+        sentences = prepare_markup(request.text, voice.symbols, voice.lexicon, options)
+        for s in sentences:  # markup prosody on top of the request's
+            if not MIN_SPEED <= speed * s.rate <= MAX_SPEED:
+                raise InputError(
+                    f"the prosody rate {s.rate:g} at character {s.span[0]} with speed {speed:g} gives "
+                    f"{speed * s.rate:g}, outside {MIN_SPEED}..{MAX_SPEED}"
+                )
+            if not MIN_PITCH <= pitch + s.pitch <= MAX_PITCH:
+                raise InputError(
+                    f"the prosody pitch {s.pitch:+g} st at character {s.span[0]} with pitch {pitch:g} gives "
+                    f"{pitch + s.pitch:+g}, outside {MIN_PITCH:g}..{MAX_PITCH:g} semitones"
+                )
+        return voice, speaker, sentences
 
     def synthesize(self, request: SynthesisRequest, cancel: CancelFlag | None = None) -> Iterator[AudioChunk]:
         voice, speaker, sentences = self._check(request)
         rng = np.random.default_rng(request.seed)
         last = len(sentences) - 1
+        sr = voice.sample_rate
         if request.model == "student":
             for i, s in enumerate(sentences):
                 if cancel is not None and cancel.is_set():
                     return
-                mel, f0 = voice.features([s.ids], [speaker], [request.speed], [request.pitch])[0]
+                mel, f0 = voice.features(
+                    [s.ids], [speaker], [request.speed * s.rate], [request.pitch + s.pitch]
+                )[0]
                 z = rng.standard_normal(mel.shape[1] * voice.hop, dtype=np.float32)
-                audio = voice.vocode([mel], [speaker], [z], [f0])[0]
-                yield AudioChunk(audio, voice.sample_rate, i, i == last, s.text, s.span)
+                audio = _with_pauses(voice.vocode([mel], [speaker], [z], [f0])[0], s, sr)
+                yield AudioChunk(audio, sr, i, i == last, s.text, s.span)
             return
         index = 0
         for i, s in enumerate(sentences):
             if cancel is not None and cancel.is_set():
                 return
-            mel, f0 = voice.features([s.ids], [speaker], [request.speed], [request.pitch])[0]
+            if s.pause_before:
+                yield AudioChunk(_silence(s.pause_before, sr), sr, index, False, s.text, s.span)
+                index += 1
+            mel, f0 = voice.features([s.ids], [speaker], [request.speed * s.rate], [request.pitch + s.pitch])[
+                0
+            ]
             for piece, final in voice.teacher(mel, speaker, rng, cancel, f0=f0):
-                yield AudioChunk(piece, voice.sample_rate, index, final and i == last, s.text, s.span)
+                end = final and i == last and not s.pause_after
+                yield AudioChunk(piece, sr, index, end, s.text, s.span)
+                index += 1
+            if s.pause_after and not (cancel is not None and cancel.is_set()):
+                yield AudioChunk(_silence(s.pause_after, sr), sr, index, i == last, s.text, s.span)
                 index += 1
 
     def synthesize_batch(
@@ -730,8 +832,8 @@ class OnnxEngine:
                 feats = voice.features(
                     [live[i][2][k].ids for i in rows],
                     [live[i][1] for i in rows],
-                    [requests[i].speed for i in rows],
-                    [requests[i].pitch for i in rows],
+                    [requests[i].speed * live[i][2][k].rate for i in rows],
+                    [requests[i].pitch + live[i][2][k].pitch for i in rows],
                 )
                 mels = [m for m, _ in feats]
                 for group in voice.plan_student_batches([m.shape[1] for m in mels]):
@@ -752,6 +854,7 @@ class OnnxEngine:
                         if stopped(i):
                             continue
                         s = live[i][2][k]
+                        a = _with_pauses(a, s, voice.sample_rate)
                         yield i, AudioChunk(a, voice.sample_rate, k, k == len(live[i][2]) - 1, s.text, s.span)
 
 
@@ -863,6 +966,8 @@ def load_engine(
     gpu_mem_limit_mb: int | None = None,
     teacher_frames_per_call: int | None = None,
     teacher_temperature: float | None = None,
+    lexicon: Path | None = None,
+    voice_lexicons: Mapping[str, Path] | None = None,
 ) -> OnnxEngine:
     """Load every bundle under ``voices_dir``; EngineLoadError (one line) when it cannot.
 
@@ -880,8 +985,15 @@ def load_engine(
         "ort_spin": ort_spin,
         "teacher_frames_per_call": teacher_frames_per_call,
         "teacher_temperature": teacher_temperature,
+        "lexicon": lexicon,
+        "voice_lexicons": voice_lexicons,
     }
     voices = [_load_voice(d, providers, intra_op_threads, require_cuda, **knobs) for d in dirs]
+    unknown = sorted(set(voice_lexicons or {}) - {v.name for v in voices})
+    if unknown:
+        raise EngineLoadError(
+            f"voice_lexicons names {', '.join(unknown)}, not a loaded voice ({', '.join(v.name for v in voices)})"
+        )
     if _provider_name(providers[0]) == CUDA and require_cuda:
         for v in voices:
             for role in ("acoustic", "student"):

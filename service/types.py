@@ -37,7 +37,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Literal, Protocol, runtime_checkable
+from typing import Any, Literal, Protocol, runtime_checkable
 
 import numpy as np
 
@@ -88,6 +88,8 @@ class SynthesisRequest:
     model: ModelKind = "student"
     seed: int | None = None  # noise seed; None = nondeterministic
     pitch: float = 0.0  # semitones, MIN_PITCH..MAX_PITCH; 0 = the voice's own pitch (F0 * 2 ** (pitch / 12))
+    # model.text.normalize.NormalizationOptions (the request's normalization_options); None = all on
+    normalization: Any = None
 
 
 @dataclass(frozen=True)

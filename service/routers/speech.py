@@ -16,6 +16,9 @@ from fastapi import APIRouter, Depends, Request
 from fastapi.responses import Response, StreamingResponse
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
+from model.text.markup import MarkupError, has_markup, plan
+from model.text.normalize import NormalizationOptions
+from model.text.ssml import is_ssml
 from service.audio import CONTENT_TYPES, FORMATS, StreamEncoder, available_formats, encode, output_rate
 from service.catalog import MODEL_ALIASES, is_hd_alias, resolve_model
 from service.errors import RATE_LIMIT, SERVER_ERROR, APIError, error_responses
@@ -37,15 +40,32 @@ class VoiceRef(BaseModel):
     id: str = Field(..., max_length=200)
 
 
+class NormalizationBody(BaseModel):
+    """Which text normalization runs (a parawave extension; field names as Kokoro-FastAPI's)."""
+
+    model_config = ConfigDict(extra="forbid", strict=True)
+
+    normalize: bool = Field(
+        True, description="False: no normalization at all (espeak-ng reads numbers and symbols its own way)."
+    )
+    unit_normalization: bool = Field(True, description="'5 km' -> 'five kilometers'.")
+    url_normalization: bool = Field(True, description="'example.com/docs' -> 'example dot com slash docs'.")
+    email_normalization: bool = Field(True, description="'a@b.org' -> 'a at b dot org'.")
+    phone_normalization: bool = Field(True, description="'555-123-4567' -> its digits in groups.")
+
+
 class SpeechBody(BaseModel):
-    """OpenAI's ``/v1/audio/speech`` body (unknown extra fields are ignored).
+    """OpenAI's ``/v1/audio/speech`` body. An unknown field is a 400, as with OpenAI ("Unrecognized
+    request argument supplied: X"); parawave's own fields (``seed``, ``pitch``,
+    ``normalization_options``, ``stream``) are listed here and in the README.
 
     The schema lists the values this server takes (``enum``s, ``minLength``; the app adds the loaded
     voice names and the input limit), so clients and schema-driven tools see what will be accepted.
     Validation stays a little wider where OpenAI clients expect it (case-insensitive model names,
     ``aac``/``sse`` answered with a specific message)."""
 
-    model_config = ConfigDict(extra="ignore", strict=True)  # no coercion: false is not a seed, "1" no speed
+    # no coercion (false is not a seed, "1" no speed); unknown fields: OpenAI's 400 (service.errors)
+    model_config = ConfigDict(extra="forbid", strict=True)
 
     model: str = Field(
         "tts-1",
@@ -87,6 +107,12 @@ class SpeechBody(BaseModel):
         description="Pitch shift in semitones (0 = the voice's own pitch; 12 = an octave up). A parawave "
         "extension, not part of OpenAI's API: the official OpenAI client sends it with "
         'extra_body={"pitch": 2}.',
+    )
+
+    normalization_options: NormalizationBody | None = Field(
+        None,
+        description="Text normalization switches (a parawave extension; the OpenAI client sends it in "
+        'extra_body={"normalization_options": {"normalize": false}}). Omitted: everything on.',
     )
 
     @field_validator("input")
@@ -178,6 +204,7 @@ async def _speak(body: SpeechBody, request: Request, state: ServiceState, force_
             code="string_above_max_length",
         )
 
+    _check_markup(text)
     synthesis = SynthesisRequest(
         text=text,
         voice=entry.voice.name,
@@ -186,6 +213,7 @@ async def _speak(body: SpeechBody, request: Request, state: ServiceState, force_
         model=model,
         seed=body.seed,
         pitch=body.pitch,
+        normalization=_normalization(body.normalization_options),
     )
     try:
         job = state.pools[model].submit(synthesis)
@@ -241,6 +269,22 @@ async def _speak(body: SpeechBody, request: Request, state: ServiceState, force_
     data = await anyio.to_thread.run_sync(encode, audio, first.sample_rate, fmt)
     headers["X-Audio-Duration"] = f"{len(audio) / first.sample_rate:.3f}"
     return Response(data, media_type=media_type, headers=headers)
+
+
+def _normalization(options: NormalizationBody | None) -> NormalizationOptions | None:
+    return None if options is None else NormalizationOptions(**options.model_dump())
+
+
+def _check_markup(text: str) -> None:
+    """SSML and inline phoneme markup are parsed here first, so that a mistake is a 400 that says where
+    before any work is queued (the phonemes' symbols are checked by the engine, against the voice's)."""
+    if not has_markup(text):
+        return
+    try:
+        plan(text)
+    except MarkupError as exc:
+        code = "invalid_ssml" if is_ssml(text) else "invalid_markup"
+        raise APIError(400, f"'input': {exc}", param="input", code=code) from None
 
 
 async def _next(job: Job) -> AudioChunk | None:

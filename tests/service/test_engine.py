@@ -473,6 +473,8 @@ def test_engine_knobs_from_a_dotenv_file(tmp_path, monkeypatch):
         "gpu_mem_limit_mb": 512,
         "teacher_frames_per_call": 6,
         "teacher_temperature": 0.5,
+        "lexicon": None,
+        "voice_lexicons": {},
     }
     voice = default_engine_loader(settings).voice("tiny")
     assert voice.piece_threads == 3 and voice._frames_per_call() == 6 and voice.teacher_temperature == 0.5
