@@ -21,7 +21,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from service import __version__
-from service.catalog import VoiceCatalog
+from service.catalog import BLEND_PATTERN, VoiceCatalog
 from service.errors import APIError, CatchAllMiddleware, error_response, install_error_handlers
 from service.metrics import RequestMetricsMiddleware
 from service.routers import health, info, speech, web
@@ -115,9 +115,12 @@ def _openapi(app: FastAPI) -> dict[str, Any]:
     )
     components = schema["components"]["schemas"]
     components["VoiceRef"]["properties"]["id"]["enum"] = names
-    for option in components["SpeechBody"]["properties"]["voice"]["anyOf"]:
+    options = components["SpeechBody"]["properties"]["voice"]["anyOf"]
+    for option in options:
         if option.get("type") == "string":
             option["enum"] = names
+    if any(e.voice.blendable for e in catalog.entries):  # a blend of speakers: "slt(2)+rms(1)"
+        options.insert(1, {"type": "string", "pattern": BLEND_PATTERN, "description": "A voice blend."})
     return schema
 
 

@@ -442,8 +442,52 @@ class Voice:
     @property
     def info(self) -> VoiceInfo:
         return VoiceInfo(
-            self.name, self.sample_rate, self.speakers, self.models, self.manifest.inference.hd_model
+            self.name,
+            self.sample_rate,
+            self.speakers,
+            self.models,
+            self.manifest.inference.hd_model,
+            blendable=self.blendable,
         )
+
+    @property
+    def blendable(self) -> bool:
+        """Whether this voice can mix its speakers: several of them, and graphs that take speaker
+        weights (bundle format 3; a format 2 bundle's graphs take ids)."""
+        return len(self.speakers) > 1 and all(
+            graphs.SPEAKER_WEIGHTS in g.spec.input_names
+            for g in (self.acoustic, self.student, self.teacher_cond)
+            if g is not None
+        )
+
+    def blend_weights(self, blend: Sequence[tuple[str, float]]) -> np.ndarray:
+        """A blend ``((speaker, weight), ...)`` -> weights (S,) summing to 1, in the bundle's speaker order."""
+        if not self.blendable:
+            why = (
+                "it has one speaker" if len(self.speakers) < 2 else "its bundle predates blending (format 2)"
+            )
+            raise InputError(f"voice {self.name!r} cannot blend speakers: {why}")
+        w = np.zeros(len(self.speakers), np.float64)
+        for name, weight in blend:
+            if not (math.isfinite(weight) and weight > 0):
+                raise InputError(f"blend weight of {name!r} must be a positive number, got {weight!r}")
+            w[self.speaker_id(name)] += weight
+        return (w / w.sum()).astype(np.float32)  # (S,)
+
+    def speaker_feed(self, graph: Graph, speakers: Sequence[int | np.ndarray]) -> np.ndarray:
+        """The ``graph``'s speaker input for rows of speaker ids or weight vectors (S,): weights (B, S)
+        float32 (one-hot for an id) for a format 3 graph, ids (B,) int64 for a format 2 one."""
+        if graphs.SPEAKER_WEIGHTS in graph.spec.input_names:
+            out = np.zeros((len(speakers), len(self.speakers)), np.float32)  # (B, S)
+            for b, spk in enumerate(speakers):
+                if isinstance(spk, np.ndarray):
+                    out[b] = spk
+                else:
+                    out[b, int(spk)] = 1.0
+            return out
+        if any(isinstance(spk, np.ndarray) for spk in speakers):
+            raise InputError(f"voice {self.name!r} cannot blend speakers (its bundle is format 2)")
+        return np.asarray(speakers, np.int64)  # (B,)
 
     def speaker_id(self, name: str) -> int:
         try:
@@ -458,7 +502,7 @@ class Voice:
     def features(
         self,
         ids: Sequence[np.ndarray],
-        speakers: Sequence[int],
+        speakers: Sequence[int | np.ndarray],
         speeds: Sequence[float],
         pitches: Sequence[float] | None = None,
     ) -> list[tuple[np.ndarray, np.ndarray]]:
@@ -472,12 +516,16 @@ class Voice:
         pitch = np.zeros(B, np.float32) if pitches is None else np.asarray(pitches, np.float32)
         run = self.acoustic.run_bound if self.acoustic.provider == CUDA else self.acoustic.run
         mel, _, frames, f0 = run(
-            phonemes, lengths, np.asarray(speakers, np.int64), np.asarray(speeds, np.float32), pitch
+            phonemes,
+            lengths,
+            self.speaker_feed(self.acoustic, speakers),
+            np.asarray(speeds, np.float32),
+            pitch,
         )  # (B, n_mels, F), (B, L), (B,), (B, F)
         return [(mel[b, :, : int(frames[b])], f0[b, : int(frames[b])]) for b in range(B)]
 
     def mels(
-        self, ids: Sequence[np.ndarray], speakers: Sequence[int], speeds: Sequence[float]
+        self, ids: Sequence[np.ndarray], speakers: Sequence[int | np.ndarray], speeds: Sequence[float]
     ) -> list[np.ndarray]:
         """Phoneme ids of several utterances -> one log-mel (n_mels, F_b) each (see :meth:`features`)."""
         return [mel for mel, _ in self.features(ids, speakers, speeds)]
@@ -494,7 +542,7 @@ class Voice:
     def vocode(
         self,
         mels: Sequence[np.ndarray],
-        speakers: Sequence[int],
+        speakers: Sequence[int | np.ndarray],
         noise: Sequence[np.ndarray],
         f0s: Sequence[np.ndarray | None] | None = None,
     ) -> list[np.ndarray]:
@@ -527,13 +575,13 @@ class Voice:
             z[b, : n * self.hop] = noise[b]
             exc[b, :, : n * self.hop] = excs[b]
         run = self.student.run_bound if self.student.provider == CUDA else self.student.run
-        audio = run(z, mel, np.asarray(speakers, np.int64), exc)[0]  # (B, F*hop)
+        audio = run(z, mel, self.speaker_feed(self.student, speakers), exc)[0]  # (B, F*hop)
         return [audio[b, : m.shape[1] * self.hop] for b, m in enumerate(mels)]
 
     def vocode_pieces(
         self,
         mel: np.ndarray,
-        speaker: int,
+        speaker: int | np.ndarray,
         noise: np.ndarray,
         frames: int | None = None,
         excitation: np.ndarray | None = None,
@@ -546,7 +594,7 @@ class Voice:
         frames = frames or self.chunk_frames or mel.shape[1]
         left, right = self._context
         F, hop = mel.shape[1], self.hop
-        spk = np.array([speaker], np.int64)
+        spk = self.speaker_feed(self.student, [speaker])  # (1, S) weights or (1,) id
         exc = self.excitation(None, F) if excitation is None else excitation  # (3, F*hop)
 
         def piece(a: int) -> np.ndarray:
@@ -614,7 +662,7 @@ class Voice:
     def teacher(
         self,
         mel: np.ndarray,
-        speaker: int,
+        speaker: int | np.ndarray,
         rng: np.random.Generator,
         cancel: CancelFlag | None = None,
         temperature: float | None = None,
@@ -631,9 +679,9 @@ class Voice:
         assert self.teacher_cond is not None and self.teacher_block is not None
         if temperature is None:
             temperature = self.teacher_temperature
-        cond = self.teacher_cond.run(mel[None].astype(np.float32), np.array([speaker], np.int64))[
-            0
-        ]  # (1, C, F)
+        cond = self.teacher_cond.run(
+            mel[None].astype(np.float32), self.speaker_feed(self.teacher_cond, [speaker])
+        )[0]  # (1, C, F)
         padded = np.concatenate([cond[:, :, :1], cond, cond[:, :, -1:]], axis=2)  # (1, C, F + 2)
         n_frames = cond.shape[2]
         exc = self.excitation(f0, n_frames)[None]  # (1, 3, F*hop)
@@ -729,11 +777,13 @@ class OnnxEngine:
 
     # -- requests ---------------------------------------------------------------------------------
 
-    def _check(self, request: SynthesisRequest) -> tuple[Voice, int, list[Sentence]]:
+    def _check(self, request: SynthesisRequest) -> tuple[Voice, int | np.ndarray, list[Sentence]]:
         voice = self.voice(request.voice)
         if request.model not in voice.models:
             raise InputError(f"voice {voice.name!r} does not ship the {request.model} model")
-        speaker = voice.speaker_id(request.speaker)
+        speaker: int | np.ndarray = (
+            voice.speaker_id(request.speaker) if request.blend is None else voice.blend_weights(request.blend)
+        )
         speed = request.speed
         if not (isinstance(speed, int | float) and math.isfinite(speed) and MIN_SPEED <= speed <= MAX_SPEED):
             raise InputError(f"speed must be between {MIN_SPEED} and {MAX_SPEED}, got {speed!r}")
@@ -806,7 +856,7 @@ class OnnxEngine:
         cancels: Sequence[CancelFlag | None] | None = None,
     ) -> Iterator[tuple[int, AudioChunk | InputError]]:
         cancels = list(cancels) if cancels is not None else [None] * len(requests)
-        live: dict[int, tuple[Voice, int, list[Sentence], np.random.Generator]] = {}
+        live: dict[int, tuple[Voice, int | np.ndarray, list[Sentence], np.random.Generator]] = {}
         for i, r in enumerate(requests):
             try:
                 if r.model != "student":

@@ -69,6 +69,7 @@ class VoiceInfo:
     # the bundle's measured choice for OpenAI's `tts-1-hd` ("the best this voice has"; voice.json
     # inference.hd_model), as written: best_model is what is served
     hd_model: ModelKind = "teacher"
+    blendable: bool = False  # its speakers can be mixed (SynthesisRequest.blend): several, bundle format 3
 
     @property
     def best_model(self) -> ModelKind:
@@ -90,6 +91,9 @@ class SynthesisRequest:
     pitch: float = 0.0  # semitones, MIN_PITCH..MAX_PITCH; 0 = the voice's own pitch (F0 * 2 ** (pitch / 12))
     # model.text.normalize.NormalizationOptions (the request's normalization_options); None = all on
     normalization: Any = None
+    # a voice blend: ((speaker, weight), ...) of ``voice``'s speakers (weights > 0, normalized by the
+    # engine); None = ``speaker`` alone
+    blend: tuple[tuple[str, float], ...] | None = None
 
 
 @dataclass(frozen=True)

@@ -20,7 +20,7 @@ from model.text.markup import MarkupError, has_markup, plan
 from model.text.normalize import NormalizationOptions
 from model.text.ssml import is_ssml
 from service.audio import CONTENT_TYPES, FORMATS, StreamEncoder, available_formats, encode, output_rate
-from service.catalog import MODEL_ALIASES, is_hd_alias, resolve_model
+from service.catalog import MODEL_ALIASES, BlendError, is_hd_alias, resolve_model
 from service.errors import RATE_LIMIT, SERVER_ERROR, APIError, error_responses
 from service.scheduler import GenerationTimeout, Job, QueueFull
 from service.state import ServiceState, require_ready
@@ -82,7 +82,9 @@ class SpeechBody(BaseModel):
         json_schema_extra={"minLength": 1},
     )
     voice: str | VoiceRef | None = Field(
-        None, description="Voice id or OpenAI voice name (GET /v1/audio/voices); omitted = default."
+        None,
+        description="Voice id or OpenAI voice name (GET /v1/audio/voices); omitted = default. A parawave "
+        "extension: a blend of one bundle's speakers, 'slt(2)+rms(1)' (weights > 0, omitted = 1).",
     )
     response_format: Literal[FORMATS] = Field(  # type: ignore[valid-type]
         "mp3", json_schema_extra={"enum": list(available_formats())}
@@ -180,7 +182,12 @@ async def _speak(body: SpeechBody, request: Request, state: ServiceState, force_
         raise APIError(400, "'input' is empty: give some text to speak.", param="input", code="empty_input")
     assert state.catalog is not None
     voice_name = body.voice.id if isinstance(body.voice, VoiceRef) else body.voice
-    entry = state.catalog.resolve(voice_name)
+    try:
+        entry = state.catalog.resolve(voice_name) or (
+            state.catalog.resolve_blend(voice_name) if voice_name is not None else None
+        )
+    except BlendError as exc:
+        raise APIError(400, f"Bad voice blend: {exc}.", param="voice", code="invalid_voice_blend") from None
     if entry is None:
         raise APIError(
             400,
@@ -214,6 +221,7 @@ async def _speak(body: SpeechBody, request: Request, state: ServiceState, force_
         seed=body.seed,
         pitch=body.pitch,
         normalization=_normalization(body.normalization_options),
+        blend=entry.blend,
     )
     try:
         job = state.pools[model].submit(synthesis)
