@@ -17,6 +17,7 @@ import soundfile as sf
 from fake_engine import RATE, FakeEngine, LiveServer, expected_audio, make_settings
 
 from service.app import create_app
+from service.types import VoiceInfo
 
 CHROMIUM = os.environ.get("PARAWAVE_CHROMIUM") or shutil.which("chromium") or shutil.which("chromium-browser")
 if CHROMIUM is None:
@@ -197,5 +198,37 @@ def test_page_speaks_with_the_onnx_engine(open_page, tmp_path):
         assert len(audio) == pytest.approx(result["seconds"] * rate, abs=0.005 * rate)  # shown as 0.00 s
         assert len(audio) % 200 == 0 and np.abs(audio).max() > 0  # whole mel frames of sound
         assert (page.errors, page.foreign) == ([], [])
+    finally:
+        server.stop()
+
+
+def test_page_speaks_a_voice_blend(open_page):
+    """The blend box takes a mix of the bundle's speakers; the server's example is its placeholder; the
+    request carries the blend; a bad mix shows the server's 400. A voice that cannot blend disables it."""
+    engine = FakeEngine([VoiceInfo("fake", RATE, ("alpha", "beta"), blendable=True)])
+    server = LiveServer(create_app(make_settings(), engine=engine)).start()
+    try:
+        page = open_page(server)
+        page.wait_for_function("document.querySelectorAll('#voice option').length > 0")
+        assert page.get_attribute("#blend", "placeholder") == "beta(2)+alpha(1)"
+        assert not page.is_disabled("#blend")
+        page.fill("#blend", "alpha(1)+beta(3)")
+        speak(page, "Hello there.", voice="alpha", speed=1.0, model="student")
+        assert engine.calls[-1].blend == (("alpha", 1.0), ("beta", 3.0))
+        page.fill("#blend", "")
+        speak(page, "Hello there.", voice="beta", speed=1.0, model="student")
+        assert engine.calls[-1].blend is None and engine.calls[-1].speaker == "beta"
+        assert (page.errors, page.foreign) == ([], [])
+        page.fill("#blend", "alpha(1)+nobody(1)")
+        page.click("#speak")
+        page.wait_for_function("['done', 'error'].includes(document.body.dataset.state)")
+        assert "unknown voice 'nobody' in the blend" in page.inner_text("#error")
+    finally:
+        server.stop()
+    server = LiveServer(create_app(make_settings(), engine=FakeEngine())).start()  # not blendable
+    try:
+        page = open_page(server)
+        page.wait_for_function("document.querySelectorAll('#voice option').length > 0")
+        assert page.is_disabled("#blend")
     finally:
         server.stop()
