@@ -193,6 +193,13 @@ M = [
         "",
         "tests/service/test_blend.py::test_blends_over_http",
     ),
+    (
+        "say ignores a blend",
+        "service/commands.py",
+        "seed, pitch, blend=blend)",
+        "seed, pitch)",
+        "tests/service/test_engine_cli.py::test_say_speaks_a_blend",
+    ),
 ]
 only = sys.argv[1:]
 for name, path, old, new, tests in M:
