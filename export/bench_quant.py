@@ -51,10 +51,11 @@ def student_feeds(
 ) -> dict[str, np.ndarray]:
     """One utterance as the student graph's feeds (batch 1), built like ``Voice.vocode`` builds them."""
     exc = voice.excitation(f0, mel.shape[1])  # (3, F*hop)
+    spk = voice.student.spec.inputs[2].name  # speaker_weights (format 3) or speaker (format 2)
     return {
         "z": z[None],
         "mel": mel[None].astype(np.float32),
-        "speaker": np.asarray([speaker], np.int64),
+        spk: voice.speaker_feed(voice.student, [speaker]),
         "excitation": exc[None].astype(np.float32),
     }
 

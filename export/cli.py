@@ -3,6 +3,7 @@
     parawave export voice --name ljs3 --acoustic A.pt --student S.pt [--teacher T.pt] [--fp16] [--out voices]
     parawave export random --name bench-cpu --preset cpu [--speakers 1]   # random weights, for speed work
     parawave export check voices/ljs3                                      # verify a bundle, list it
+    parawave export upgrade voices/old                                     # format 2 -> 3 (blending), in place
 
 The module body stays light (torch is imported inside the commands), so ``--help`` is fast.
 """
@@ -150,6 +151,28 @@ def random(
     except ExportError as exc:
         raise _fail(str(exc)) from None
     _report(folder, manifest, results)
+
+
+@app.command("upgrade")
+def upgrade(
+    folder: Path = typer.Argument(..., help="A format 2 bundle folder (voices/<name>)."),
+    out: Path | None = typer.Option(
+        None, help="Write the upgraded bundle into OUT/<name> (default: in place)."
+    ),
+) -> None:
+    """Upgrade a format 2 bundle (speaker ids) to format 3 (speaker weights: voice blending) without its
+    checkpoints; each upgraded graph is checked to speak exactly as before."""
+    from export.upgrade import UpgradeError, upgrade_bundle
+
+    try:
+        target, diffs = upgrade_bundle(folder, out)
+    except UpgradeError as exc:
+        raise _fail(str(exc)) from None
+    for role, diff in diffs.items():
+        typer.echo(
+            f"{role:<14} speaker ids -> speaker_weights; max abs difference on every speaker {diff:.3g}"
+        )
+    typer.echo(f"wrote {target} (format 3)")
 
 
 @app.command("check")

@@ -75,7 +75,7 @@ def prepare(model: nn.Module) -> nn.Module:
 
 
 class AcousticGraph(nn.Module):
-    """phonemes (B, L), lengths (B,), speaker (B,), speed (B,), pitch (B,) -> mel (B, n_mels, F),
+    """phonemes (B, L), lengths (B,), speaker_weights (B, S), speed (B,), pitch (B,) -> mel (B, n_mels, F),
     durations, frames, f0 (B, F). A model without pitch gives f0 = 0 (unvoiced) and ignores ``pitch``
     (kept as an input: every acoustic graph has the same interface)."""
 
@@ -90,7 +90,7 @@ class AcousticGraph(nn.Module):
 
 
 class StudentGraph(nn.Module):
-    """z (B, T), mel (B, n_mels, F), speaker (B,), excitation (B, 3, T) -> audio (B, T) (T = F * hop).
+    """z (B, T), mel (B, n_mels, F), speaker_weights (B, S), excitation (B, 3, T) -> audio (B, T) (T = F * hop).
     A mel-only student ignores the excitation (kept as an input: one interface)."""
 
     def __init__(self, student: nn.Module):
@@ -114,7 +114,7 @@ def _refuse_lp_teacher(teacher: nn.Module) -> None:
 
 
 class TeacherCondGraph(nn.Module):
-    """mel (B, n_mels, F), speaker (B,) -> every layer's gate conditioning at frame rate (B, C, F)."""
+    """mel (B, n_mels, F), speaker_weights (B, S) -> every layer's gate conditioning at frame rate (B, C, F)."""
 
     def __init__(self, teacher: nn.Module):
         super().__init__()
@@ -249,7 +249,7 @@ def example_text(batch: int = 2, length: int = 7, n_symbols: int = 10, n_speaker
     lengths = torch.full((batch,), length, dtype=torch.long)
     lengths[-1] = max(1, length - 2)
     phonemes[-1, lengths[-1] :] = 0
-    speaker = torch.arange(batch) % n_speakers
+    speaker = example_speakers(batch, n_speakers)  # (B, S)
     speed = torch.linspace(0.9, 1.1, batch)
     pitch = torch.linspace(-1.0, 2.0, batch)
     return phonemes, lengths, speaker, speed, pitch
@@ -264,8 +264,17 @@ def export_acoustic(acoustic: nn.Module) -> onnx.ModelProto:
 def example_mel(batch: int, frames: int, n_mels: int, n_speakers: int, seed: int = 0):
     g = torch.Generator().manual_seed(seed)
     mel = torch.randn(batch, n_mels, frames, generator=g) * 2.0 - 5.0  # (B, n_mels, F), log-mel-like
-    speaker = torch.arange(batch) % n_speakers
-    return mel, speaker
+    return mel, example_speakers(batch, n_speakers)
+
+
+def example_speakers(batch: int, n_speakers: int) -> Tensor:
+    """Speaker weights (B, S): one-hot rows, the last a 50/50 blend of the first two speakers when the
+    model has several (the graphs take weights: ``service.graphs``, bundle format 3)."""
+    w = torch.eye(n_speakers)[torch.arange(batch) % n_speakers]  # (B, S)
+    if n_speakers > 1 and batch > 1:
+        w[-1] = 0.0
+        w[-1, :2] = 0.5
+    return w
 
 
 def export_student(student: nn.Module) -> onnx.ModelProto:

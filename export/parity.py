@@ -24,6 +24,7 @@ import onnxruntime as ort
 import torch
 from torch import nn
 
+from export.onnx import example_speakers
 from service import graphs
 
 log = logging.getLogger(__name__)
@@ -96,7 +97,7 @@ def acoustic_parity(model: nn.Module, onnx_model, lengths=(3, 11, 29), seed: int
         for b, n in enumerate(rows):
             phonemes[b, :n] = torch.randint(1, cfg.n_symbols, (n,), generator=g)
         lens = torch.tensor(rows)
-        speaker = torch.arange(B) % cfg.n_speakers
+        speaker = example_speakers(B, cfg.n_speakers)  # (B, S): one-hot, the 2nd row of 2 a blend
         speed = torch.tensor([1.0, 1.3][:B])
         pitch = torch.tensor([0.0, -3.5][:B])
         with torch.no_grad():
@@ -106,7 +107,7 @@ def acoustic_parity(model: nn.Module, onnx_model, lengths=(3, 11, 29), seed: int
             {
                 "phonemes": _np(phonemes),
                 "lengths": _np(lens),
-                "speaker": _np(speaker),
+                graphs.SPEAKER_WEIGHTS: _np(speaker),
                 "speed": _np(speed),
                 "pitch": _np(pitch),
             },
@@ -138,11 +139,11 @@ def student_parity(
     for B, F in cases:
         mel = torch.randn(B, cfg.n_mels, F, generator=g) * 2.0 - 5.0
         z = torch.randn(B, F * cfg.hop_length, generator=g)
-        speaker = torch.arange(B) % cfg.n_speakers
+        speaker = example_speakers(B, cfg.n_speakers)  # (B, S)
         exc = example_excitation(B, F, cfg.hop_length, cfg.sample_rate, seed=seed + F)
         with torch.no_grad():
             ref = model.eval()(z, mel, speaker, excitation=exc)
-        feeds = {"z": _np(z), "mel": _np(mel), "speaker": _np(speaker), "excitation": _np(exc)}
+        feeds = {"z": _np(z), "mel": _np(mel), graphs.SPEAKER_WEIGHTS: _np(speaker), "excitation": _np(exc)}
         got = sess.run(None, feeds)[0]
         p.add(f"B={B},F={F}", _np(ref), got)
     return p.check()
@@ -158,10 +159,10 @@ def teacher_cond_parity(model: nn.Module, onnx_model, frames=(1, 6, 33), seed: i
     g = torch.Generator().manual_seed(seed)
     for B, F in [(1, n) for n in frames] + [(2, frames[-1])]:
         mel = torch.randn(B, cfg.n_mels, F, generator=g) * 2.0 - 5.0
-        speaker = torch.arange(B) % cfg.n_speakers
+        speaker = example_speakers(B, cfg.n_speakers)  # (B, S)
         with torch.no_grad():
             ref = model.eval().frame_conditioning(mel, speaker)
-        got = sess.run(None, {"mel": _np(mel), "speaker": _np(speaker)})[0]
+        got = sess.run(None, {"mel": _np(mel), graphs.SPEAKER_WEIGHTS: _np(speaker)})[0]
         p.add(f"B={B},F={F}", _np(ref), got)
     return p.check()
 

@@ -31,6 +31,7 @@ import torch
 from torch import nn
 
 from model.align import Aligner, beta_binomial_log_prior, binarization_loss, forward_sum_loss, hard_alignment
+from model.wavenet import speaker_embedding
 
 MODEL_KIND = "acoustic"
 MIN_SPEED, MAX_SPEED = 0.25, 4.0
@@ -323,7 +324,9 @@ class AcousticModel(nn.Module):
         for conv in self.enc_convs:
             x = conv(x, m)  # (B, D, L)
         h = self.enc_lstm(x.transpose(1, 2), text_lens)  # (B, L, D)
-        h = (h + self.enc_speaker(self.speaker(speaker))[:, None, :]) * mask[:, :, None]  # (B, L, D)
+        h = (h + self.enc_speaker(speaker_embedding(self.speaker, speaker))[:, None, :]) * mask[
+            :, :, None
+        ]  # (B, L, D)
         y = h.transpose(1, 2)  # (B, D, L)
         for conv in self.dur_convs:
             y = conv(y, m)  # (B, Cd, L)
@@ -356,7 +359,10 @@ class AcousticModel(nn.Module):
         frames, pos, mel_lens = length_regulate(h, durations, n_frames)  # (B, F, D), (B, F, 2), (B,)
         fmask = sequence_mask(mel_lens, frames.shape[1])  # (B, F)
         m = fmask[:, None, :].to(h.dtype)  # (B, 1, F)
-        x = self.dec_in(torch.cat([frames, pos], dim=2)) + self.dec_speaker(self.speaker(speaker))[:, None, :]
+        x = (
+            self.dec_in(torch.cat([frames, pos], dim=2))
+            + self.dec_speaker(speaker_embedding(self.speaker, speaker))[:, None, :]
+        )
         x = x.transpose(1, 2) * m  # (B, C, F)
         pitch: dict[str, torch.Tensor] = {}
         if self.cfg.pitch:

@@ -126,6 +126,15 @@ def _full_precision(dtype: torch.dtype) -> bool:
     return dtype == torch.float32 or dtype == torch.float64
 
 
+def speaker_embedding(table: nn.Embedding, speaker: Tensor) -> Tensor:
+    """Speaker ids (B,) long -> their rows of ``table`` (B, D); speaker weights (B, S) float -> the
+    weighted mix ``weights @ table.weight`` (B, D): a voice blend (one-hot weights give the rows
+    exactly). The exported graphs take weights (``service.graphs``: bundle format 3)."""
+    if speaker.is_floating_point():
+        return speaker.reshape(-1, table.num_embeddings).to(table.weight.dtype) @ table.weight  # (B, D)
+    return table(speaker.reshape(-1))  # (B, D)
+
+
 def dilation_cycle(layers: int, cycles: int) -> tuple[int, ...]:
     """Dilations 1, 2, 4, ... restarting ``cycles`` times: ``layers=6, cycles=2`` -> (1, 2, 4, 1, 2, 4)."""
     if layers <= 0 or cycles <= 0 or layers % cycles:
@@ -337,7 +346,7 @@ class ConditioningNetwork(nn.Module):
         if self.speaker is not None:
             if speaker is None:
                 raise ValueError("multi-speaker model: a speaker id per batch item is required")
-            s = self.speaker(speaker.reshape(-1))  # (B, D)
+            s = speaker_embedding(self.speaker, speaker)  # (B, D)
             x = torch.cat(
                 [x, s.unsqueeze(-1).expand(-1, -1, x.shape[-1]).to(x.dtype)], dim=1
             )  # (B, n_mels + D, F)

@@ -23,7 +23,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from service import __version__
-from service.catalog import VoiceCatalog
+from service.catalog import BLEND_PATTERN, VoiceCatalog
 from service.errors import APIError, CatchAllMiddleware, error_response, install_error_handlers
 from service.metrics import RequestMetricsMiddleware
 from service.routers import captions, health, info, speech, web
@@ -137,10 +137,16 @@ def _openapi(app: FastAPI) -> dict[str, Any]:
     )
     components = schema["components"]["schemas"]
     components["VoiceRef"]["properties"]["id"]["enum"] = names
+    blendable = any(e.voice.blendable for e in catalog.entries)
     for name in SPEECH_BODIES:
-        for option in components.get(name, {}).get("properties", {}).get("voice", {}).get("anyOf", ()):
+        options = components.get(name, {}).get("properties", {}).get("voice", {}).get("anyOf")
+        if options is None:
+            continue
+        for option in options:
             if option.get("type") == "string":
                 option["enum"] = names
+        if blendable:  # a blend of speakers: "slt(2)+rms(1)"
+            options.insert(1, {"type": "string", "pattern": BLEND_PATTERN, "description": "A voice blend."})
     return schema
 
 

@@ -43,7 +43,10 @@ from typing import Any
 from service import graphs
 from service.types import EngineLoadError
 
-FORMAT_VERSION = 2  # 2: the acoustic graph takes pitch and gives f0; the student takes the excitation
+# 2: the acoustic graph takes pitch and gives f0; the student takes the excitation
+# 3: the graphs take speaker_weights (B, S) instead of speaker ids (B,): voice blending
+FORMAT_VERSION = 3
+READABLE_VERSIONS = (2, 3)  # format 2 still loads (speaker ids; no blending): see service.graphs.LEGACY_SPECS
 MANIFEST = "voice.json"
 PRECISIONS = ("fp32", "fp16")
 TEACHER_ROLES = ("teacher_cond", "teacher_block")
@@ -129,9 +132,9 @@ class VoiceBundle:
 
     def problem(self) -> str | None:
         """What makes this bundle unusable (None when it is fine)."""
-        if self.format_version != FORMAT_VERSION:
+        if self.format_version not in READABLE_VERSIONS:
             return (
-                f"format version {self.format_version} (this parawave reads version {FORMAT_VERSION}; "
+                f"format version {self.format_version} (this parawave reads versions {READABLE_VERSIONS}; "
                 "re-export the voice with `parawave export voice`)"
             )
         if self.sample_rate != self.audio.sample_rate:
@@ -191,9 +194,9 @@ class VoiceBundle:
         if not isinstance(d, dict):
             raise ValueError("voice.json must hold a JSON object")
         version = d.get("format_version")
-        if version != FORMAT_VERSION:
+        if version not in READABLE_VERSIONS or isinstance(version, bool):
             raise ValueError(
-                f"format version {version!r} (this parawave reads version {FORMAT_VERSION}; "
+                f"format version {version!r} (this parawave reads versions {READABLE_VERSIONS}; "
                 "re-export the voice with `parawave export voice`)"
             )
         _known(d, cls, "voice.json")

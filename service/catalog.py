@@ -6,13 +6,17 @@ Voice ids (what the API's ``voice`` field takes):
   ``<bundle>/<speaker>`` (always accepted too);
 * ``<bundle>``: that bundle's first speaker;
 * an OpenAI voice name (``alloy``, ``echo``, ... see ``settings.OPENAI_VOICES``): the speaker its
-  table names when loaded, else the default voice (so OpenAI clients work with any bundle).
+  table names when loaded, else the default voice (so OpenAI clients work with any bundle);
+* a blend ``slt(2)+rms(1)``: a weighted mix of the speakers of one bundle (their speaker embeddings
+  mixed inside every graph, bundle format 3; :meth:`VoiceCatalog.resolve_blend`).
 
 Names are only looked up in these tables, never used to build a path.
 """
 
 from __future__ import annotations
 
+import math
+import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
@@ -50,9 +54,21 @@ def is_hd_alias(name: str) -> bool:
 
 @dataclass(frozen=True)
 class VoiceEntry:
-    id: str  # the listed API id
+    id: str  # the listed API id (a blend: its canonical form, "slt(2)+rms(1)")
     voice: VoiceInfo
-    speaker: str
+    speaker: str  # a blend: its first speaker
+    blend: tuple[tuple[str, float], ...] | None = None  # ((speaker, weight), ...) of ``voice``
+
+
+class BlendError(ValueError):
+    """A voice blend that cannot be made (its message goes to the client)."""
+
+
+# speaker(weight)+speaker(weight)...: a weight is a positive number, omitted = 1
+BLEND_COMPONENT = r"\s*([^\s()+]+)\s*(?:\(\s*([0-9]*\.?[0-9]+(?:[eE][-+]?[0-9]+)?)\s*\))?\s*"
+BLEND_PATTERN = rf"^{BLEND_COMPONENT}(?:\+{BLEND_COMPONENT})+$"
+BLEND_SYNTAX = "speaker(weight)+speaker(weight)[+...]"
+MAX_BLEND = 8
 
 
 class VoiceCatalog:
@@ -106,6 +122,51 @@ class VoiceCatalog:
         if target is not None:
             return self._names.get(target, self.default)
         return None
+
+    def resolve_blend(self, name: str) -> VoiceEntry | None:
+        """A blend ``"slt(2)+rms(1)"`` (speakers of one bundle, by id or OpenAI name; weights > 0,
+        omitted = 1) as an entry, None when ``name`` is no blend (no ``+``); BlendError when it is a
+        blend that cannot be made."""
+        if "+" not in name:
+            return None
+        parts = name.split("+")
+        if len(parts) > MAX_BLEND:
+            raise BlendError(f"a blend mixes at most {MAX_BLEND} speakers, got {len(parts)}")
+        mix: list[tuple[VoiceEntry, float]] = []
+        for part in parts:
+            m = re.fullmatch(BLEND_COMPONENT, part)
+            if not m:
+                raise BlendError(
+                    f"cannot read {part.strip()!r} in the blend {name!r}; write {BLEND_SYNTAX}, e.g. slt(2)+rms(1)"
+                )
+            entry = self.resolve(m.group(1))
+            if entry is None or entry.blend is not None:
+                raise BlendError(
+                    f"unknown voice {m.group(1)!r} in the blend {name!r} (voices: {', '.join(self.ids)})"
+                )
+            weight = float(m.group(2)) if m.group(2) is not None else 1.0
+            if not (math.isfinite(weight) and weight > 0):
+                raise BlendError(
+                    f"the weight of {m.group(1)!r} in the blend {name!r} must be a positive number"
+                )
+            mix.append((entry, weight))
+        voices = {e.voice.name for e, _ in mix}
+        if len(voices) > 1:
+            raise BlendError(
+                f"a blend mixes the speakers of one bundle; {name!r} spans {', '.join(sorted(voices))}"
+            )
+        speakers = [e.speaker for e, _ in mix]
+        dup = sorted({s for s in speakers if speakers.count(s) > 1})
+        if dup:
+            raise BlendError(f"the blend {name!r} names {dup[0]!r} twice (give it one weight)")
+        voice = mix[0][0].voice
+        if not voice.blendable:
+            why = (
+                "it has one speaker" if len(voice.speakers) < 2 else "its bundle predates blending (format 2)"
+            )
+            raise BlendError(f"voice {voice.name!r} cannot blend speakers: {why}")
+        canonical = "+".join(f"{e.id}({w:g})" for e, w in mix)
+        return VoiceEntry(canonical, voice, speakers[0], tuple((e.speaker, w) for e, w in mix))
 
     def alias_table(self) -> dict[str, str]:
         """OpenAI name -> the voice id it resolves to here."""

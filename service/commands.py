@@ -247,7 +247,9 @@ def say(
         None, "--progress/--no-progress", help="Progress bar on stderr [default: when it is a terminal]."
     ),
     voice: str | None = typer.Option(None, help="Voice bundle name [default: the first]."),
-    speaker: str | None = typer.Option(None, help="Speaker name [default: the voice's first]."),
+    speaker: str | None = typer.Option(
+        None, help="Speaker name [default: the voice's first], or a blend of its speakers: 'slt(2)+rms(1)'."
+    ),
     speed: float = typer.Option(1.0, min=0.25, max=4.0, help="Speaking rate, 0.25-4 (> 1 is faster)."),
     pitch: float = typer.Option(
         0.0, help="Pitch shift in semitones, -12 to 12 (0 = the voice's own pitch; 12 = an octave up)."
@@ -295,11 +297,24 @@ def say(
     if model not in ("student", "teacher"):
         raise _fail(f"--model must be student or teacher, got {model!r}")
     engine = _engine(voices_dir, device)
-    voice_name, speaker_name = _pick(engine, voice, speaker)
+    blend = None
+    if speaker is not None and "+" in speaker:  # a voice blend, "slt(2)+rms(1)"
+        from service.catalog import BlendError, VoiceCatalog
+
+        infos = [v for v in engine.voices if voice is None or v.name == voice] or list(engine.voices)
+        try:
+            entry = VoiceCatalog(infos).resolve_blend(speaker)
+        except BlendError as exc:
+            raise _fail(str(exc)) from None
+        assert entry is not None
+        voice_name, speaker_name, blend = entry.voice.name, entry.id, entry.blend
+    else:
+        voice_name, speaker_name = _pick(engine, voice, speaker)
     info = next(v for v in engine.voices if v.name == voice_name)
     if model not in info.models:
         raise _fail(f"voice {voice_name!r} does not ship the {model} model")
-    request = SynthesisRequest(text, voice_name, speaker_name, speed, model, seed, pitch)  # type: ignore[arg-type]
+    first = speaker_name if blend is None else blend[0][0]
+    request = SynthesisRequest(text, voice_name, first, speed, model, seed, pitch, blend=blend)  # type: ignore[arg-type]
 
     bar = _progress_bar(len(text), progress)
     last = [0]
@@ -360,7 +375,9 @@ def _progress_bar(total: int, wanted: bool | None):
 def bench(
     voices_dir: Path = typer.Option(DEFAULT_VOICES_DIR, help="Folder of voice bundles."),
     voice: str | None = typer.Option(None, help="Voice bundle name [default: the first]."),
-    speaker: str | None = typer.Option(None, help="Speaker name [default: the voice's first]."),
+    speaker: str | None = typer.Option(
+        None, help="Speaker name [default: the voice's first], or a blend of its speakers: 'slt(2)+rms(1)'."
+    ),
     text: str = typer.Option(BENCH_TEXT, help="Input text (the same for every measurement)."),
     runs: int = typer.Option(5, min=1, help="Timed runs of each measurement (best and median shown)."),
     student_seconds: float = typer.Option(

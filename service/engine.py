@@ -74,6 +74,8 @@ from service.types import (
 
 if TYPE_CHECKING:
     from model.text import SymbolTable
+    from model.text.lexicon import Lexicon
+    from model.text.normalize import NormalizationOptions
 
 log = logging.getLogger(__name__)
 
@@ -107,6 +109,11 @@ class Sentence:
     ids: np.ndarray  # (L,) int64 phoneme ids, L >= 1
     normalized: str = ""  # what normalize() made of `text`
     phonemes: str = ""  # what the ids encode, one code point per id ("" when they differ)
+    # markup (SSML prosody and breaks): on top of the request's speed and pitch, and silences around it
+    rate: float = 1.0
+    pitch: float = 0.0  # semitones
+    pause_before: float = 0.0  # seconds
+    pause_after: float = 0.0  # seconds
 
 
 def _locate(text: str, sentence: str, start: int) -> tuple[int, int]:
@@ -143,6 +150,52 @@ def prepare_text(text: str, table: SymbolTable) -> list[Sentence]:
     if not out:
         raise InputError("the input has nothing to speak after text normalization")
     return out
+
+
+def needs_markup(text: str, lexicon: Lexicon | None, options: NormalizationOptions | None) -> bool:
+    """Whether ``text`` goes through :func:`prepare_markup` (SSML, inline phonemes, a lexicon, options)."""
+    from model.text.markup import has_markup
+
+    return bool(lexicon) or (options is not None and not options.is_default) or has_markup(text)
+
+
+def prepare_markup(
+    text: str,
+    table: SymbolTable,
+    lexicon: Lexicon | None = None,
+    options: NormalizationOptions | None = None,
+) -> list[Sentence]:
+    """:func:`prepare_text` for input with markup (``model.text.markup``: SSML, inline phonemes,
+    lexicon entries, normalization options): sentences with their own rate, pitch and pauses.
+    Raises InputError (with the position) on invalid markup, or when nothing is left to speak."""
+    from model.text.markup import MarkupError, plan, spoken
+
+    try:
+        said = spoken(plan(text), table, lexicon, options)
+    except MarkupError as exc:
+        raise InputError(str(exc)) from None
+    out = []
+    for s in said:
+        ids = [i for i in table.encode(s.phonemes) if i != table.pad_id]
+        out.append(
+            Sentence(
+                s.text, s.span, np.asarray(ids, np.int64), s.rate, s.pitch, s.pause_before, s.pause_after
+            )
+        )
+    if not out:
+        raise InputError("the input has nothing to speak after text normalization")
+    return out
+
+
+def _silence(seconds: float, rate: int) -> np.ndarray:
+    return np.zeros(round(seconds * rate), np.float32)  # (T,)
+
+
+def _with_pauses(audio: np.ndarray, s: Sentence, rate: int) -> np.ndarray:
+    """A sentence's audio with its markup pauses around it."""
+    if not (s.pause_before or s.pause_after):
+        return audio
+    return np.concatenate([_silence(s.pause_before, rate), audio, _silence(s.pause_after, rate)])
 
 
 # ------------------------------------------------------------------------------------- sessions
@@ -262,6 +315,7 @@ class Voice:
         self.hop = manifest.audio.hop_length
         self.n_mels = manifest.audio.n_mels
         self._symbols: SymbolTable | None = None
+        self.lexicon: Lexicon | None = None  # pronunciation lexicon (Voice.load), applied before G2P
         self.speakers = tuple(manifest.speakers)
         self._speaker_ids = {s: i for i, s in enumerate(self.speakers)}
         self.graphs = graphs_
@@ -312,10 +366,14 @@ class Voice:
         ort_spin: bool = False,
         teacher_frames_per_call: int | None = None,
         teacher_temperature: float | None = None,
+        lexicon: str | os.PathLike | None = None,
+        voice_lexicons: Mapping[str, str | os.PathLike] | None = None,
     ) -> Voice:
         """Load ``path`` (a bundle folder): verify it, open its sessions on ``providers`` (the
         teacher always on the CPU). With CUDA first and ``prefer_fp16``, fp16 variants are used
-        when the bundle has them. The knobs: see the module's docstring."""
+        when the bundle has them. ``lexicon`` (server-wide) and ``voice_lexicons[<voice name>]``
+        (this voice's, winning over the server-wide entries) are pronunciation lexicon files,
+        checked against the voice's symbols. The other knobs: see the module's docstring."""
         path = Path(path)
         manifest = bundle_io.load(path)
         providers = list(providers)
@@ -356,7 +414,24 @@ class Voice:
         )
         for role, g in loaded.items():
             log.info("voice %s: %s (%s) runs on %s", voice.name, role, g.path.name, g.provider)
+        mine = (voice_lexicons or {}).get(voice.name)
+        if lexicon or mine:
+            voice.lexicon = voice.load_lexicons([p for p in (lexicon, mine) if p])
         return voice
+
+    def load_lexicons(self, paths: Sequence[str | os.PathLike]) -> Lexicon:
+        """The lexicon files merged in order (a later file wins on a word); EngineLoadError (one line,
+        naming the file, line and entry) when one is invalid for this voice's symbols."""
+        from model.text.lexicon import Lexicon, LexiconError, load_lexicon
+
+        merged = Lexicon()
+        for p in paths:
+            try:
+                merged = merged.merged(load_lexicon(p, self.symbols))
+            except LexiconError as exc:
+                raise EngineLoadError(f"voice {self.name}: {exc}") from None
+            log.info("voice %s: lexicon %s", self.name, p)
+        return merged
 
     @property
     def symbols(self) -> SymbolTable:
@@ -375,8 +450,52 @@ class Voice:
     @property
     def info(self) -> VoiceInfo:
         return VoiceInfo(
-            self.name, self.sample_rate, self.speakers, self.models, self.manifest.inference.hd_model
+            self.name,
+            self.sample_rate,
+            self.speakers,
+            self.models,
+            self.manifest.inference.hd_model,
+            blendable=self.blendable,
         )
+
+    @property
+    def blendable(self) -> bool:
+        """Whether this voice can mix its speakers: several of them, and graphs that take speaker
+        weights (bundle format 3; a format 2 bundle's graphs take ids)."""
+        return len(self.speakers) > 1 and all(
+            graphs.SPEAKER_WEIGHTS in g.spec.input_names
+            for g in (self.acoustic, self.student, self.teacher_cond)
+            if g is not None
+        )
+
+    def blend_weights(self, blend: Sequence[tuple[str, float]]) -> np.ndarray:
+        """A blend ``((speaker, weight), ...)`` -> weights (S,) summing to 1, in the bundle's speaker order."""
+        if not self.blendable:
+            why = (
+                "it has one speaker" if len(self.speakers) < 2 else "its bundle predates blending (format 2)"
+            )
+            raise InputError(f"voice {self.name!r} cannot blend speakers: {why}")
+        w = np.zeros(len(self.speakers), np.float64)
+        for name, weight in blend:
+            if not (math.isfinite(weight) and weight > 0):
+                raise InputError(f"blend weight of {name!r} must be a positive number, got {weight!r}")
+            w[self.speaker_id(name)] += weight
+        return (w / w.sum()).astype(np.float32)  # (S,)
+
+    def speaker_feed(self, graph: Graph, speakers: Sequence[int | np.ndarray]) -> np.ndarray:
+        """The ``graph``'s speaker input for rows of speaker ids or weight vectors (S,): weights (B, S)
+        float32 (one-hot for an id) for a format 3 graph, ids (B,) int64 for a format 2 one."""
+        if graphs.SPEAKER_WEIGHTS in graph.spec.input_names:
+            out = np.zeros((len(speakers), len(self.speakers)), np.float32)  # (B, S)
+            for b, spk in enumerate(speakers):
+                if isinstance(spk, np.ndarray):
+                    out[b] = spk
+                else:
+                    out[b, int(spk)] = 1.0
+            return out
+        if any(isinstance(spk, np.ndarray) for spk in speakers):
+            raise InputError(f"voice {self.name!r} cannot blend speakers (its bundle is format 2)")
+        return np.asarray(speakers, np.int64)  # (B,)
 
     def speaker_id(self, name: str) -> int:
         try:
@@ -391,7 +510,7 @@ class Voice:
     def features(
         self,
         ids: Sequence[np.ndarray],
-        speakers: Sequence[int],
+        speakers: Sequence[int | np.ndarray],
         speeds: Sequence[float],
         pitches: Sequence[float] | None = None,
     ) -> list[tuple[np.ndarray, np.ndarray]]:
@@ -402,7 +521,7 @@ class Voice:
     def features_timed(
         self,
         ids: Sequence[np.ndarray],
-        speakers: Sequence[int],
+        speakers: Sequence[int | np.ndarray],
         speeds: Sequence[float],
         pitches: Sequence[float] | None = None,
     ) -> list[tuple[np.ndarray, np.ndarray, np.ndarray]]:
@@ -416,7 +535,11 @@ class Voice:
         pitch = np.zeros(B, np.float32) if pitches is None else np.asarray(pitches, np.float32)
         run = self.acoustic.run_bound if self.acoustic.provider == CUDA else self.acoustic.run
         mel, durations, frames, f0 = run(
-            phonemes, lengths, np.asarray(speakers, np.int64), np.asarray(speeds, np.float32), pitch
+            phonemes,
+            lengths,
+            self.speaker_feed(self.acoustic, speakers),
+            np.asarray(speeds, np.float32),
+            pitch,
         )  # (B, n_mels, F), (B, L), (B,), (B, F)
         return [
             (mel[b, :, : int(frames[b])], f0[b, : int(frames[b])], durations[b, : len(ids[b])])
@@ -440,7 +563,7 @@ class Voice:
         )
 
     def mels(
-        self, ids: Sequence[np.ndarray], speakers: Sequence[int], speeds: Sequence[float]
+        self, ids: Sequence[np.ndarray], speakers: Sequence[int | np.ndarray], speeds: Sequence[float]
     ) -> list[np.ndarray]:
         """Phoneme ids of several utterances -> one log-mel (n_mels, F_b) each (see :meth:`features`)."""
         return [mel for mel, _ in self.features(ids, speakers, speeds)]
@@ -457,7 +580,7 @@ class Voice:
     def vocode(
         self,
         mels: Sequence[np.ndarray],
-        speakers: Sequence[int],
+        speakers: Sequence[int | np.ndarray],
         noise: Sequence[np.ndarray],
         f0s: Sequence[np.ndarray | None] | None = None,
     ) -> list[np.ndarray]:
@@ -490,13 +613,13 @@ class Voice:
             z[b, : n * self.hop] = noise[b]
             exc[b, :, : n * self.hop] = excs[b]
         run = self.student.run_bound if self.student.provider == CUDA else self.student.run
-        audio = run(z, mel, np.asarray(speakers, np.int64), exc)[0]  # (B, F*hop)
+        audio = run(z, mel, self.speaker_feed(self.student, speakers), exc)[0]  # (B, F*hop)
         return [audio[b, : m.shape[1] * self.hop] for b, m in enumerate(mels)]
 
     def vocode_pieces(
         self,
         mel: np.ndarray,
-        speaker: int,
+        speaker: int | np.ndarray,
         noise: np.ndarray,
         frames: int | None = None,
         excitation: np.ndarray | None = None,
@@ -509,7 +632,7 @@ class Voice:
         frames = frames or self.chunk_frames or mel.shape[1]
         left, right = self._context
         F, hop = mel.shape[1], self.hop
-        spk = np.array([speaker], np.int64)
+        spk = self.speaker_feed(self.student, [speaker])  # (1, S) weights or (1,) id
         exc = self.excitation(None, F) if excitation is None else excitation  # (3, F*hop)
 
         def piece(a: int) -> np.ndarray:
@@ -577,7 +700,7 @@ class Voice:
     def teacher(
         self,
         mel: np.ndarray,
-        speaker: int,
+        speaker: int | np.ndarray,
         rng: np.random.Generator,
         cancel: CancelFlag | None = None,
         temperature: float | None = None,
@@ -594,9 +717,9 @@ class Voice:
         assert self.teacher_cond is not None and self.teacher_block is not None
         if temperature is None:
             temperature = self.teacher_temperature
-        cond = self.teacher_cond.run(mel[None].astype(np.float32), np.array([speaker], np.int64))[
-            0
-        ]  # (1, C, F)
+        cond = self.teacher_cond.run(
+            mel[None].astype(np.float32), self.speaker_feed(self.teacher_cond, [speaker])
+        )[0]  # (1, C, F)
         padded = np.concatenate([cond[:, :, :1], cond, cond[:, :, -1:]], axis=2)  # (1, C, F + 2)
         n_frames = cond.shape[2]
         exc = self.excitation(f0, n_frames)[None]  # (1, 3, F*hop)
@@ -692,11 +815,13 @@ class OnnxEngine:
 
     # -- requests ---------------------------------------------------------------------------------
 
-    def _check(self, request: SynthesisRequest) -> tuple[Voice, int, list[Sentence]]:
+    def _check(self, request: SynthesisRequest) -> tuple[Voice, int | np.ndarray, list[Sentence]]:
         voice = self.voice(request.voice)
         if request.model not in voice.models:
             raise InputError(f"voice {voice.name!r} does not ship the {request.model} model")
-        speaker = voice.speaker_id(request.speaker)
+        speaker: int | np.ndarray = (
+            voice.speaker_id(request.speaker) if request.blend is None else voice.blend_weights(request.blend)
+        )
         speed = request.speed
         if not (isinstance(speed, int | float) and math.isfinite(speed) and MIN_SPEED <= speed <= MAX_SPEED):
             raise InputError(f"speed must be between {MIN_SPEED} and {MAX_SPEED}, got {speed!r}")
@@ -712,33 +837,59 @@ class OnnxEngine:
             )
         if not request.text or not request.text.strip():
             raise InputError("the input text is empty")
-        return voice, speaker, prepare_text(request.text, voice.symbols)
+        options = request.normalization
+        if not needs_markup(request.text, voice.lexicon, options):
+            return voice, speaker, prepare_text(request.text, voice.symbols)
+        sentences = prepare_markup(request.text, voice.symbols, voice.lexicon, options)
+        for s in sentences:  # markup prosody on top of the request's
+            if not MIN_SPEED <= speed * s.rate <= MAX_SPEED:
+                raise InputError(
+                    f"the prosody rate {s.rate:g} at character {s.span[0]} with speed {speed:g} gives "
+                    f"{speed * s.rate:g}, outside {MIN_SPEED}..{MAX_SPEED}"
+                )
+            if not MIN_PITCH <= pitch + s.pitch <= MAX_PITCH:
+                raise InputError(
+                    f"the prosody pitch {s.pitch:+g} st at character {s.span[0]} with pitch {pitch:g} gives "
+                    f"{pitch + s.pitch:+g}, outside {MIN_PITCH:g}..{MAX_PITCH:g} semitones"
+                )
+        return voice, speaker, sentences
 
     def synthesize(self, request: SynthesisRequest, cancel: CancelFlag | None = None) -> Iterator[AudioChunk]:
         voice, speaker, sentences = self._check(request)
         rng = np.random.default_rng(request.seed)
         last = len(sentences) - 1
+        sr = voice.sample_rate
         if request.model == "student":
             for i, s in enumerate(sentences):
                 if cancel is not None and cancel.is_set():
                     return
-                mel, f0, dur = voice.features_timed([s.ids], [speaker], [request.speed], [request.pitch])[0]
+                mel, f0, dur = voice.features_timed(
+                    [s.ids], [speaker], [request.speed * s.rate], [request.pitch + s.pitch]
+                )[0]
                 z = rng.standard_normal(mel.shape[1] * voice.hop, dtype=np.float32)
-                audio = voice.vocode([mel], [speaker], [z], [f0])[0]
-                words, phonemes = voice.timings(request.text, s, dur, mel) if request.timestamps else ((), ())
-                yield AudioChunk(
-                    audio, voice.sample_rate, i, i == last, s.text, s.span, tuple(words), tuple(phonemes)
-                )
+                audio = _with_pauses(voice.vocode([mel], [speaker], [z], [f0])[0], s, sr)
+                words, phonemes = voice.timings(request.text, s, dur, mel) if request.timestamps else ([], [])
+                if s.pause_before:  # the markup's silence leads the chunk
+                    words, phonemes = (
+                        timing.shift(words, s.pause_before),
+                        timing.shift(phonemes, s.pause_before),
+                    )
+                yield AudioChunk(audio, sr, i, i == last, s.text, s.span, tuple(words), tuple(phonemes))
             return
         index = 0
         for i, s in enumerate(sentences):
             if cancel is not None and cancel.is_set():
                 return
-            mel, f0, dur = voice.features_timed([s.ids], [speaker], [request.speed], [request.pitch])[0]
+            if s.pause_before:
+                yield AudioChunk(_silence(s.pause_before, sr), sr, index, False, s.text, s.span)
+                index += 1
+            mel, f0, dur = voice.features_timed(
+                [s.ids], [speaker], [request.speed * s.rate], [request.pitch + s.pitch]
+            )[0]
             words, phonemes = voice.timings(request.text, s, dur, mel) if request.timestamps else ([], [])
             done = 0.0  # seconds of this sentence already yielded
             for piece, final in voice.teacher(mel, speaker, rng, cancel, f0=f0):
-                end = done + len(piece) / voice.sample_rate
+                end = done + len(piece) / sr
                 # the words and phonemes that end in this piece (all that are left on the last one)
                 mine = [t for t in words if final or t.end <= end + 1e-9]
                 words = words[len(mine) :]
@@ -746,15 +897,18 @@ class OnnxEngine:
                 phonemes = phonemes[len(ph) :]
                 yield AudioChunk(
                     piece,
-                    voice.sample_rate,
+                    sr,
                     index,
-                    final and i == last,
+                    final and i == last and not s.pause_after,
                     s.text,
                     s.span,
                     tuple(timing.shift(mine, -done)),
                     tuple(timing.shift(ph, -done)),
                 )
+                index += 1
                 done = end
+            if s.pause_after and not (cancel is not None and cancel.is_set()):
+                yield AudioChunk(_silence(s.pause_after, sr), sr, index, i == last, s.text, s.span)
                 index += 1
 
     def synthesize_batch(
@@ -763,7 +917,7 @@ class OnnxEngine:
         cancels: Sequence[CancelFlag | None] | None = None,
     ) -> Iterator[tuple[int, AudioChunk | InputError]]:
         cancels = list(cancels) if cancels is not None else [None] * len(requests)
-        live: dict[int, tuple[Voice, int, list[Sentence], np.random.Generator]] = {}
+        live: dict[int, tuple[Voice, int | np.ndarray, list[Sentence], np.random.Generator]] = {}
         for i, r in enumerate(requests):
             try:
                 if r.model != "student":
@@ -789,8 +943,8 @@ class OnnxEngine:
                 feats = voice.features_timed(
                     [live[i][2][k].ids for i in rows],
                     [live[i][1] for i in rows],
-                    [requests[i].speed for i in rows],
-                    [requests[i].pitch for i in rows],
+                    [requests[i].speed * live[i][2][k].rate for i in rows],
+                    [requests[i].pitch + live[i][2][k].pitch for i in rows],
                 )
                 mels = [m for m, _, _ in feats]
                 for group in voice.plan_student_batches([m.shape[1] for m in mels]):
@@ -814,8 +968,12 @@ class OnnxEngine:
                         words, phonemes = (
                             voice.timings(requests[i].text, s, feats[j][2], feats[j][0])
                             if requests[i].timestamps
-                            else ((), ())
+                            else ([], [])
                         )
+                        if s.pause_before:  # the markup's silence leads the chunk
+                            words = timing.shift(words, s.pause_before)
+                            phonemes = timing.shift(phonemes, s.pause_before)
+                        a = _with_pauses(a, s, voice.sample_rate)
                         yield (
                             i,
                             AudioChunk(
@@ -939,6 +1097,8 @@ def load_engine(
     gpu_mem_limit_mb: int | None = None,
     teacher_frames_per_call: int | None = None,
     teacher_temperature: float | None = None,
+    lexicon: Path | None = None,
+    voice_lexicons: Mapping[str, Path] | None = None,
 ) -> OnnxEngine:
     """Load every bundle under ``voices_dir``; EngineLoadError (one line) when it cannot.
 
@@ -956,8 +1116,15 @@ def load_engine(
         "ort_spin": ort_spin,
         "teacher_frames_per_call": teacher_frames_per_call,
         "teacher_temperature": teacher_temperature,
+        "lexicon": lexicon,
+        "voice_lexicons": voice_lexicons,
     }
     voices = [_load_voice(d, providers, intra_op_threads, require_cuda, **knobs) for d in dirs]
+    unknown = sorted(set(voice_lexicons or {}) - {v.name for v in voices})
+    if unknown:
+        raise EngineLoadError(
+            f"voice_lexicons names {', '.join(unknown)}, not a loaded voice ({', '.join(v.name for v in voices)})"
+        )
     if _provider_name(providers[0]) == CUDA and require_cuda:
         for v in voices:
             for role in ("acoustic", "student"):

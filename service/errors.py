@@ -98,6 +98,15 @@ def _validation_error(exc: RequestValidationError) -> APIError:
     if not loc and kind in ("model_attributes_type", "dict_type", "missing"):
         return APIError(400, "The request body must be a JSON object.", code="invalid_body")
     param = ".".join(loc) or None
+    if kind == "extra_forbidden":  # OpenAI's answer to unknown fields (its wording; param: the first)
+        extra = [
+            ".".join(str(p) for p in e.get("loc", ()) if p != "body")
+            for e in errors
+            if e.get("type") == "extra_forbidden"
+        ]
+        if len(extra) > 1:
+            return APIError(400, f"Unrecognized request arguments supplied: {', '.join(extra)}", param=param)
+        return APIError(400, f"Unrecognized request argument supplied: {param}", param=param)
     message = str(first.get("msg", "Invalid request."))
     if param:
         message = f"Invalid value for '{param}': {message}"

@@ -9,16 +9,23 @@ and audio lengths), every other name is a size fixed by the model (``n_mels``, `
 
 Graphs (roles) in a voice bundle:
 
-``acoustic``      phonemes (B, L) int64 [0 = pad], lengths (B,), speaker (B,), speed (B,) float,
+Speakers (bundle format 3): every graph that conditions on the speaker takes ``speaker_weights``
+(B, S) float, a weight per speaker of the bundle for each row: one-hot for one speaker, a convex mix
+for a blend (``slt(2)+rms(1)`` -> [0, 1/3, 2/3] with speakers (awb, rms, slt)). The graphs multiply it
+into their speaker embedding tables (``weights @ table``; one-hot gives the table row exactly), so a
+blend is a weighted mean of the speakers' embeddings in every model. Format 2 bundles have
+``speaker`` (B,) int64 ids instead (:data:`LEGACY_SPECS`): they still load and speak, but cannot blend.
+
+``acoustic``      phonemes (B, L) int64 [0 = pad], lengths (B,), speaker_weights (B, S), speed (B,) float,
                   pitch (B,) float semitones (0 = the voice's own)
                   -> mel (B, n_mels, F) log-mel, silence past each row's length; durations (B, L)
                   frames per phoneme; frames (B,) valid mel frames per row; f0 (B, F) Hz per
                   frame, 0 where unvoiced (and past each row's length).
-``student``       z (B, F*hop) standard normal noise, mel (B, n_mels, F), speaker (B,),
+``student``       z (B, F*hop) standard normal noise, mel (B, n_mels, F), speaker_weights (B, S),
                   excitation (B, 3, F*hop) = ``service.excitation.excitation(f0)`` (computed once
                   per utterance by the caller, sliced like z) -> audio (B, F*hop): one parallel
                   pass of the IAF flows.
-``teacher_cond``  mel (B, n_mels, F), speaker (B,) -> cond (B, C, F): every residual layer's gate
+``teacher_cond``  mel (B, n_mels, F), speaker_weights (B, S) -> cond (B, C, F): every residual layer's gate
                   conditioning at the *frame* rate (C = layers * 2 * gate), once per utterance.
 ``teacher_step``  one sample: x_prev (B, 1), cond_t (B, C) (already upsampled), exc_t (B, 3) this
                   sample's excitation, noise (B,) and the caches state_i (B, channels_i,
@@ -112,39 +119,63 @@ def _i(name: str, *axes: str) -> TensorSpec:
     return TensorSpec(name, "int64", axes)
 
 
-ACOUSTIC = GraphSpec(
-    "acoustic",
-    inputs=(
-        _i("phonemes", "batch", "phonemes"),
-        _i("lengths", "batch"),
-        _i("speaker", "batch"),
-        _f("speed", "batch"),
-        _f("pitch", "batch"),
-    ),
-    outputs=(
-        _f("mel", "batch", "n_mels", "frames"),
-        _i("durations", "batch", "phonemes"),
-        _i("frames", "batch"),
-        _f("f0", "batch", "frames"),
-    ),
-)
+SPEAKER_WEIGHTS = "speaker_weights"  # (B, S) float: format 3
+LEGACY_SPEAKER = "speaker"  # (B,) int64 ids: format 2
 
-STUDENT = GraphSpec(
-    "student",
-    inputs=(
-        _f("z", "batch", "samples"),
-        _f("mel", "batch", "n_mels", "frames"),
-        _i("speaker", "batch"),
-        _f("excitation", "batch", "excitation", "samples"),
-    ),
-    outputs=(_f("audio", "batch", "samples"),),
-)
 
-TEACHER_COND = GraphSpec(
-    "teacher_cond",
-    inputs=(_f("mel", "batch", "n_mels", "frames"), _i("speaker", "batch")),
-    outputs=(_f("cond", "batch", "cond", "frames"),),
-)
+def _speaker(legacy: bool) -> TensorSpec:
+    return _i(LEGACY_SPEAKER, "batch") if legacy else _f(SPEAKER_WEIGHTS, "batch", "speakers")
+
+
+def _acoustic(legacy: bool = False) -> GraphSpec:
+    return GraphSpec(
+        "acoustic",
+        inputs=(
+            _i("phonemes", "batch", "phonemes"),
+            _i("lengths", "batch"),
+            _speaker(legacy),
+            _f("speed", "batch"),
+            _f("pitch", "batch"),
+        ),
+        outputs=(
+            _f("mel", "batch", "n_mels", "frames"),
+            _i("durations", "batch", "phonemes"),
+            _i("frames", "batch"),
+            _f("f0", "batch", "frames"),
+        ),
+    )
+
+
+def _student(legacy: bool = False) -> GraphSpec:
+    return GraphSpec(
+        "student",
+        inputs=(
+            _f("z", "batch", "samples"),
+            _f("mel", "batch", "n_mels", "frames"),
+            _speaker(legacy),
+            _f("excitation", "batch", "excitation", "samples"),
+        ),
+        outputs=(_f("audio", "batch", "samples"),),
+    )
+
+
+def _teacher_cond(legacy: bool = False) -> GraphSpec:
+    return GraphSpec(
+        "teacher_cond",
+        inputs=(_f("mel", "batch", "n_mels", "frames"), _speaker(legacy)),
+        outputs=(_f("cond", "batch", "cond", "frames"),),
+    )
+
+
+ACOUSTIC = _acoustic()
+STUDENT = _student()
+TEACHER_COND = _teacher_cond()
+# format 2 (speaker ids): loaded for backward compatibility, no blending
+LEGACY_SPECS: dict[str, GraphSpec] = {
+    "acoustic": _acoustic(True),
+    "student": _student(True),
+    "teacher_cond": _teacher_cond(True),
+}
 
 
 def state_names(n: int, out: bool = False) -> list[str]:
@@ -209,6 +240,8 @@ def spec_for(role: str, input_names: list[str] | None = None) -> GraphSpec:
     """The spec of ``role`` (``<role>_fp16`` too); teacher step/block need the graph's input names."""
     base = base_role(role)
     if base in FIXED_SPECS:
+        if input_names is not None and LEGACY_SPEAKER in input_names:  # a format 2 graph
+            return LEGACY_SPECS[base]
         return FIXED_SPECS[base]
     if base in ("teacher_step", "teacher_block"):
         if input_names is None:

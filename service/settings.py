@@ -90,6 +90,16 @@ class Settings(BaseSettings):
         description="Sampling temperature of the teacher (the reference endpoint). Unset: each voice's "
         "measured default (voice.json inference.teacher_temperature, 1.0 when absent).",
     )
+    lexicon: Path | None = Field(
+        None,
+        description="Pronunciation lexicon for every voice: a UTF-8 file of 'word<TAB>/IPA/' or "
+        "'word<TAB>respelling' lines (model/text/lexicon.py; checked against each voice's symbols at start).",
+    )
+    voice_lexicons: dict[str, Path] = Field(
+        default_factory=dict,
+        description='Per-voice lexicons, JSON: {"<voice bundle name>": "path"}; their entries win over '
+        "the server-wide lexicon's.",
+    )
 
     # Request limits
     max_input_chars: int = Field(4096, ge=1)
@@ -157,6 +167,8 @@ class Settings(BaseSettings):
             "gpu_mem_limit_mb": self.gpu_mem_limit_mb,
             "teacher_frames_per_call": self.teacher_frames_per_call,
             "teacher_temperature": self.teacher_temperature,
+            "lexicon": self.lexicon,
+            "voice_lexicons": dict(self.voice_lexicons),
         }
 
     @field_validator("cors_origins", mode="before")

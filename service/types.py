@@ -37,7 +37,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Literal, Protocol, runtime_checkable
+from typing import Any, Literal, Protocol, runtime_checkable
 
 import numpy as np
 
@@ -69,6 +69,7 @@ class VoiceInfo:
     # the bundle's measured choice for OpenAI's `tts-1-hd` ("the best this voice has"; voice.json
     # inference.hd_model), as written: best_model is what is served
     hd_model: ModelKind = "teacher"
+    blendable: bool = False  # its speakers can be mixed (SynthesisRequest.blend): several, bundle format 3
 
     @property
     def best_model(self) -> ModelKind:
@@ -88,6 +89,11 @@ class SynthesisRequest:
     model: ModelKind = "student"
     seed: int | None = None  # noise seed; None = nondeterministic
     pitch: float = 0.0  # semitones, MIN_PITCH..MAX_PITCH; 0 = the voice's own pitch (F0 * 2 ** (pitch / 12))
+    # model.text.normalize.NormalizationOptions (the request's normalization_options); None = all on
+    normalization: Any = None
+    # a voice blend: ((speaker, weight), ...) of ``voice``'s speakers (weights > 0, normalized by the
+    # engine); None = ``speaker`` alone
+    blend: tuple[tuple[str, float], ...] | None = None
     # word and phoneme timings on the chunks (AudioChunk.words / .phonemes); off: none computed
     timestamps: bool = False
 

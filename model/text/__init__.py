@@ -5,6 +5,10 @@ split_sentences(text)  sentences for streaming, long ones cut at pauses
 phonemize(text)        normalized English -> IPA (espeak-ng en-us, stress marks, punctuation)
 SymbolTable, default_symbols()   phoneme string <-> ids (pad 0, unk 1)
 text_to_ids(text)      normalize -> phonemize -> encode
+
+Markup (what the server speaks when the input has it): ``model.text.markup`` (inline ``[word](/IPA/)``,
+segments with rate/pitch/pauses, ``spoken()``), ``model.text.ssml`` (the SSML subset, defusedxml),
+``model.text.lexicon`` (pronunciation lexicons), ``normalize(text, NormalizationOptions(...))``.
 """
 
 from __future__ import annotations

@@ -14,6 +14,7 @@ from __future__ import annotations
 import re
 import unicodedata
 from collections.abc import Callable
+from dataclasses import dataclass
 
 from model.text import numbers as nw
 
@@ -1068,10 +1069,66 @@ _PASSES: tuple[Callable[[str], str], ...] = (
 )
 
 
-def normalize(text: str) -> str:
-    """English written form -> spoken words with pause punctuation. Never raises on odd input."""
+@dataclass(frozen=True)
+class NormalizationOptions:
+    """Which parts of :func:`normalize` run (the request's ``normalization_options``; field names as
+    Kokoro-FastAPI's, so its users' requests work here). ``normalize=False``: only the Unicode
+    clean-up and whitespace runs, and espeak-ng reads digits and symbols its own way."""
+
+    normalize: bool = True
+    unit_normalization: bool = True  # "5 km" -> "five kilometers" (off: the unit as written)
+    url_normalization: bool = True  # "example.com/a" -> "example dot com slash a"
+    email_normalization: bool = True  # "a.b@c.org" -> "a dot b at c dot org"
+    phone_normalization: bool = True  # "555-123-4567" -> digits in groups
+
+    @property
+    def is_default(self) -> bool:
+        return self == DEFAULT_NORMALIZATION
+
+
+DEFAULT_NORMALIZATION = NormalizationOptions()
+
+
+def _addresses(text: str, urls: bool, emails: bool) -> str:
+    """The URL/e-mail pass with either half switched off (an e-mail left alone is also kept away from
+    the URL pattern, which would otherwise read its domain)."""
+    if urls and emails:
+        return _urls(text)
+    if not urls and not emails:
+        return text
+    if emails:
+        return _EMAIL_RE.sub(lambda m: " " + _say_address(m.group()) + " ", text)
+    out, pos = [], 0
+    for m in _EMAIL_RE.finditer(text):  # urls only: convert what lies between the e-mail addresses
+        out.append(_urls(text[pos : m.start()]))
+        out.append(m.group())
+        pos = m.end()
+    out.append(_urls(text[pos:]))
+    return "".join(out)
+
+
+def normalize(text: str, options: NormalizationOptions | None = None) -> str:
+    """English written form -> spoken words with pause punctuation. Never raises on odd input.
+    ``options`` switches passes off (default: all on)."""
     if not isinstance(text, str):
         raise TypeError(f"normalize() expects str, got {type(text).__name__}")
+    if options is not None and not options.is_default:
+        return _normalize_with(text, options)
     for step in _PASSES:
         text = step(text)
+    return text
+
+
+def _normalize_with(text: str, options: NormalizationOptions) -> str:
+    if not options.normalize:
+        return " ".join(_unicode(text).split())
+    for step in _PASSES:
+        if step is _urls:
+            text = _addresses(text, options.url_normalization, options.email_normalization)
+        elif (step is _phones and not options.phone_normalization) or (
+            step is _units and not options.unit_normalization
+        ):
+            continue
+        else:
+            text = step(text)
     return text

@@ -7,7 +7,7 @@ from typing import Any
 from fastapi import APIRouter, Depends
 
 from service import __version__
-from service.catalog import MODEL_ALIASES, MODEL_IDS
+from service.catalog import BLEND_SYNTAX, MODEL_ALIASES, MODEL_IDS
 from service.errors import error_responses
 from service.state import ServiceState, get_state
 from service.types import MODEL_KINDS
@@ -33,10 +33,31 @@ async def voices(state: ServiceState = Depends(get_state)) -> dict[str, Any]:
                 "sample_rate": e.voice.sample_rate,
                 "models": [MODEL_IDS[m] for m in e.voice.models],
                 "hd_model": MODEL_IDS[e.voice.best_model],
+                "blendable": e.voice.blendable,
             }
             for e in state.catalog.entries
         ],
         "aliases": state.catalog.alias_table(),
+        "blending": _blending(state),
+    }
+
+
+def _blending(state: ServiceState) -> dict[str, Any]:
+    """How to mix speakers (the ``voice`` field takes a blend), and which ones can be mixed."""
+    assert state.catalog is not None
+    groups: dict[str, list[str]] = {}
+    for e in state.catalog.entries:
+        if e.voice.blendable:
+            groups.setdefault(e.voice.name, []).append(e.id)
+    example = next((f"{ids[-1]}(2)+{ids[0]}(1)" for ids in groups.values() if len(ids) > 1), None)
+    return {
+        "syntax": BLEND_SYNTAX,
+        "example": example,
+        "explanation": "A weighted mix of the speakers of one bundle: their speaker embeddings are averaged "
+        "with these weights (normalized to sum 1) in the acoustic model and the vocoders, so the blend has "
+        "its own timbre, pitch and timing. Weights are positive numbers (omitted = 1); OpenAI voice names "
+        "work as speakers; the same seed gives the same audio.",
+        "voices": groups,
     }
 
 

@@ -17,8 +17,11 @@ from fastapi import APIRouter, Depends, Request
 from fastapi.responses import Response, StreamingResponse
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
+from model.text.markup import MarkupError, has_markup, plan
+from model.text.normalize import NormalizationOptions
+from model.text.ssml import is_ssml
 from service.audio import CONTENT_TYPES, FORMATS, StreamEncoder, available_formats, encode, output_rate
-from service.catalog import MODEL_ALIASES, is_hd_alias, resolve_model
+from service.catalog import MODEL_ALIASES, BlendError, is_hd_alias, resolve_model
 from service.errors import RATE_LIMIT, SERVER_ERROR, APIError, error_responses
 from service.scheduler import GenerationTimeout, Job, QueueFull
 from service.state import ServiceState, require_ready
@@ -48,15 +51,32 @@ class VoiceRef(BaseModel):
     id: str = Field(..., max_length=200)
 
 
+class NormalizationBody(BaseModel):
+    """Which text normalization runs (a parawave extension; field names as Kokoro-FastAPI's)."""
+
+    model_config = ConfigDict(extra="forbid", strict=True)
+
+    normalize: bool = Field(
+        True, description="False: no normalization at all (espeak-ng reads numbers and symbols its own way)."
+    )
+    unit_normalization: bool = Field(True, description="'5 km' -> 'five kilometers'.")
+    url_normalization: bool = Field(True, description="'example.com/docs' -> 'example dot com slash docs'.")
+    email_normalization: bool = Field(True, description="'a@b.org' -> 'a at b dot org'.")
+    phone_normalization: bool = Field(True, description="'555-123-4567' -> its digits in groups.")
+
+
 class SpeechBody(BaseModel):
-    """OpenAI's ``/v1/audio/speech`` body (unknown extra fields are ignored).
+    """OpenAI's ``/v1/audio/speech`` body. An unknown field is a 400, as with OpenAI ("Unrecognized
+    request argument supplied: X"); parawave's own fields (``seed``, ``pitch``,
+    ``normalization_options``, ``stream``) are listed here and in the README.
 
     The schema lists the values this server takes (``enum``s, ``minLength``; the app adds the loaded
     voice names and the input limit), so clients and schema-driven tools see what will be accepted.
     Validation stays a little wider where OpenAI clients expect it (case-insensitive model names,
     ``aac``/``sse`` answered with a specific message)."""
 
-    model_config = ConfigDict(extra="ignore", strict=True)  # no coercion: false is not a seed, "1" no speed
+    # no coercion (false is not a seed, "1" no speed); unknown fields: OpenAI's 400 (service.errors)
+    model_config = ConfigDict(extra="forbid", strict=True)
 
     model: str = Field(
         "tts-1",
@@ -73,7 +93,9 @@ class SpeechBody(BaseModel):
         json_schema_extra={"minLength": 1},
     )
     voice: str | VoiceRef | None = Field(
-        None, description="Voice id or OpenAI voice name (GET /v1/audio/voices); omitted = default."
+        None,
+        description="Voice id or OpenAI voice name (GET /v1/audio/voices); omitted = default. A parawave "
+        "extension: a blend of one bundle's speakers, 'slt(2)+rms(1)' (weights > 0, omitted = 1).",
     )
     response_format: Literal[FORMATS] = Field(  # type: ignore[valid-type]
         "mp3", json_schema_extra={"enum": list(available_formats())}
@@ -106,6 +128,11 @@ class SpeechBody(BaseModel):
         "audio of each sentence, with its words' times in seconds of the returned audio "
         "(see POST /v1/audio/speech/captioned for the word objects). OpenAI clients that switch on the "
         "event type skip it.",
+    )
+    normalization_options: NormalizationBody | None = Field(
+        None,
+        description="Text normalization switches (a parawave extension; the OpenAI client sends it in "
+        'extra_body={"normalization_options": {"normalize": false}}). Omitted: everything on.',
     )
 
     @field_validator("input")
@@ -188,7 +215,12 @@ async def start(
         raise APIError(400, "'input' is empty: give some text to speak.", param="input", code="empty_input")
     assert state.catalog is not None
     voice_name = body.voice.id if isinstance(body.voice, VoiceRef) else body.voice
-    entry = state.catalog.resolve(voice_name)
+    try:
+        entry = state.catalog.resolve(voice_name) or (
+            state.catalog.resolve_blend(voice_name) if voice_name is not None else None
+        )
+    except BlendError as exc:
+        raise APIError(400, f"Bad voice blend: {exc}.", param="voice", code="invalid_voice_blend") from None
     if entry is None:
         raise APIError(
             400,
@@ -212,6 +244,7 @@ async def start(
             code="string_above_max_length",
         )
 
+    _check_markup(text)
     synthesis = SynthesisRequest(
         text=text,
         voice=entry.voice.name,
@@ -221,6 +254,8 @@ async def start(
         seed=body.seed,
         pitch=body.pitch,
         timestamps=timestamps,
+        normalization=_normalization(body.normalization_options),
+        blend=entry.blend,
     )
     try:
         job = state.pools[model].submit(synthesis)
@@ -300,6 +335,22 @@ async def collect(started: Started) -> list[AudioChunk] | None:
         started.watcher.cancel()
         job.stop("error")  # no-op when complete
     return None if job.cancel_reason == "client_gone" else chunks
+
+
+def _normalization(options: NormalizationBody | None) -> NormalizationOptions | None:
+    return None if options is None else NormalizationOptions(**options.model_dump())
+
+
+def _check_markup(text: str) -> None:
+    """SSML and inline phoneme markup are parsed here first, so that a mistake is a 400 that says where
+    before any work is queued (the phonemes' symbols are checked by the engine, against the voice's)."""
+    if not has_markup(text):
+        return
+    try:
+        plan(text)
+    except MarkupError as exc:
+        code = "invalid_ssml" if is_ssml(text) else "invalid_markup"
+        raise APIError(400, f"'input': {exc}", param="input", code=code) from None
 
 
 async def _next(job: Job) -> AudioChunk | None:

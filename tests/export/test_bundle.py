@@ -343,17 +343,23 @@ def test_student_pieces_equal_one_whole_run(wide_voice, monkeypatch):
     z = rng.standard_normal(23 * 200).astype(np.float32)
     f0 = np.where(np.arange(23) % 9 < 6, np.linspace(90.0, 180.0, 23), 0.0)  # voiced runs, a glide
     exc = excitation(f0, 200, 16000)  # (3, T): the phase of the whole utterance
-    whole = wide_voice.student.run(z[None], mel[None], np.array([0]), exc[None])[0][0]
+    whole = wide_voice.student.run(
+        z[None], mel[None], wide_voice.speaker_feed(wide_voice.student, [0]), exc[None]
+    )[0][0]
     pieces = wide_voice.vocode_pieces(mel, 0, z, frames=4, excitation=exc)
     np.testing.assert_allclose(pieces, whole, atol=1e-5)
     assert np.array_equal(wide_voice.vocode([mel], [0], [z], [f0])[0], pieces)  # vocode: the same path
-    silent = wide_voice.student.run(z[None], mel[None], np.array([0]), np.zeros_like(exc)[None])[0][0]
+    silent = wide_voice.student.run(
+        z[None], mel[None], wide_voice.speaker_feed(wide_voice.student, [0]), np.zeros_like(exc)[None]
+    )[0][0]
     assert np.abs(silent - whole).max() > 1e-3  # the excitation matters to this student
     # the excitation's phase restarted in every piece (computed per piece) shows at the seams
     restarted = np.concatenate([excitation(f0[a : a + 4], 200, 16000) for a in range(0, 23, 4)], axis=1)
     assert np.abs(wide_voice.vocode_pieces(mel, 0, z, frames=4, excitation=restarted) - whole).max() > 1e-3
     z, exc = z, np.zeros_like(exc)  # the context checks below: unvoiced
-    whole = wide_voice.student.run(z[None], mel[None], np.array([0]), exc[None])[0][0]
+    whole = wide_voice.student.run(
+        z[None], mel[None], wide_voice.speaker_feed(wide_voice.student, [0]), exc[None]
+    )[0][0]
     np.testing.assert_allclose(wide_voice.vocode_pieces(mel, 0, z, frames=4), whole, atol=1e-5)
     monkeypatch.setattr(wide_voice, "_context", (0, 0))  # without the context the seams show
     assert np.abs(wide_voice.vocode_pieces(mel, 0, z, frames=4) - whole).max() > 1e-3

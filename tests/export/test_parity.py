@@ -69,7 +69,7 @@ def test_acoustic_pitch_input_shifts_f0(acoustic):
     feeds = {
         "phonemes": phonemes,
         "lengths": np.array([12]),
-        "speaker": np.array([0]),
+        graphs.SPEAKER_WEIGHTS: np.eye(acoustic.cfg.n_speakers, dtype=np.float32)[:1],  # (1, S) one-hot
         "speed": np.ones(1, np.float32),
     }
     mel0, _, _, f0 = sess.run(None, {**feeds, "pitch": np.zeros(1, np.float32)})
@@ -226,6 +226,7 @@ def test_single_speaker_graph_keeps_the_speaker_input():
     z = np.zeros((1, 400), np.float32)
     mel = np.full((1, N_MELS, 2), -5.0, np.float32)
     e = np.zeros((1, 3, 400), np.float32)
-    a = sess.run(None, {"z": z, "mel": mel, "speaker": np.array([0]), "excitation": e})[0]
-    b = sess.run(None, {"z": z, "mel": mel, "speaker": np.array([5]), "excitation": e})[0]
+    w = graphs.SPEAKER_WEIGHTS
+    a = sess.run(None, {"z": z, "mel": mel, w: np.ones((1, 1), np.float32), "excitation": e})[0]
+    b = sess.run(None, {"z": z, "mel": mel, w: np.full((1, 3), 0.5, np.float32), "excitation": e})[0]
     np.testing.assert_array_equal(a, b)

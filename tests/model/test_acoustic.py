@@ -211,7 +211,7 @@ def test_generate_exports_to_onnx_with_dynamic_length_and_speed(tmp_path):
         values = (
             ids[:n].numpy(),
             lengths[:n].numpy(),
-            speaker[:n].numpy(),
+            np.eye(model.cfg.n_speakers, dtype=np.float32)[speaker[:n].numpy()],  # (B, S) one-hot weights
             np.full(n, speed, np.float32),
             pitch,
         )

@@ -25,7 +25,7 @@ def test_onnx_export_runs_at_any_length_and_matches_torch(tmp_path, n_speakers):
     ).eval()
     path = tmp_path / "student.onnx"
     names = export_onnx(model, path)
-    assert names == graphs.STUDENT.input_names == ["z", "mel", "speaker", "excitation"]
+    assert names == graphs.STUDENT.input_names == ["z", "mel", "speaker_weights", "excitation"]
     session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
     for batch, frames in ((1, 3), (2, 11)):  # the traced length and another one
         g = torch.Generator().manual_seed(frames)
@@ -33,7 +33,8 @@ def test_onnx_export_runs_at_any_length_and_matches_torch(tmp_path, n_speakers):
         mel = torch.randn(batch, 80, frames, generator=g) * 2.0 - 5.0
         speaker = torch.arange(batch) % n_speakers
         exc = example_excitation(batch, frames, HOP, 16000, seed=frames)  # (B, 3, T)
-        feeds = dict(zip(names, (z.numpy(), mel.numpy(), speaker.numpy(), exc.numpy()), strict=True))
+        weights = np.eye(n_speakers, dtype=np.float32)[speaker.numpy()]  # (B, S) one-hot
+        feeds = dict(zip(names, (z.numpy(), mel.numpy(), weights, exc.numpy()), strict=True))
         (audio,) = session.run(graphs.STUDENT.output_names, feeds)
         with torch.no_grad():
             expected = model(z, mel, speaker if n_speakers > 1 else None, excitation=exc)

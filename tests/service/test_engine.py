@@ -37,7 +37,9 @@ def req(text=TEXT, speaker="alpha", **kw) -> SynthesisRequest:
 
 def test_engine_satisfies_the_protocol(engine):
     assert isinstance(engine, SpeechEngine)
-    assert list(engine.voices) == [VoiceInfo("tiny", 16000, ("alpha", "beta"), ("student", "teacher"))]
+    assert list(engine.voices) == [
+        VoiceInfo("tiny", 16000, ("alpha", "beta"), ("student", "teacher"), blendable=True)
+    ]
     assert dict(engine.providers) == {"student": CPU, "teacher": CPU}
 
 
@@ -158,7 +160,7 @@ def test_teacher_pieces_of_varying_size_match_one_call_with_the_excitation(engin
     monkeypatch.setattr(voice, "_frames_per_call", lambda: next(sizes))
     pieces = [p for p, _ in voice.teacher(mel, 1, np.random.default_rng(5), f0=f0)]
     assert {len(p) for p in pieces[:-1]} == {HOP, 2 * HOP, 3 * HOP}
-    cond = voice.teacher_cond.run(mel[None], np.array([1]))[0]
+    cond = voice.teacher_cond.run(mel[None], voice.speaker_feed(voice.teacher_cond, [1]))[0]
     padded = np.concatenate([cond[:, :, :1], cond, cond[:, :, -1:]], axis=2)
     exc = excitation(f0, HOP, voice.sample_rate)[None]  # (1, 3, F*hop): the function training uses
     noise = np.random.default_rng(5).standard_normal((1, mel.shape[1] * HOP), dtype=np.float32)
@@ -473,6 +475,8 @@ def test_engine_knobs_from_a_dotenv_file(tmp_path, monkeypatch):
         "gpu_mem_limit_mb": 512,
         "teacher_frames_per_call": 6,
         "teacher_temperature": 0.5,
+        "lexicon": None,
+        "voice_lexicons": {},
     }
     voice = default_engine_loader(settings).voice("tiny")
     assert voice.piece_threads == 3 and voice._frames_per_call() == 6 and voice.teacher_temperature == 0.5
@@ -528,7 +532,9 @@ def test_long_utterances_are_vocoded_in_exact_pieces_on_cpu(engine, monkeypatch)
     monkeypatch.setattr(voice, "piece_threads", 1)
     pieces = voice.vocode([mel], [0], [z])[0]
     assert len(calls) == 3
-    whole = run(z[None], mel[None], np.array([0]), np.zeros((1, 3, n * HOP), np.float32))[0][0]
+    whole = run(
+        z[None], mel[None], voice.speaker_feed(voice.student, [0]), np.zeros((1, 3, n * HOP), np.float32)
+    )[0][0]
     np.testing.assert_allclose(pieces, whole, atol=1e-5)
 
 
@@ -548,7 +554,9 @@ def test_pieces_of_one_utterance_run_in_parallel_and_equal_one_run(engine, monke
     )
     audio = voice.vocode([mel], [0], [z])[0]
     assert len(threads) == 2 and all(t.startswith("parawave-piece") for t in threads), threads
-    whole = run(z[None], mel[None], np.array([0]), np.zeros((1, 3, n * HOP), np.float32))[0][0]
+    whole = run(
+        z[None], mel[None], voice.speaker_feed(voice.student, [0]), np.zeros((1, 3, n * HOP), np.float32)
+    )[0][0]
     np.testing.assert_allclose(audio, whole, atol=1e-5)
 
 

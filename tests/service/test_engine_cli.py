@@ -111,3 +111,24 @@ def test_bench_runs_without_torch_or_the_text_front_end(python_without):
     assert "text front end unavailable" in out.stdout
     assert "ids->audio RTF (acoustic+student)" in out.stdout
     assert "student (batch 1) / teacher speed" in out.stdout
+
+
+def test_say_speaks_a_blend(tmp_path):
+    """--speaker takes a blend of the bundle's speakers; the file is the engine's blend for that seed."""
+    import numpy as np
+
+    from service.engine import load_engine
+    from service.types import SynthesisRequest
+
+    out = tmp_path / "b.wav"
+    args = ["say", "Hello there.", "-o", str(out), "--voices-dir", VOICES, "--seed", "3"]
+    result = runner.invoke(app, [*args, "--speaker", "alpha(1)+beta(3)"])
+    assert result.exit_code == 0, result.output
+    assert "voice tiny/alpha(1)+beta(3)" in result.output
+    engine = load_engine(Path(VOICES), device="cpu")
+    request = SynthesisRequest("Hello there.", "tiny", "alpha", seed=3, blend=(("alpha", 1.0), ("beta", 3.0)))
+    want = np.concatenate([c.audio for c in engine.synthesize(request)])
+    got, _ = sf.read(str(out), dtype="float32")
+    np.testing.assert_allclose(got, want, atol=1 / 32767 + 1e-6)  # 16-bit wav
+    bad = runner.invoke(app, [*args, "--speaker", "alpha+nobody"])
+    assert bad.exit_code == 2 and "unknown voice 'nobody' in the blend" in bad.output

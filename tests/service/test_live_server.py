@@ -198,6 +198,22 @@ def test_openai_client(live_server):
     with pytest.raises(openai.BadRequestError) as bad:
         client.audio.speech.create(model="tts-1", voice="nobody", input="Hello")
     assert "Unknown voice" in str(bad.value)
+
+    # our other extras through extra_body; an unknown field is OpenAI's 400, naming it
+    client.audio.speech.create(
+        model="tts-1",
+        voice="alloy",
+        input="Hello",
+        response_format="wav",
+        extra_body={"seed": 4, "normalization_options": {"normalize": False}},
+    )
+    assert engine.calls[-1].seed == 4 and engine.calls[-1].normalization.normalize is False
+    with pytest.raises(openai.BadRequestError) as bad:
+        client.audio.speech.create(
+            model="tts-1", voice="alloy", input="Hello", extra_body={"temperature": 0.7}
+        )
+    assert bad.value.param == "temperature"
+    assert bad.value.body["message"] == "Unrecognized request argument supplied: temperature"
     wrong = openai.OpenAI(base_url=f"{server.url}/v1", api_key="sk-wrong", max_retries=0)
     with pytest.raises(openai.AuthenticationError):
         wrong.audio.speech.create(model="tts-1", voice="alloy", input="Hello")

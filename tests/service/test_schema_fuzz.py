@@ -49,7 +49,9 @@ SPEECH_PATHS = ("/v1/audio/speech", "/v1/audio/speech/reference", "/v1/audio/spe
 FAKE_SETTINGS: dict = {}
 # small input limits keep each real generation (the teacher runs sample by sample) short
 ONNX_SETTINGS = {"voices_dir": VOICES, "device": "cpu", "max_input_chars": 200, "reference_max_chars": 24}
-TINY_VOICES = [VoiceInfo("tiny", 16000, ("alpha", "beta"))]  # what tests/fixtures/voices holds
+TINY_VOICES = [
+    VoiceInfo("tiny", 16000, ("alpha", "beta"), blendable=True)
+]  # what tests/fixtures/voices holds
 
 
 def _published(settings: dict, voices: list[VoiceInfo] | None = None) -> dict:

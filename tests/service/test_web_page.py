@@ -17,6 +17,7 @@ import soundfile as sf
 from fake_engine import RATE, FakeEngine, LiveServer, expected_audio, expected_words, make_settings
 
 from service.app import create_app
+from service.types import VoiceInfo
 
 CHROMIUM = os.environ.get("PARAWAVE_CHROMIUM") or shutil.which("chromium") or shutil.which("chromium-browser")
 if CHROMIUM is None:
@@ -243,5 +244,37 @@ def test_page_highlights_the_word_being_spoken(open_page, model):
         assert seek(page, (want[2].end + want[3].start) / 2) == "-1"
         assert page.locator("#caption .w.now").count() == 0
         assert (page.errors, page.foreign) == ([], [])
+    finally:
+        server.stop()
+
+
+def test_page_speaks_a_voice_blend(open_page):
+    """The blend box takes a mix of the bundle's speakers; the server's example is its placeholder; the
+    request carries the blend; a bad mix shows the server's 400. A voice that cannot blend disables it."""
+    engine = FakeEngine([VoiceInfo("fake", RATE, ("alpha", "beta"), blendable=True)])
+    server = LiveServer(create_app(make_settings(), engine=engine)).start()
+    try:
+        page = open_page(server)
+        page.wait_for_function("document.querySelectorAll('#voice option').length > 0")
+        assert page.get_attribute("#blend", "placeholder") == "beta(2)+alpha(1)"
+        assert not page.is_disabled("#blend")
+        page.fill("#blend", "alpha(1)+beta(3)")
+        speak(page, "Hello there.", voice="alpha", speed=1.0, model="student")
+        assert engine.calls[-1].blend == (("alpha", 1.0), ("beta", 3.0))
+        page.fill("#blend", "")
+        speak(page, "Hello there.", voice="beta", speed=1.0, model="student")
+        assert engine.calls[-1].blend is None and engine.calls[-1].speaker == "beta"
+        assert (page.errors, page.foreign) == ([], [])
+        page.fill("#blend", "alpha(1)+nobody(1)")
+        page.click("#speak")
+        page.wait_for_function("['done', 'error'].includes(document.body.dataset.state)")
+        assert "unknown voice 'nobody' in the blend" in page.inner_text("#error")
+    finally:
+        server.stop()
+    server = LiveServer(create_app(make_settings(), engine=FakeEngine())).start()  # not blendable
+    try:
+        page = open_page(server)
+        page.wait_for_function("document.querySelectorAll('#voice option').length > 0")
+        assert page.is_disabled("#blend")
     finally:
         server.stop()
