@@ -179,7 +179,13 @@ def prepare_markup(
         ids = [i for i in table.encode(s.phonemes) if i != table.pad_id]
         out.append(
             Sentence(
-                s.text, s.span, np.asarray(ids, np.int64), s.rate, s.pitch, s.pause_before, s.pause_after
+                s.text,
+                s.span,
+                np.asarray(ids, np.int64),
+                rate=s.rate,
+                pitch=s.pitch,
+                pause_before=s.pause_before,
+                pause_after=s.pause_after,
             )
         )
     if not out:

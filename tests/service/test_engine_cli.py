@@ -128,7 +128,7 @@ def test_say_speaks_a_blend(tmp_path):
     engine = load_engine(Path(VOICES), device="cpu")
     request = SynthesisRequest("Hello there.", "tiny", "alpha", seed=3, blend=(("alpha", 1.0), ("beta", 3.0)))
     want = np.concatenate([c.audio for c in engine.synthesize(request)])
-    got, _ = sf.read(str(out), dtype="float32")
-    np.testing.assert_allclose(got, want, atol=1 / 32767 + 1e-6)  # 16-bit wav
+    got, _ = sf.read(str(out), dtype="int16")  # 16-bit wav, written as round(x * 32767) (service.audio)
+    np.testing.assert_allclose(got, np.round(np.clip(want, -1, 1) * 32767), atol=1)
     bad = runner.invoke(app, [*args, "--speaker", "alpha+nobody"])
     assert bad.exit_code == 2 and "unknown voice 'nobody' in the blend" in bad.output
