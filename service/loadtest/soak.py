@@ -219,28 +219,45 @@ class MemorySource:
         return None
 
     def cgroup_mb(self) -> float | None:
+        """The cgroup's memory use less its inactive page cache, as ``docker stats`` counts it."""
         if self.cgroup is None:
             return None
-        for name in ("memory.current", "memory.usage_in_bytes"):
+        for name, inactive in (
+            ("memory.current", "inactive_file"),
+            ("memory.usage_in_bytes", "total_inactive_file"),
+        ):
             try:
-                return int((self.cgroup / name).read_text().strip()) / (1 << 20)
+                used = int((self.cgroup / name).read_text().strip())
             except (OSError, ValueError):
                 continue
+            try:
+                stat = dict(line.split() for line in (self.cgroup / "memory.stat").read_text().splitlines())
+                used -= int(stat.get(inactive, 0))
+            except (OSError, ValueError):
+                pass
+            return used / (1 << 20)
         return None
 
 
 def _cgroup_of(pid: int) -> Path | None:
+    """The memory cgroup folder of ``pid``: v1's memory controller when mounted, else v2's."""
     try:
         lines = Path(f"/proc/{pid}/cgroup").read_text().splitlines()
     except OSError:
         return None
+    found = []
     for line in lines:
         hier, controllers, path = line.split(":", 2)
-        if hier == "0" and controllers == "":  # cgroup v2
-            return Path("/sys/fs/cgroup") / path.lstrip("/")
-        if "memory" in controllers.split(","):
-            return Path("/sys/fs/cgroup/memory") / path.lstrip("/")
-    return None
+        if "memory" in controllers.split(","):  # v1 (or hybrid)
+            found.insert(0, Path("/sys/fs/cgroup/memory") / path.lstrip("/"))
+        elif hier == "0" and controllers == "":  # v2 (unified, or hybrid's unified mount)
+            found += [
+                Path("/sys/fs/cgroup") / path.lstrip("/"),
+                Path("/sys/fs/cgroup/unified") / path.lstrip("/"),
+            ]
+    return next(
+        (p for p in found if (p / "memory.current").exists() or (p / "memory.usage_in_bytes").exists()), None
+    )
 
 
 # ------------------------------------------------------------------------------------ the soak
