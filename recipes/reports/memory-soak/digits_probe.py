@@ -1,9 +1,14 @@
+"""One 298-character sentence of 12-digit numbers (normalized to ~3,000 phonemes), four times, against a
+`parawave serve` of its own: the server's RSS and C heap after each (issue 40, ONNX Runtime's arena).
+
+    python recipes/reports/memory-soak/digits_probe.py [PARAWAVE_REQUEST_TIMEOUT_S=900 ...]   # from the repo root
+"""
+
 import sys
 import time
 
 import httpx
 
-sys.path.insert(0, "/work/wt/40")
 from service.loadtest.soak import MemorySource, ServedProcess, parse_heap
 
 env = dict(a.split("=", 1) for a in sys.argv[1:])

@@ -1,6 +1,6 @@
 """The per-factor table of recipes/reports/memory-soak/README.md from the runs' soak.json + malloc.tsv.
 
-    python recipes/reports/memory-soak/factors/table.py recipes/reports/memory-soak/factors mixed complete ...
+python recipes/reports/memory-soak/factors/table.py recipes/reports/memory-soak/factors mixed complete ...
 """
 
 from __future__ import annotations
