@@ -23,6 +23,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from service import __version__
+from service.allocator import limit_arenas
 from service.catalog import BLEND_PATTERN, VoiceCatalog
 from service.errors import APIError, CatchAllMiddleware, error_response, install_error_handlers
 from service.metrics import RequestMetricsMiddleware
@@ -64,6 +65,7 @@ def create_app(
 ) -> FastAPI:
     """The app. ``engine`` (already loaded) wins over ``engine_loader`` (called at startup)."""
     settings = settings or get_settings()
+    limit_arenas(settings.malloc_arena_max)  # before the serving threads exist (a worker process: here)
     app = FastAPI(
         title="parawave",
         version=__version__,

@@ -25,6 +25,7 @@ LAZY_COMMANDS: dict[str, tuple[str, str]] = {
     "bench": ("service.commands:bench", "Benchmark a voice bundle with ONNX Runtime."),
     "serve": ("service.commands:serve", "Start the HTTP service (uvicorn)."),
     "loadtest": ("service.loadtest.sweep:app", "Sweep concurrency levels against a running server; report."),
+    "soak": ("service.loadtest.soak:app", "Chaos soak (aborts, mixed formats, bad input): memory per wave."),
 }
 
 

@@ -73,6 +73,10 @@ def serve(
 
     import uvicorn
 
+    from service.allocator import limit_arenas
+
+    limit_arenas(settings.malloc_arena_max)  # before any thread allocates (service/allocator.py)
+
     from service import state
     from service.types import EngineLoadError
 

@@ -95,6 +95,13 @@ STUDENT_PAD_WASTE = {CPU: 0.15, CUDA: 1.0}  # padding allowed in a batched stude
 STUDENT_CHUNK_FRAMES = 128
 MAX_PIECE_THREADS = 8
 WARMUP_PHONEMES = (8, 32, 128)  # acoustic length buckets
+# ONNX Runtime's CPU arena keeps the peak of the largest input a session has seen, for good. Sentences
+# are cut at 300 characters (model.text.split_sentences), but normalization can expand them many
+# times (a 298-character sentence of 12-digit numbers: ~3000 phonemes), and one such request held
+# ~0.7 GB more RSS after every repeat (recipes/reports/memory-soak). Runs above these lengths give the
+# arena back what they took (ORT's arena shrinkage), so what the arena keeps is bounded by them.
+ARENA_MAX_PHONEMES = 512  # acoustic model: phonemes per sentence
+ARENA_MAX_FRAMES = 1024  # whole-utterance student runs and the teacher's conditioning: mel frames
 WARMUP_FRAMES_CUDA = (64, 256, 1024)  # student length buckets on CUDA (0.8 s, 3.2 s, 12.8 s)
 WARMUP_BATCHES_CUDA = (1, 4, 8)
 
@@ -283,9 +290,18 @@ class Graph:
         self.provider = self.session.get_providers()[0]
         self.inputs = {i.name: i for i in inputs}
         self._output_names = self.spec.output_names
+        self._shrink: Any = None  # run options that give the CPU arena back after the run
+        if self.provider == CPU:
+            self._shrink = ort.RunOptions()
+            self._shrink.add_run_config_entry("memory.enable_memory_arena_shrinkage", "cpu:0")
 
-    def run(self, *feeds: np.ndarray) -> list[np.ndarray]:
-        return self.session.run(self._output_names, dict(zip(self.spec.input_names, feeds, strict=True)))
+    def run(self, *feeds: np.ndarray, shrink_arena: bool = False) -> list[np.ndarray]:
+        """The session on ``feeds`` (in the spec's input order); ``shrink_arena``: the CPU arena
+        returns the memory this run took beyond what it held before (for outsized inputs)."""
+        options = self._shrink if shrink_arena else None
+        return self.session.run(
+            self._output_names, dict(zip(self.spec.input_names, feeds, strict=True)), options
+        )
 
     def run_bound(self, *feeds: np.ndarray) -> list[np.ndarray]:
         """Same as :meth:`run` through I/O binding (CUDA: inputs copied once, outputs to the host)."""
@@ -539,14 +555,18 @@ class Voice:
             phonemes[b, : len(x)] = x
         lengths = np.array([len(x) for x in ids], np.int64)
         pitch = np.zeros(B, np.float32) if pitches is None else np.asarray(pitches, np.float32)
-        run = self.acoustic.run_bound if self.acoustic.provider == CUDA else self.acoustic.run
-        mel, durations, frames, f0 = run(
+        feeds = (
             phonemes,
             lengths,
             self.speaker_feed(self.acoustic, speakers),
             np.asarray(speeds, np.float32),
             pitch,
-        )  # (B, n_mels, F), (B, L), (B,), (B, F)
+        )
+        if self.acoustic.provider == CUDA:
+            outputs = self.acoustic.run_bound(*feeds)
+        else:
+            outputs = self.acoustic.run(*feeds, shrink_arena=B * L > ARENA_MAX_PHONEMES)
+        mel, durations, frames, f0 = outputs  # (B, n_mels, F), (B, L), (B,), (B, F)
         return [
             (mel[b, :, : int(frames[b])], f0[b, : int(frames[b])], durations[b, : len(ids[b])])
             for b in range(B)
@@ -618,8 +638,11 @@ class Voice:
             mel[b, :, n:] = m[:, -1:]
             z[b, : n * self.hop] = noise[b]
             exc[b, :, : n * self.hop] = excs[b]
-        run = self.student.run_bound if self.student.provider == CUDA else self.student.run
-        audio = run(z, mel, self.speaker_feed(self.student, speakers), exc)[0]  # (B, F*hop)
+        feeds = (z, mel, self.speaker_feed(self.student, speakers), exc)
+        if self.student.provider == CUDA:
+            audio = self.student.run_bound(*feeds)[0]  # (B, F*hop)
+        else:
+            audio = self.student.run(*feeds, shrink_arena=B * F > ARENA_MAX_FRAMES)[0]
         return [audio[b, : m.shape[1] * self.hop] for b, m in enumerate(mels)]
 
     def vocode_pieces(
@@ -724,7 +747,9 @@ class Voice:
         if temperature is None:
             temperature = self.teacher_temperature
         cond = self.teacher_cond.run(
-            mel[None].astype(np.float32), self.speaker_feed(self.teacher_cond, [speaker])
+            mel[None].astype(np.float32),
+            self.speaker_feed(self.teacher_cond, [speaker]),
+            shrink_arena=mel.shape[1] > ARENA_MAX_FRAMES,
         )[0]  # (1, C, F)
         padded = np.concatenate([cond[:, :, :1], cond, cond[:, :, -1:]], axis=2)  # (1, C, F + 2)
         n_frames = cond.shape[2]

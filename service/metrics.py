@@ -8,6 +8,8 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 from starlette.routing import BaseRoute, Match
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from service.allocator import heap_stats
+
 _LATENCY = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0)
 _RTF = (0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1.0, 2.0, 5.0, 10.0, 50.0, 100.0)
 
@@ -93,6 +95,20 @@ class Metrics:
             buckets=_LATENCY,
             registry=r,
         )
+        self.malloc_bytes = Gauge(
+            "parawave_malloc_bytes",
+            "The process's C heap as glibc sees it (mallinfo2; absent elsewhere): in_use, free (kept in "
+            "the arenas: fragmentation), mmapped (large blocks).",
+            ["kind"],
+            registry=r,
+        )
+
+    def update_heap(self) -> None:
+        """Read the C heap's statistics into ``parawave_malloc_bytes`` (at scrape time)."""
+        stats = heap_stats()
+        if stats is not None:
+            for kind in ("in_use", "free", "mmapped"):
+                self.malloc_bytes.labels(kind).set(getattr(stats, kind))
 
 
 class RequestMetricsMiddleware:

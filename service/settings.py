@@ -83,6 +83,14 @@ class Settings(BaseSettings):
         "cancel flag). Unset: calibrated from the measured speed, ~0.1 s of work per call.",
     )
 
+    malloc_arena_max: int | None = Field(
+        2,
+        ge=0,
+        description="glibc malloc arenas at most (service.allocator): few arenas share their freed memory, "
+        "where glibc's default (8 per core) let RSS climb under mixed load with the memory in use flat "
+        "(recipes/reports/memory-soak). 0: glibc's default.",
+    )
+
     teacher_temperature: float | None = Field(
         None,
         gt=0,

@@ -43,4 +43,5 @@ async def ready(state: ServiceState = Depends(get_state)) -> dict[str, Any]:
 @router.get("/metrics", response_class=Response)
 async def metrics(state: ServiceState = Depends(get_state)) -> Response:
     """Prometheus text format."""
+    state.metrics.update_heap()
     return Response(generate_latest(state.metrics.registry), media_type=CONTENT_TYPE_LATEST)
