@@ -18,12 +18,11 @@ import time
 import torch
 
 
-def _step_fn(student, disc, stft, precision: str, compile_: bool):
+def _step_fn(g, student, disc, stft, precision: str, compile_: bool):
     from model.losses import feature_matching_loss, lsgan_discriminator_loss, lsgan_generator_loss
     from model.train.precision import autocast_context, compile_module
 
     device = torch.device("cpu")
-    g = compile_module(student, device, compile_)
     d = compile_module(disc, device, compile_, dynamic=False) if disc is not None else None
     g_opt = torch.optim.Adam(student.parameters(), lr=1e-4)
     d_opt = torch.optim.Adam(disc.parameters(), lr=2e-4, betas=(0.8, 0.99)) if disc is not None else None
@@ -67,7 +66,8 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument(
         "--configs",
         default="none,16,8,32",
-        help="comma list: none | W (mpd+mrd at width W) | mpdW | mrdW, each optionally +eager / +fp32",
+        help="comma list: none | W (mpd+mrd at width W) | mpdW | mrdW, each optionally +eager (the "
+        "discriminators uncompiled; the student is always compiled) / +fp32",
     )
     args = p.parse_args(argv)
     torch.set_num_threads(args.threads)
@@ -84,12 +84,15 @@ def main(argv: list[str] | None = None) -> None:
     print(
         f"threads={args.threads} batch={b}x{t} student={sum(p.numel() for p in StudentIAF(cfg).parameters())} params"
     )
+    from model.train.precision import compile_module
+
+    student = StudentIAF(cfg)
+    student.load_state_dict(ckpt["ema"])
+    g = compile_module(student, torch.device("cpu"))  # one compiled student for every row
     for spec in args.configs.split(","):
         name, *flags = spec.split("+")
         precision = "fp32" if "fp32" in flags else "bf16"
         compile_ = "eager" not in flags
-        student = StudentIAF(cfg)
-        student.load_state_dict(ckpt["ema"])
         disc = None
         if name != "none":
             kinds = (
@@ -98,7 +101,7 @@ def main(argv: list[str] | None = None) -> None:
             width = int(name.removeprefix("mpd").removeprefix("mrd"))
             disc = MultiDiscriminator(DiscConfig(kinds=kinds, mpd_channels=width, mrd_channels=width))
         stft = MultiResolutionSTFTLoss((1024, 512, 256))
-        step = _step_fn(student, disc, stft, precision, compile_)
+        step = _step_fn(g, student, disc, stft, precision, compile_)
         t0 = time.perf_counter()
         for _ in range(3):
             step(batch)

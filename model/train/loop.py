@@ -366,6 +366,7 @@ def _train_loop(
                     writer.add_scalar("train/lr", scheduler.get_last_lr()[0], step)
                     writer.add_scalar("train/grad_norm", _scalar(grad_norm), step)
                     writer.add_scalar("train/steps_per_s", window_steps / max(now - window_t, 1e-9), step)
+                    writer.add_scalar("train/cpu_seconds", cpu_seconds + cpu_clock() - cpu_start, step)
                     window_t, window_steps = now, 0
                 if cfg.val_every > 0 and step % cfg.val_every == 0:
                     evaluate()

@@ -259,7 +259,9 @@ class StudentTask(TrainTask):
         if train_cfg.adv_weight > 0:
             from model.train.optim import make_scheduler
 
-            self.disc = MultiDiscriminator(train_cfg.disc_config())
+            with torch.random.fork_rng():  # the same initial discriminators in every run of a seed
+                torch.manual_seed(train_cfg.seed)
+                self.disc = MultiDiscriminator(train_cfg.disc_config())
             self.disc_optimizer = torch.optim.Adam(
                 self.disc.parameters(), lr=train_cfg.disc_lr, betas=tuple(train_cfg.disc_betas)
             )
