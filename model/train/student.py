@@ -116,6 +116,7 @@ class StudentTrainConfig(TrainConfig):
     disc_resolutions: tuple[int, ...] = (512, 1024, 256)  # MRD FFT sizes (hop fft/4)
     disc_mrd_channels: int = 16
     disc_lr: float = 2e-4
+    disc_compile: bool = False  # torch.compile the discriminators too (when ``compile``); see gan-ab report
     disc_betas: tuple[float, float] = (0.8, 0.99)
 
     def __post_init__(self) -> None:
@@ -306,7 +307,8 @@ class StudentTask(TrainTask):
                 from model.train.precision import compile_module
 
                 # static shapes: the (2B, T) update and the (B, T) student pass are two graphs
-                self._train_disc = compile_module(self.disc, device, self.train_cfg.compile, dynamic=False)
+                enabled = self.train_cfg.compile and self.train_cfg.disc_compile
+                self._train_disc = compile_module(self.disc, device, enabled, dynamic=False)
         self.stft.to(device)
 
     def train_batches(self, device: torch.device):
