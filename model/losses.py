@@ -11,6 +11,11 @@
   energy in the right bands, which the KL alone learns slowly (Parallel WaveNet reports whispering
   without it).
 
+- :func:`lsgan_discriminator_loss`, :func:`lsgan_generator_loss`, :func:`feature_matching_loss`: the
+  least-squares GAN losses (real -> 1, generated -> 0) and the L1 feature matching of the student's
+  adversarial training (issue 37, :mod:`model.discriminators`), each averaged over the
+  sub-discriminators (so a weight does not depend on how many there are).
+
 Everything runs in fp32 with autocast disabled (log-spectra and KLs of 16-bit audio need it).
 """
 
@@ -23,7 +28,14 @@ from torch import Tensor, nn
 
 from model.distributions import TEACHER_LOG_SCALE_MIN, floor_log_scale, gaussian_kl
 
-__all__ = ["MultiResolutionSTFTLoss", "distillation_kl", "stft_magnitude"]
+__all__ = [
+    "MultiResolutionSTFTLoss",
+    "distillation_kl",
+    "feature_matching_loss",
+    "lsgan_discriminator_loss",
+    "lsgan_generator_loss",
+    "stft_magnitude",
+]
 
 
 def distillation_kl(
@@ -116,3 +128,37 @@ class MultiResolutionSTFTLoss(nn.Module):
         sc, mag, power = sc_sum / k, mag_sum / k, power_sum / k
         loss = self.sc_weight * sc + self.mag_weight * mag + self.power_weight * power
         return {"loss": loss, "sc": sc.detach(), "logmag": mag.detach(), "power": power.detach()}
+
+
+def lsgan_discriminator_loss(real: list[Tensor], fake: list[Tensor]) -> tuple[Tensor, Tensor]:
+    """Least-squares discriminator loss, mean over sub-discriminators of ``mean((1 - D(real))^2)``
+    and of ``mean(D(fake)^2)``: returns (real term, fake term), fp32 scalars (their sum is the loss)."""
+    if len(real) != len(fake) or not real:
+        raise ValueError(f"need matching non-empty score lists, got {len(real)} and {len(fake)}")
+    with torch.autocast(device_type=real[0].device.type, enabled=False):
+        r = torch.stack([(1.0 - s.float()).square().mean() for s in real]).mean()
+        f = torch.stack([s.float().square().mean() for s in fake]).mean()
+    return r, f
+
+
+def lsgan_generator_loss(fake: list[Tensor]) -> Tensor:
+    """Least-squares generator loss: mean over sub-discriminators of ``mean((1 - D(G(z)))^2)``."""
+    if not fake:
+        raise ValueError("need at least one score map")
+    with torch.autocast(device_type=fake[0].device.type, enabled=False):
+        return torch.stack([(1.0 - s.float()).square().mean() for s in fake]).mean()
+
+
+def feature_matching_loss(real: list[list[Tensor]], fake: list[list[Tensor]]) -> Tensor:
+    """L1 feature matching: for each sub-discriminator the mean over its layers of
+    ``mean |F_real - F_fake|`` (real features detached), then the mean over sub-discriminators."""
+    if len(real) != len(fake) or not real:
+        raise ValueError(f"need matching non-empty feature lists, got {len(real)} and {len(fake)}")
+    with torch.autocast(device_type=fake[0][0].device.type, enabled=False):
+        per_disc = []
+        for fr, ff in zip(real, fake, strict=True):
+            if len(fr) != len(ff):
+                raise ValueError(f"feature lists differ in length: {len(fr)} vs {len(ff)}")
+            layers = [(a.detach().float() - b.float()).abs().mean() for a, b in zip(fr, ff, strict=True)]
+            per_disc.append(torch.stack(layers).mean())
+        return torch.stack(per_disc).mean()

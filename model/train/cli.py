@@ -3,7 +3,8 @@
     parawave train teacher  --data CORPUS --out RUN [--preset tiny|cpu|gpu] [--set key=value ...]
                             [--resume] [--max-steps N] [--max-minutes M] [--device cpu|cuda]
     parawave train student  [--teacher CKPT] [--init CKPT]  (same options; no teacher = spectral-only)
-    parawave train acoustic (same options)
+                            [--max-cpu-minutes M]
+    parawave train acoustic (same options) [--max-cpu-minutes M]
 
 A trainer is a function ``train(args: TrainArgs) -> dict`` (the summary of
 :func:`model.train.common.run_training`) registered in :data:`TRAINERS` as "module:function";
@@ -55,6 +56,12 @@ _MAX_STEPS = typer.Option(
 _MAX_MINUTES = typer.Option(
     None, "--max-minutes", help="Stop after this many minutes of training in this run."
 )
+_MAX_CPU_MINUTES = typer.Option(
+    None,
+    "--max-cpu-minutes",
+    help="Stop after this many minutes of this process's CPU time in this run (equal-budget A/Bs "
+    "on a shared machine).",
+)
 _DEVICE = typer.Option(None, "--device", help="cpu | cuda | cuda:N (default: cuda when available).")
 
 
@@ -80,7 +87,7 @@ def _run(kind: str, args) -> None:
         typer.echo(summary_table(summary))
 
 
-def _args(data, out, preset, sets, resume, max_steps, max_minutes, device, **extra):
+def _args(data, out, preset, sets, resume, max_steps, max_minutes, device, max_cpu_minutes=None, **extra):
     from model.train.common import TrainArgs
 
     return TrainArgs(
@@ -91,6 +98,7 @@ def _args(data, out, preset, sets, resume, max_steps, max_minutes, device, **ext
         resume=resume,
         max_steps=max_steps,
         max_minutes=max_minutes,
+        max_cpu_minutes=max_cpu_minutes,
         device=device,
         **extra,
     )
@@ -135,6 +143,7 @@ def student(
     max_steps: int | None = _MAX_STEPS,
     max_minutes: float | None = _MAX_MINUTES,
     device: str | None = _DEVICE,
+    max_cpu_minutes: float | None = _MAX_CPU_MINUTES,
 ) -> None:
     _run(
         "student",
@@ -147,6 +156,7 @@ def student(
             max_steps,
             max_minutes,
             device,
+            max_cpu_minutes=max_cpu_minutes,
             teacher=teacher,
             extra={"init": init} if init is not None else {},
         ),
@@ -169,9 +179,13 @@ def acoustic(
     max_steps: int | None = _MAX_STEPS,
     max_minutes: float | None = _MAX_MINUTES,
     device: str | None = _DEVICE,
+    max_cpu_minutes: float | None = _MAX_CPU_MINUTES,
 ) -> None:
     extra = {"extra": {"init": init}} if init is not None else {}
-    _run("acoustic", _args(data, out, preset, sets, resume, max_steps, max_minutes, device, **extra))
+    _run(
+        "acoustic",
+        _args(data, out, preset, sets, resume, max_steps, max_minutes, device, max_cpu_minutes, **extra),
+    )
 
 
 if __name__ == "__main__":  # torchrun --nproc_per_node N -m model.train.cli teacher ...

@@ -77,6 +77,7 @@ class TrainArgs:
     resume: bool = False
     max_steps: int | None = None
     max_minutes: float | None = None
+    max_cpu_minutes: float | None = None  # this process's CPU time (equal-budget A/Bs on a shared host)
     device: str | None = None
     teacher: Path | None = None  # the student's frozen teacher checkpoint
     extra: dict = field(default_factory=dict)

@@ -1,6 +1,11 @@
 """The training loop: :class:`TrainTask` (a model kind's part) and :func:`run_training` (the rest:
 optimiser, EMA, precision, checkpoints, validation, samples, TensorBoard, DDP, stopping on
-``--max-steps``/``--max-minutes``/SIGTERM/Ctrl-C), and the summary table the CLI prints."""
+``--max-steps``/``--max-minutes``/``--max-cpu-minutes``/SIGTERM/Ctrl-C), and the summary table the
+CLI prints.
+
+``--max-cpu-minutes`` counts the CPU time of the training process (``time.process_time``: every
+thread of this process, user + system; not DataLoader worker processes), so runs compared at an equal
+budget on a machine shared with other jobs get the same compute whatever their wall-clock share."""
 
 from __future__ import annotations
 
@@ -32,10 +37,17 @@ class TrainTask:
     Set ``kind`` and ``model`` (the trainable nn.Module; its ``state_dict`` is what is saved) and
     implement :meth:`config_dict`, :meth:`train_batches` and :meth:`loss`; optionally
     :meth:`validate` (its "loss" selects best.pt) and :meth:`log_samples`.
+
+    A task that trains more than ``model`` (e.g. the student's discriminators, with their own
+    optimiser, stepped inside :meth:`loss`) returns that state from :meth:`aux_state_dict`: it is
+    saved in the training checkpoint's "aux" section (never in "model"/"ema", which is what export
+    and inference read) and handed back to :meth:`load_aux_state_dict` on resume. ``step`` is the
+    global step of the update being computed, set by the loop before each :meth:`loss`.
     """
 
     kind: str = ""
     model: nn.Module
+    step: int = 0
 
     def config_dict(self) -> dict:
         """Everything needed to rebuild the model and continue: {"model", "train", "audio", "data", ...}."""
@@ -56,6 +68,13 @@ class TrainTask:
 
     def log_samples(self, model: nn.Module, writer, step: int, device: torch.device) -> None:
         """Audio samples / figures to TensorBoard with the EMA weights."""
+
+    def aux_state_dict(self) -> dict | None:
+        """Training state beyond the model (saved as the checkpoint's "aux"); None = nothing."""
+        return None
+
+    def load_aux_state_dict(self, state: dict | None) -> None:
+        """Restore :meth:`aux_state_dict` from a resumed checkpoint (None: it had none)."""
 
 
 class _StopFlag:
@@ -94,12 +113,16 @@ def run_training(
     max_steps: int | None = None,
     max_minutes: float | None = None,
     progress: bool = True,
+    max_cpu_minutes: float | None = None,
+    cpu_clock=time.process_time,
 ) -> dict:
-    """Train ``task.model`` until ``max_steps`` (global; default ``cfg.steps``) or ``max_minutes`` of
-    this invocation, a SIGTERM or Ctrl-C. Saves last.pt at the end in every case.
+    """Train ``task.model`` until ``max_steps`` (global; default ``cfg.steps``), ``max_minutes`` of
+    this invocation, ``max_cpu_minutes`` of this process's CPU time in this invocation (read from
+    ``cpu_clock``, seconds), a SIGTERM or Ctrl-C. Saves last.pt at the end in every case.
 
     Returns a summary: {"step", "start_step", "stopped" (reason), "last_loss", "history" [(step,
-    loss)], "val" (last validation metrics), "best_val", "checkpoint", "seconds", "steps_per_s"}.
+    loss)], "val" (last validation metrics), "best_val", "checkpoint", "seconds", "cpu_seconds",
+    "steps_per_s"}.
     """
     rank, world, distributed = rank_and_world()
     if distributed:
@@ -115,12 +138,38 @@ def run_training(
     if device.type == "cpu" and cfg.threads > 0:
         torch.set_num_threads(cfg.threads)
     try:
-        return _train_loop(task, cfg, run, device, resume_from, max_steps, max_minutes, progress, rank, world)
+        return _train_loop(
+            task,
+            cfg,
+            run,
+            device,
+            resume_from,
+            max_steps,
+            max_minutes,
+            progress,
+            rank,
+            world,
+            max_cpu_minutes,
+            cpu_clock,
+        )
     finally:
         torch.set_num_threads(previous_threads)
 
 
-def _train_loop(task, cfg, run, device, resume_from, max_steps, max_minutes, progress, rank, world) -> dict:
+def _train_loop(
+    task,
+    cfg,
+    run,
+    device,
+    resume_from,
+    max_steps,
+    max_minutes,
+    progress,
+    rank,
+    world,
+    max_cpu_minutes,
+    cpu_clock,
+) -> dict:
     from model.train.precision import effective_precision
 
     main = rank == 0
@@ -142,6 +191,7 @@ def _train_loop(task, cfg, run, device, resume_from, max_steps, max_minutes, pro
         if resume_from.get("scaler"):
             scaler.load_state_dict(resume_from["scaler"])
         step = int(resume_from["step"])
+        task.load_aux_state_dict(resume_from.get("aux"))
         best_val = float(resume_from.get("metrics", {}).get("best_val", math.inf))
         log.info("resumed %s from step %d", task.kind, step)
     start_step = step
@@ -190,8 +240,11 @@ def _train_loop(task, cfg, run, device, resume_from, max_steps, max_minutes, pro
     last_val: dict[str, float] = {}
     metrics_state = {"best_val": best_val}
     t_start = time.monotonic()
+    cpu_start = cpu_clock()
     last_save = t_start
-    train_seconds = float(resume_from.get("metrics", {}).get("train_seconds", 0.0)) if resume_from else 0.0
+    saved_metrics = resume_from.get("metrics", {}) if resume_from else {}
+    train_seconds = float(saved_metrics.get("train_seconds", 0.0))
+    cpu_seconds = float(saved_metrics.get("cpu_seconds", 0.0))  # summed over the run's invocations
 
     def checkpoint(path: Path, val: dict | None = None) -> None:
         ckpt = {
@@ -205,10 +258,12 @@ def _train_loop(task, cfg, run, device, resume_from, max_steps, max_minutes, pro
             "scaler": scaler.state_dict(),
             "config": task.config_dict(),
             "versions": versions(),
+            **({"aux": aux} if (aux := task.aux_state_dict()) is not None else {}),
             "metrics": {
                 "best_val": metrics_state["best_val"],
                 "val": dict(val or last_val),
                 "train_seconds": train_seconds + (time.monotonic() - t_start),
+                "cpu_seconds": cpu_seconds + (cpu_clock() - cpu_start),
                 "last_loss": history[-1][1] if history else None,
             },
         }
@@ -254,17 +309,21 @@ def _train_loop(task, cfg, run, device, resume_from, max_steps, max_minutes, pro
         with stop:
             model.train()
             while step < max_steps:
-                halt = stop.reason is not None or (
-                    max_minutes is not None and time.monotonic() - t_start >= 60.0 * max_minutes
+                out_of_cpu = max_cpu_minutes is not None and cpu_clock() - cpu_start >= 60.0 * max_cpu_minutes
+                halt = (
+                    stop.reason is not None
+                    or (max_minutes is not None and time.monotonic() - t_start >= 60.0 * max_minutes)
+                    or out_of_cpu
                 )
                 if distributed:  # every rank must agree on stopping
                     flag = torch.tensor([1.0 if halt else 0.0], device=device)
                     torch.distributed.all_reduce(flag)
                     halt = bool(flag.item() > 0)
                 if halt:
-                    stopped = stop.reason or "max_minutes"
+                    stopped = stop.reason or ("max_cpu_minutes" if out_of_cpu else "max_minutes")
                     break
                 batch = to_device(next(batches), device)
+                task.step = step
                 with autocast_context(device, cfg.precision):
                     loss, metrics = task.loss(train_model, batch)
                 optimizer.zero_grad(set_to_none=True)
@@ -308,6 +367,7 @@ def _train_loop(task, cfg, run, device, resume_from, max_steps, max_minutes, pro
                     writer.add_scalar("train/lr", scheduler.get_last_lr()[0], step)
                     writer.add_scalar("train/grad_norm", _scalar(grad_norm), step)
                     writer.add_scalar("train/steps_per_s", window_steps / max(now - window_t, 1e-9), step)
+                    writer.add_scalar("train/cpu_seconds", cpu_seconds + cpu_clock() - cpu_start, step)
                     window_t, window_steps = now, 0
                 if cfg.val_every > 0 and step % cfg.val_every == 0:
                     evaluate()
@@ -323,6 +383,7 @@ def _train_loop(task, cfg, run, device, resume_from, max_steps, max_minutes, pro
         if bar is not None:
             bar.close()
     seconds = time.monotonic() - t_start
+    cpu_used = cpu_clock() - cpu_start
     if main:
         if stopped != "interrupted" and step > start_step:  # end of a chunk: validate/sample unless just done
             if cfg.val_every == 0 or step % cfg.val_every != 0:
@@ -349,6 +410,7 @@ def _train_loop(task, cfg, run, device, resume_from, max_steps, max_minutes, pro
         "best_val": metrics_state["best_val"],
         "checkpoint": str(run.last),
         "seconds": seconds,
+        "cpu_seconds": cpu_used,
         "steps_per_s": done / seconds if seconds > 0 else 0.0,
     }
 
@@ -364,6 +426,7 @@ def summary_table(summary: dict) -> str:
         ("best val", "-" if not math.isfinite(summary["best_val"]) else f"{summary['best_val']:.4f}"),
         ("steps/s", f"{summary['steps_per_s']:.2f}"),
         ("minutes", f"{summary['seconds'] / 60:.1f}"),
+        ("CPU minutes", f"{summary['cpu_seconds'] / 60:.1f}" if "cpu_seconds" in summary else "-"),
         ("checkpoint", summary["checkpoint"]),
     ]
     width = max(len(k) for k, _ in rows)

@@ -100,12 +100,14 @@ def c_compiler_available() -> bool:
     return any(shutil.which(c) for c in ("c++", "g++", "clang++"))
 
 
-def compile_module(module: nn.Module, device: torch.device, enabled: bool = True) -> nn.Module:
+def compile_module(
+    module: nn.Module, device: torch.device, enabled: bool = True, dynamic: bool | None = None
+) -> nn.Module:
     """``torch.compile(module)`` (inductor) when ``enabled`` and possible, else ``module`` itself.
 
     The returned wrapper shares the parameters (call it; save ``module.state_dict()``). Compilation
     is lazy (the first call); if it fails there, dynamo's ``suppress_errors`` runs that frame eagerly
-    instead of failing the run.
+    instead of failing the run. ``dynamic``: torch.compile's (False: one graph per input shape).
     """
     if not enabled:
         return module
@@ -115,4 +117,6 @@ def compile_module(module: nn.Module, device: torch.device, enabled: bool = True
     import torch._dynamo
 
     torch._dynamo.config.suppress_errors = True
-    return torch.compile(module, options=CPU_INDUCTOR_OPTIONS if device.type == "cpu" else None)
+    return torch.compile(
+        module, dynamic=dynamic, options=CPU_INDUCTOR_OPTIONS if device.type == "cpu" else None
+    )

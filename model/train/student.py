@@ -13,6 +13,20 @@ Per step, on random frame-aligned windows (:class:`model.data.dataset.VocoderDat
 
 (see :mod:`model.losses`).
 
+Adversarial training (issue 37; GAN-based density distillation, Yamamoto et al. 2019), on when
+``adv_weight > 0`` (``adv_weight = 0``: no discriminator is built, the trainer above unchanged):
+multi-period and multi-resolution discriminators (:mod:`model.discriminators`) with their own Adam
+(``disc_lr``, ``disc_betas``) and warm-up + cosine schedule, trained from step ``disc_start`` on the
+least-squares loss (real -> 1, the student's detached sample -> 0), one discriminator update per
+step, before the student's. Their losses reach the student ``disc_warmup`` steps later, ramped
+linearly over ``adv_ramp`` steps to
+
+    + adv_weight * LS-GAN(D(x) -> 1) + fm_weight * L1 feature matching(D(x), D(real audio))
+
+(the discriminators frozen in that pass). The discriminators and their optimiser and schedule are
+saved in the training checkpoint's "aux" section (restored on resume), never in "model"/"ema".
+Validation ("loss", which selects best.pt) stays the STFT (+ KL) terms, comparable across runs.
+
 Without ``--teacher`` the run is *spectral-only*: loss = stft_weight * multi-resolution STFT, no KL
 (ClariNet reports that the STFT loss alone gives whispery, unvoiced speech: it is a warm start for a
 later distillation, or the only option while no trained teacher exists). ``--init CKPT`` starts a
@@ -41,9 +55,16 @@ from pathlib import Path
 import torch
 from torch import Tensor, nn
 
-from model.checkpoint import check_kind
+from model.checkpoint import check_kind, cpu_state
 from model.data.config import AudioConfig
-from model.losses import MultiResolutionSTFTLoss, distillation_kl
+from model.discriminators import DiscConfig, MultiDiscriminator
+from model.losses import (
+    MultiResolutionSTFTLoss,
+    distillation_kl,
+    feature_matching_loss,
+    lsgan_discriminator_loss,
+    lsgan_generator_loss,
+)
 from model.student import MODEL_KIND, PRESETS, StudentConfig, StudentIAF
 from model.teacher import TeacherWaveNet, teacher_from_checkpoint
 from model.train.common import (
@@ -83,6 +104,48 @@ class StudentTrainConfig(TrainConfig):
     init_cond_from_teacher: bool = True
     sample_seconds: float = 2.0  # synthesized per TensorBoard sample (one parallel pass: cheap)
     sample_temperature: float = 1.0
+    # adversarial training (issue 37): adv_weight 0 = none (no discriminator built)
+    adv_weight: float = 0.0
+    fm_weight: float = 2.0  # feature matching, only with adv_weight > 0
+    disc_start: int = 0  # the step the discriminators start training (the student's spectral head start)
+    disc_warmup: int = 200  # discriminator-only steps before its losses reach the student
+    adv_ramp: int = 300  # then adv/fm weights ramp linearly from 0 over this many steps
+    disc_kinds: tuple[str, ...] = ("mpd", "mrd")
+    disc_periods: tuple[int, ...] = (2, 3, 5, 7, 11)
+    disc_mpd_channels: int = 16
+    disc_resolutions: tuple[int, ...] = (512, 1024, 256)  # MRD FFT sizes (hop fft/4)
+    disc_mrd_channels: int = 16
+    disc_lr: float = 2e-4
+    disc_compile: bool = False  # torch.compile the discriminators too (when ``compile``); see gan-ab report
+    disc_betas: tuple[float, float] = (0.8, 0.99)
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if self.adv_weight < 0 or self.fm_weight < 0:
+            raise ValueError("adv_weight and fm_weight must be >= 0")
+        if min(self.disc_start, self.disc_warmup, self.adv_ramp) < 0:
+            raise ValueError("disc_start, disc_warmup and adv_ramp must be >= 0")
+        if self.adv_weight > 0:
+            self.disc_config()  # validates the kinds, periods, resolutions, widths
+
+    def disc_config(self) -> DiscConfig:
+        return DiscConfig(
+            kinds=self.disc_kinds,
+            periods=self.disc_periods,
+            mpd_channels=self.disc_mpd_channels,
+            resolutions=self.disc_resolutions,
+            mrd_channels=self.disc_mrd_channels,
+        )
+
+    def adv_scale(self, step: int) -> float:
+        """The factor on adv_weight / fm_weight at ``step``: 0 before ``disc_start + disc_warmup``,
+        then a linear ramp to 1 over ``adv_ramp`` steps."""
+        begin = self.disc_start + self.disc_warmup
+        if step < begin:
+            return 0.0
+        if self.adv_ramp == 0:
+            return 1.0
+        return min(1.0, (step - begin + 1) / self.adv_ramp)
 
 
 TRAIN_PRESETS: dict[str, StudentTrainConfig] = {
@@ -192,6 +255,20 @@ class StudentTask(TrainTask):
             train_cfg.stft_mag_weight,
             train_cfg.stft_power_weight,
         )
+        self.disc: MultiDiscriminator | None = None
+        self._train_disc: nn.Module | None = None
+        if train_cfg.adv_weight > 0:
+            from model.train.optim import make_scheduler
+
+            with torch.random.fork_rng():  # the same initial discriminators in every run of a seed
+                torch.manual_seed(train_cfg.seed)
+                self.disc = MultiDiscriminator(train_cfg.disc_config())
+            self.disc_optimizer = torch.optim.Adam(
+                self.disc.parameters(), lr=train_cfg.disc_lr, betas=tuple(train_cfg.disc_betas)
+            )
+            self.disc_scheduler = make_scheduler(
+                self.disc_optimizer, replace(train_cfg, lr=train_cfg.disc_lr)
+            )
         self.eval_split = pick_eval_split(corpus, "fixed train windows")
         self.cond_from_teacher = False
         if train_cfg.init_cond_from_teacher and teacher is not None:
@@ -224,6 +301,14 @@ class StudentTask(TrainTask):
                 from model.train.precision import compile_module
 
                 self._train_teacher = compile_module(self.teacher, device)
+        if self.disc is not None:
+            self.disc.to(device)
+            if self._train_disc is None:
+                from model.train.precision import compile_module
+
+                # static shapes: the (2B, T) update and the (B, T) student pass are two graphs
+                enabled = self.train_cfg.compile and self.train_cfg.disc_compile
+                self._train_disc = compile_module(self.disc, device, enabled, dynamic=False)
         self.stft.to(device)
 
     def train_batches(self, device: torch.device):
@@ -235,11 +320,83 @@ class StudentTask(TrainTask):
         loader = make_loader(dataset, cfg.batch_size, collate_vocoder, cfg.num_workers, cfg.seed, device)
         return infinite_batches(loader)
 
+    def aux_state_dict(self) -> dict | None:
+        if self.disc is None:
+            return None
+        return {
+            "disc": cpu_state(self.disc.state_dict()),
+            "disc_config": self.train_cfg.disc_config().to_dict(),
+            "optimizer": self.disc_optimizer.state_dict(),
+            "scheduler": self.disc_scheduler.state_dict(),
+        }
+
+    def load_aux_state_dict(self, state: dict | None) -> None:
+        if self.disc is None:
+            if state is not None and "disc" in state:
+                log.info("resumed without adversarial training: the saved discriminators are dropped")
+            return
+        if state is None or "disc" not in state:
+            log.info("the resumed run had no discriminators: they start fresh")
+            return
+        if DiscConfig.from_dict(state["disc_config"]) != self.train_cfg.disc_config():
+            raise UserError("cannot change the discriminators (disc_*) when resuming")
+        self.disc.load_state_dict(state["disc"])
+        self.disc_optimizer.load_state_dict(state["optimizer"])
+        self.disc_scheduler.load_state_dict(state["scheduler"])
+
+    def _disc_update(self, fake: Tensor, real: Tensor) -> tuple[dict[str, Tensor], list[list[Tensor]]]:
+        """One discriminator step on (real, detached fake), (B, T) each. Returns its loss terms and the
+        real audio's features (detached; the feature-matching targets)."""
+        disc = self._train_disc if self._train_disc is not None else self.disc
+        self.disc.requires_grad_(True)
+        b = real.shape[0]
+        scores, feats = disc(torch.cat([real, fake.detach()]))  # [(2B, N)], [[(2B, C, ...)]]
+        d_real, d_fake = lsgan_discriminator_loss([s[:b] for s in scores], [s[b:] for s in scores])
+        d_loss = d_real + d_fake
+        self.disc_optimizer.zero_grad(set_to_none=True)
+        if torch.isfinite(d_loss):
+            with torch.autocast(device_type=real.device.type, enabled=False):
+                d_loss.backward()
+            self.disc_optimizer.step()
+            self.disc_scheduler.step()
+        else:
+            log.warning("step %d: non-finite discriminator loss, its update skipped", self.step)
+        real_feats = [[f[:b].detach() for f in fs] for fs in feats]
+        terms = {"d_real": d_real.detach(), "d_fake": d_fake.detach(), "d_loss": d_loss.detach()}
+        return terms, real_feats
+
+    def _adversarial(self, x: Tensor, audio: Tensor) -> tuple[Tensor | None, dict[str, Tensor]]:
+        """The adversarial part of a training step: the discriminator update (from ``disc_start``) and,
+        once warmed up, the student's weighted adversarial + feature-matching loss (else None)."""
+        cfg = self.train_cfg
+        if self.disc is None or self.step < cfg.disc_start:
+            return None, {}
+        terms, real_feats = self._disc_update(x, audio)
+        terms["disc_lr"] = torch.tensor(self.disc_scheduler.get_last_lr()[0])
+        scale = cfg.adv_scale(self.step)
+        terms["adv_scale"] = torch.tensor(scale)
+        if scale == 0.0:
+            return None, terms
+        disc = self._train_disc if self._train_disc is not None else self.disc
+        self.disc.requires_grad_(False)  # the student's pass: gradients into x only
+        scores, feats = disc(x)
+        adv = lsgan_generator_loss(scores)
+        fm = feature_matching_loss(real_feats, feats)
+        terms |= {"adv": adv.detach(), "fm": fm.detach()}
+        return scale * (cfg.adv_weight * adv + cfg.fm_weight * fm), terms
+
     def losses(
-        self, model: nn.Module, batch: dict, noise: Tensor | None = None, teacher: nn.Module | None = None
+        self,
+        model: nn.Module,
+        batch: dict,
+        noise: Tensor | None = None,
+        teacher: nn.Module | None = None,
+        adversarial: bool = False,
     ) -> dict[str, Tensor]:
         """Every term for one batch: {"loss", "kl", "reg", "stft", "sc", "logmag", "power", "log_scale"}
-        (no "kl"/"reg" in a spectral-only run). ``teacher``: a compiled wrapper of ``self.teacher``."""
+        (no "kl"/"reg" in a spectral-only run). ``teacher``: a compiled wrapper of ``self.teacher``.
+        ``adversarial`` (training steps): also update the discriminators and add the adversarial
+        terms ("d_real", "d_fake", "d_loss", "adv", "fm", "adv_scale", "disc_lr") when they are on."""
         cfg = self.train_cfg
         audio, mel, speaker = batch["audio"], batch["mel"], batch["speaker"]  # (B, T), (B, n_mels, F), (B,)
         z = torch.randn_like(audio) if noise is None else noise
@@ -259,6 +416,11 @@ class StudentTask(TrainTask):
             )
             terms = {"kl": kl.mean(), "reg": reg.mean()}
             loss = loss + cfg.kl_weight * terms["kl"] + cfg.reg_weight * terms["reg"]
+        if adversarial:
+            adv_loss, adv_terms = self._adversarial(x, audio)
+            terms |= adv_terms
+            if adv_loss is not None:
+                loss = loss + adv_loss
         return {
             "loss": loss,
             **terms,
@@ -270,7 +432,7 @@ class StudentTask(TrainTask):
         }
 
     def loss(self, model: nn.Module, batch: dict) -> tuple[Tensor, dict]:
-        terms = self.losses(model, batch, teacher=self._train_teacher)
+        terms = self.losses(model, batch, teacher=self._train_teacher, adversarial=True)
         loss = terms.pop("loss")
         return loss, {k: v.detach() for k, v in terms.items()}
 
@@ -434,4 +596,5 @@ def train(args: TrainArgs) -> dict:
         resume_from=ckpt,
         max_steps=args.max_steps,
         max_minutes=args.max_minutes,
+        max_cpu_minutes=args.max_cpu_minutes,
     )

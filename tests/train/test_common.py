@@ -249,3 +249,59 @@ def test_sigterm_to_the_process_group_saves_with_dataloader_workers(tmp_path):
     assert "SIGTERM" in output and "DataLoader worker" not in output, output[-3000:]
     ckpt = load_checkpoint(out / "checkpoints" / "last.pt")
     assert ckpt["step"] >= 3
+
+
+def test_max_cpu_minutes_stops_on_the_process_cpu_clock(tmp_path):
+    """The CPU budget reads an injected clock: here 10 CPU seconds per loss call, so a 1-minute budget
+    stops after exactly 6 steps whatever the machine's speed or load; the CPU seconds are saved and
+    summed over resumed invocations, each of which gets its own budget."""
+    task = ToyTask()
+    clock = lambda: 10.0 * task.calls  # noqa: E731
+    run = RunDir(tmp_path / "cpu")
+    summary = run_training(
+        task, CFG, run, device=torch.device("cpu"), max_cpu_minutes=1.0, cpu_clock=clock, progress=False
+    )
+    assert summary["stopped"] == "max_cpu_minutes" and summary["step"] == 6
+    assert summary["cpu_seconds"] == 60.0 and "CPU minutes  1.0" in summary_table(summary)
+    assert load_checkpoint(run.last)["metrics"]["cpu_seconds"] == 60.0
+    again = run_training(
+        task,
+        CFG,
+        run,
+        device=torch.device("cpu"),
+        resume_from=load_checkpoint(run.last),
+        max_cpu_minutes=0.5,
+        cpu_clock=clock,
+        progress=False,
+    )
+    assert again["stopped"] == "max_cpu_minutes" and (again["start_step"], again["step"]) == (6, 9)
+    assert load_checkpoint(run.last)["metrics"]["cpu_seconds"] == 90.0
+    # no budget: the wall-clock and step limits as before
+    plain = run_training(
+        ToyTask(), CFG, RunDir(tmp_path / "p"), device=torch.device("cpu"), max_steps=8, progress=False
+    )
+    assert plain["stopped"] == "max_steps" and plain["step"] == 8
+
+
+def test_max_cpu_minutes_on_the_command_line(monkeypatch, tmp_path):
+    from typer.testing import CliRunner
+
+    from model.train import cli
+
+    seen = []
+    monkeypatch.setitem(cli.TRAINERS, "student", ("tests.train.test_common:_fake_trainer", "x"))
+    monkeypatch.setattr(__import__("tests.train.test_common", fromlist=["x"]), "_SEEN", seen)
+    out = CliRunner().invoke(
+        cli.app,
+        ["student", "--data", str(tmp_path), "--out", str(tmp_path / "o"), "--max-cpu-minutes", "2.5"],
+    )
+    assert out.exit_code == 0, out.output
+    assert seen[0].max_cpu_minutes == 2.5 and seen[0].max_minutes is None
+
+
+_SEEN: list = []
+
+
+def _fake_trainer(args):
+    _SEEN.append(args)
+    return None
