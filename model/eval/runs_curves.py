@@ -61,13 +61,13 @@ def main(argv: list[str] | None = None) -> None:
     by_cpu = all("train/cpu_seconds" in s for s in data.values())
     fig, axes = plt.subplots(len(present), 1, figsize=(7, 2.4 * len(present)), squeeze=False)
     for ax, tag in zip(axes[:, 0], present, strict=True):
-        for name in data:
+        for i, name in enumerate(data):  # one colour per run in every panel
             pts = [(m if by_cpu else s, v) for n, t, s, m, v in rows if n == name and t == tag]
             if pts:
-                ax.plot(*zip(*pts, strict=True), label=name, lw=1)
+                ax.plot(*zip(*pts, strict=True), label=name, lw=1, color=f"C{i}", marker=".", ms=3)
         ax.set_ylabel(tag, fontsize=8)
         ax.grid(alpha=0.3)
-    axes[0, 0].legend(fontsize=7)
+        ax.legend(fontsize=6)
     axes[-1, 0].set_xlabel("CPU minutes (training process)" if by_cpu else "step")
     fig.tight_layout()
     fig.savefig(args.out / "curves.png", dpi=90)
