@@ -44,7 +44,6 @@ from __future__ import annotations
 import logging
 import math
 import os
-import re
 import threading
 import time
 from collections.abc import Iterator, Mapping, Sequence
@@ -123,27 +122,18 @@ class Sentence:
     pause_after: float = 0.0  # seconds
 
 
-def _locate(text: str, sentence: str, start: int) -> tuple[int, int]:
-    """Where ``sentence`` (whitespace-normalized by split_sentences) is in ``text``, from ``start``."""
-    words = sentence.split()
-    if words:
-        m = re.compile(r"\s+".join(re.escape(w) for w in words)).search(text, start)
-        if m:
-            return m.start(), m.end()
-    return start, start
-
-
 def prepare_text(text: str, table: SymbolTable) -> list[Sentence]:
     """Sentences with their phoneme ids; sentences with nothing to say are dropped.
 
     Raises InputError when nothing at all is left.
     """
     from model.text import normalize, phonemize, split_sentences
+    from model.text.sentences import locate_sentence
 
     out: list[Sentence] = []
     pos = 0
     for s in split_sentences(text):
-        span = _locate(text, s, pos)
+        span = locate_sentence(text, s, pos)
         pos = max(pos, span[1])
         normalized = normalize(s)
         phonemes = phonemize(normalized)

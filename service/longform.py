@@ -44,12 +44,12 @@ def blocks(text: str, max_chars: int = BLOCK_CHARS) -> Iterator[tuple[int, int]]
     """[start, end) character ranges of ``text``, each whole sentences (``model.text``'s split),
     together at most ``max_chars`` long unless one sentence is longer."""
     from model.text import split_sentences
-    from service.engine import _locate
+    from model.text.sentences import locate_sentence
 
     pos = 0
     start = end = None
     for s in split_sentences(text):
-        a, b = _locate(text, s, pos)
+        a, b = locate_sentence(text, s, pos)
         if b <= a:  # not found verbatim (glued punctuation): it stays inside the current block
             continue
         pos = b

@@ -22,6 +22,7 @@ from dataclasses import dataclass, field
 
 from model.text.lexicon import Lexicon, LexiconMatch, check_phonemes
 from model.text.normalize import NormalizationOptions
+from model.text.sentences import locate_sentence
 from model.text.symbols import SymbolTable
 
 
@@ -186,7 +187,7 @@ def spoken(
             parts = split_sentences(p.text) if re.search(r"\w", p.text) else []
             pos = 0
             for k, s in enumerate(parts):
-                span = _locate(p.text, s, pos)
+                span = locate_sentence(p.text, s, pos)
                 pos = max(pos, span[1])
                 literal = p.span[1] - p.span[0] == len(p.text)
                 groups[-1].append(Piece(s, _sub(p, p.span[0], span[0], span[1], literal)))
@@ -225,13 +226,3 @@ def spoken(
             last.fired,
         )
     return out
-
-
-def _locate(text: str, sentence: str, start: int) -> tuple[int, int]:
-    """Where ``sentence`` (whitespace-normalized by split_sentences) is in ``text``, from ``start``."""
-    words = sentence.split()
-    if words:
-        m = re.compile(r"\s+".join(re.escape(w) for w in words)).search(text, start)
-        if m:
-            return m.start(), m.end()
-    return start, start

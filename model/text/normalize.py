@@ -138,7 +138,7 @@ _DOTTED: dict[str, str] = {
     "w/o": "without",
 }
 
-_MONTHS = (
+MONTHS = (  # also model.text.ssml (say-as date)
     "January",
     "February",
     "March",
@@ -152,8 +152,8 @@ _MONTHS = (
     "November",
     "December",
 )
-_MONTH_ABBR = {m[:3]: i for i, m in enumerate(_MONTHS, 1)} | {"Sept": 9}
-_MONTH_NUM = {m: i for i, m in enumerate(_MONTHS, 1)} | _MONTH_ABBR
+_MONTH_ABBR = {m[:3]: i for i, m in enumerate(MONTHS, 1)} | {"Sept": 9}
+_MONTH_NUM = {m: i for i, m in enumerate(MONTHS, 1)} | _MONTH_ABBR
 _MONTH_RE = (
     r"(?P<mon>January|February|March|April|May|June|July|August|September|October|November|December"
     r"|Jan|Feb|Mar|Apr|Jun|Jul|Aug|Sept|Sep|Oct|Nov|Dec)(?P<mdot>\.)?"
@@ -163,7 +163,7 @@ _MONTH_RE = (
 _YEAR_CUES = _words(
     """in since by from until till to of year years circa around before after during between and or
     through early late mid the summer winter spring fall autumn than"""
-) | {m.lower() for m in _MONTHS}
+) | {m.lower() for m in MONTHS}
 _ERAS = re.compile(r"\s*(?:AD|BC|BCE|CE|A\.D\.|B\.C\.)(?![A-Za-z])")
 
 # ----------------------------------------------------------------------------------------------
@@ -564,7 +564,7 @@ def _dates(text: str) -> str:
         day = int(m.group("day"))
         if not 1 <= day <= 31:
             return m.group()
-        month = _MONTHS[_MONTH_NUM[m.group("mon")] - 1]
+        month = MONTHS[_MONTH_NUM[m.group("mon")] - 1]
         out = f"{month} {nw.ordinal(day)}"
         if m.group("year"):
             out += f"{m.group('sep').rstrip()} {_year_words(m.group('year'))}"
@@ -580,7 +580,7 @@ def _dates(text: str) -> str:
         day = int(m.group("day"))
         if not 1 <= day <= 31:
             return m.group()
-        month = _MONTHS[_MONTH_NUM[m.group("mon")] - 1]
+        month = MONTHS[_MONTH_NUM[m.group("mon")] - 1]
         out = f"the {nw.ordinal(day)} of {month}"
         if m.group("year"):
             out += f"{m.group('sep').rstrip()} {_year_words(m.group('year'))}"
@@ -594,14 +594,14 @@ def _dates(text: str) -> str:
     )
     text = re.sub(
         rf"\b{_MONTH_RE}\s+(?P<year>\d{{4}})(?![\w])",
-        lambda m: f"{_MONTHS[_MONTH_NUM[m.group('mon')] - 1]} {_year_words(m.group('year'))}",
+        lambda m: f"{MONTHS[_MONTH_NUM[m.group('mon')] - 1]} {_year_words(m.group('year'))}",
         text,
     )
 
     def numeric(y: str, mo: int, d: int, orig: str) -> str:
         if not (1 <= mo <= 12 and 1 <= d <= 31):
             return orig
-        return f"{_MONTHS[mo - 1]} {nw.ordinal(d)}, {_year_words(y)}"
+        return f"{MONTHS[mo - 1]} {nw.ordinal(d)}, {_year_words(y)}"
 
     text = re.sub(
         r"(?<![\w.-])(\d{4})-(\d{1,2})-(\d{1,2})(?![\w-])",

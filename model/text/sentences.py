@@ -88,3 +88,14 @@ def split_sentences(text: str, max_chars: int = DEFAULT_MAX_CHARS) -> list[str]:
         elif s and out:  # stray punctuation: glue it to the previous sentence
             out[-1] += s
     return out
+
+
+def locate_sentence(text: str, sentence: str, start: int) -> tuple[int, int]:
+    """Where ``sentence`` (whitespace-normalized by :func:`split_sentences`) is in ``text``, searching
+    from ``start``: its [start, end) character span, or (start, start) when it is not found."""
+    words = sentence.split()
+    if words:
+        m = re.compile(r"\s+".join(re.escape(w) for w in words)).search(text, start)
+        if m:
+            return m.start(), m.end()
+    return start, start

@@ -37,6 +37,7 @@ from dataclasses import dataclass, field
 
 from model.text import numbers as nw
 from model.text.markup import MarkupError, Piece, Segment, parse_inline
+from model.text.normalize import MONTHS
 
 MAX_BREAK_S = 10.0
 MAX_TOTAL_PAUSE_S = 60.0
@@ -61,20 +62,6 @@ _ATTRS = {
 _IGNORED_ATTRS = {"xml:lang", "xmlns"}
 # <speak ...>, or an XML declaration / DOCTYPE before it (parsed, so that a DTD is refused, not read out)
 _SSML_START = re.compile(r"\s*(?:<\?xml[\s?]|<!DOCTYPE\s|<speak(?=[\s>/]))")
-_MONTHS = [
-    "January",
-    "February",
-    "March",
-    "April",
-    "May",
-    "June",
-    "July",
-    "August",
-    "September",
-    "October",
-    "November",
-    "December",
-]
 
 
 def is_ssml(text: str) -> bool:
@@ -383,7 +370,7 @@ def _date(raw: str, fmt: str | None, bad) -> str:
     if "m" in value:
         if not 1 <= value["m"] <= 12:
             bad("a date (month 1-12)")
-        words.append(_MONTHS[value["m"] - 1])
+        words.append(MONTHS[value["m"] - 1])
     if "d" in value:
         if not 1 <= value["d"] <= 31:
             bad("a date (day 1-31)")
