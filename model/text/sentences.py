@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import re
 
-from model.text.normalize import ABBREVIATIONS, NUMBER_ABBREVIATIONS, SENTENCE_STARTERS, TITLES
+from model.text.normalize import ABBREVIATIONS, MONTHS, NUMBER_ABBREVIATIONS, SENTENCE_STARTERS, TITLES
 
 DEFAULT_MAX_CHARS = 300
 
@@ -19,6 +19,8 @@ _BREAK = re.compile(r"([.!?…]+)([\"'”’)\]]*)(\s+)")
 # "St." and "Dr." can end a sentence as Street / Drive.
 _NEVER_FINAL = {t.lower() for t in TITLES} - {"st", "dr"} | {"e.g", "i.e", "vs", "cf", "viz", "a.k.a"}
 _MAYBE_FINAL = {a.lower() for a in ABBREVIATIONS} | {"a.m", "p.m", "st", "dr"}
+# "Jan. 5th": a month's abbreviation before a number is a date, not a sentence's end
+_MONTH_ABBREVIATIONS = {m[:3].lower() for m in MONTHS} | {"sept"}
 
 
 def _is_boundary(text: str, m: re.Match[str]) -> bool:
@@ -39,7 +41,7 @@ def _is_boundary(text: str, m: re.Match[str]) -> bool:
     starter = bool(next_word) and next_word.group() in SENTENCE_STARTERS and len(next_word.group()) > 1
     if low in _NEVER_FINAL:
         return False
-    if low in NUMBER_ABBREVIATIONS and first[0].isdigit():
+    if (low in NUMBER_ABBREVIATIONS or low in _MONTH_ABBREVIATIONS) and first[0].isdigit():
         return False
     if re.fullmatch(r"[A-Za-z]", token):  # an initial: "John F. Kennedy"
         return starter

@@ -72,3 +72,14 @@ def test_default_max_length():
 def test_rejects_tiny_max_chars():
     with pytest.raises(ValueError):
         split_sentences("hello", max_chars=5)
+
+
+def test_a_month_abbreviation_before_a_number_is_not_a_sentence_end():
+    assert split_sentences("We met on Jan. 5th, 2024. It rained.") == [
+        "We met on Jan. 5th, 2024.",
+        "It rained.",
+    ]
+    assert split_sentences("Due Sept. 30 at noon.") == ["Due Sept. 30 at noon."]
+    assert "january" in normalize("We met on Jan. 5th, 2024.").lower()
+    # a month's abbreviation before a capital still ends one
+    assert split_sentences("I left in Dec. Then I came back.") == ["I left in Dec.", "Then I came back."]
