@@ -120,9 +120,13 @@ def teacher(
     max_steps: int | None = _MAX_STEPS,
     max_minutes: float | None = _MAX_MINUTES,
     device: str | None = _DEVICE,
+    max_cpu_minutes: float | None = _MAX_CPU_MINUTES,
 ) -> None:
     extra = {"extra": {"init": init}} if init is not None else {}
-    _run("teacher", _args(data, out, preset, sets, resume, max_steps, max_minutes, device, **extra))
+    _run(
+        "teacher",
+        _args(data, out, preset, sets, resume, max_steps, max_minutes, device, max_cpu_minutes, **extra),
+    )
 
 
 @app.command("student", help=TRAINERS["student"][1])

@@ -297,4 +297,5 @@ def train(args: TrainArgs) -> dict:
         resume_from=ckpt,
         max_steps=args.max_steps,
         max_minutes=args.max_minutes,
+        max_cpu_minutes=args.max_cpu_minutes,
     )

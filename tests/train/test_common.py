@@ -283,17 +283,18 @@ def test_max_cpu_minutes_stops_on_the_process_cpu_clock(tmp_path):
     assert plain["stopped"] == "max_steps" and plain["step"] == 8
 
 
-def test_max_cpu_minutes_on_the_command_line(monkeypatch, tmp_path):
+@pytest.mark.parametrize("kind", ["student", "teacher"])
+def test_max_cpu_minutes_on_the_command_line(monkeypatch, tmp_path, kind):
     from typer.testing import CliRunner
 
     from model.train import cli
 
     seen = []
-    monkeypatch.setitem(cli.TRAINERS, "student", ("tests.train.test_common:_fake_trainer", "x"))
+    monkeypatch.setitem(cli.TRAINERS, kind, ("tests.train.test_common:_fake_trainer", "x"))
     monkeypatch.setattr(__import__("tests.train.test_common", fromlist=["x"]), "_SEEN", seen)
     out = CliRunner().invoke(
         cli.app,
-        ["student", "--data", str(tmp_path), "--out", str(tmp_path / "o"), "--max-cpu-minutes", "2.5"],
+        [kind, "--data", str(tmp_path), "--out", str(tmp_path / "o"), "--max-cpu-minutes", "2.5"],
     )
     assert out.exit_code == 0, out.output
     assert seen[0].max_cpu_minutes == 2.5 and seen[0].max_minutes is None
