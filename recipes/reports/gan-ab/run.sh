@@ -8,6 +8,7 @@
 # with the teacher) would have come out of a budget of a few minutes.
 #   CPU_MINUTES=5 recipes/reports/gan-ab/run.sh            (from the repository root)
 #   ARMS="c-stft-adv d-stft-kl-adv" recipes/reports/gan-ab/run.sh      (some arms only)
+#   OUT=runs/gan-ab2 CPU_MINUTES=40 ARMS="a-stft e-stft-adv-slow" recipes/reports/gan-ab/run.sh  (round two)
 set -euo pipefail
 PY=${PY:-.venv/bin/python}
 DATA=${DATA:-data/flite}
@@ -26,7 +27,12 @@ arm() {
     shift
     nice -n 5 "$PY" -m model.train.cli student --out "$OUT/$name" "${common[@]}" "$@" >"$OUT/$name.log" 2>&1
 }
-declare -A extra=([a-stft]="" [b-stft-kl]="${kl[*]}" [c-stft-adv]="${adv[*]}" [d-stft-kl-adv]="${kl[*]} ${adv[*]}")
+# the second round (2026-12-08): the discriminators learn alone for 1,000 steps, then reach the student
+# over 2,000 more at a quarter of the weight (round one's 50-step warm-up measured only the transient)
+slow=(--set adv_weight=0.25 --set fm_weight=2 --set disc_warmup=1000 --set adv_ramp=2000
+    --set disc_mpd_channels=16 --set disc_mrd_channels=8)
+declare -A extra=([a-stft]="" [b-stft-kl]="${kl[*]}" [c-stft-adv]="${adv[*]}" [d-stft-kl-adv]="${kl[*]} ${adv[*]}"
+    [e-stft-adv-slow]="${slow[*]}" [f-stft-kl-adv-slow]="${kl[*]} ${slow[*]}")
 for name in ${ARMS:-a-stft b-stft-kl c-stft-adv d-stft-kl-adv}; do
     read -r -a args <<<"${extra[$name]}"
     arm "$name" "${args[@]}" &
