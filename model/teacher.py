@@ -101,7 +101,7 @@ class TeacherConfig:
     fmax: float = 8000.0
     # under 16-bit autocast, the input conv (+ excitation conv) and the output head run in fp32 (the
     # mean must be resolved far below bf16's ~3 significant digits); False puts them under autocast
-    # too: only for measuring what fp32 there buys (model.bench.teacher_precision)
+    # too: only for measuring what fp32 there buys (bench.teacher_precision)
     fp32_io: bool = True
 
     def __post_init__(self) -> None:
@@ -142,7 +142,7 @@ class TeacherConfig:
 
 
 # Named presets. Parameter counts (80 mels, 1 speaker) are printed by
-# `python -m model.bench.teacher_generation --list`.
+# `python -m bench.teacher_generation --list`.
 PRESETS: dict[str, TeacherConfig] = {
     # unit tests: a few thousand parameters, trains for a few steps in seconds
     "tiny": TeacherConfig(

@@ -5,7 +5,7 @@ The runtime's excitation (:func:`service.excitation.excitation`) integrates the 
 recording's glottal cycles actually fall, so it tells an autoregressive teacher nothing its clean
 past does not already say better (the period) -- and the teacher learns to ignore it. Measured:
 its output pitch does not move when the excitation's F0 is shifted by 150 cents
-(``model.bench.excitation_follow``).
+(``bench.excitation_follow``).
 
 Here the phase is locked to the recording's first harmonic, so the excitation *predicts* samples:
 

@@ -8,9 +8,9 @@ from pathlib import Path
 
 import pytest
 import torch
+from tone_corpus import write_tone_corpus
 from typer.testing import CliRunner
 
-from model.bench.synthetic import write_tone_corpus
 from model.train.common import TrainArgs, UserError, load_checkpoint
 from model.train.teacher import train
 

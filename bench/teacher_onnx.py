@@ -1,6 +1,6 @@
 """How to run the autoregressive teacher in ONNX Runtime: per-sample cost of each way, one table.
 
-    python -m export.bench_teacher [--preset cpu] [--frames 4] [--repeats 3] [--checkpoint CKPT]
+    python -m bench.teacher_onnx [--preset cpu] [--frames 4] [--repeats 3] [--checkpoint CKPT]
 
 Generation needs one network evaluation per sample (16,000 per second of audio), each a chain of
 small ops (batch 1, tens of channels), so the fixed costs per op and per call decide the speed:

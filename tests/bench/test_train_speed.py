@@ -1,4 +1,4 @@
-"""`python -m model.bench.train_speed`: every case builds and takes a training step on both paths
+"""`python -m bench.train_speed`: every case builds and takes a training step on both paths
 (the benchmark must keep running as the models change: the acoustic preset became pitch-aware)."""
 
 import math
@@ -6,8 +6,8 @@ import math
 import pytest
 import torch
 
+from bench import train_speed as ts
 from model.acoustic import PRESETS as ACOUSTIC_PRESETS
-from model.bench import train_speed as ts
 from model.teacher import preset
 
 pytestmark = pytest.mark.usefixtures("one_thread")
