@@ -65,13 +65,13 @@ def main(argv: list[str] | None = None) -> int:
     import torch
 
     from bench.pitch_trackers import first_clips_per_speaker
+    from core.excitation import excitation
     from model.data.config import AudioConfig
     from model.data.corpus import Corpus
     from model.data.dataset import load_clip, load_clip_f0
     from model.data.features import mel_filterbank, power_spectrogram
     from model.lpc import LPCFromMel
     from model.teacher import load_teacher
-    from service.excitation import excitation
 
     torch.set_grad_enabled(False)
     teacher, ckpt = load_teacher(args.teacher)

@@ -288,7 +288,7 @@ def export_student(student: nn.Module) -> onnx.ModelProto:
 
 def example_excitation(batch: int, frames: int, hop: int, sample_rate: int, seed: int = 0) -> Tensor:
     """(B, 3, frames*hop): the excitation of a random F0 contour with voiced and unvoiced frames."""
-    from service.excitation import excitation
+    from core.excitation import excitation
 
     rng = np.random.default_rng(seed)
     f0 = rng.uniform(80.0, 250.0, (batch, frames)) * (rng.random((batch, frames)) < 0.7)  # (B, F)

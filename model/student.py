@@ -116,7 +116,7 @@ class StudentConfig:
     kernel_size: int = 3
     input_kernel: int = 1
     weight_norm: bool = False
-    # sample-rate excitation from F0 ([sin, cos, voiced], service.excitation) added to every flow's
+    # sample-rate excitation from F0 ([sin, cos, voiced], core.excitation) added to every flow's
     # input through a zero-initialised 1x1 conv; 0 = mel-only (the flows start as before)
     excitation_channels: int = 3
 
@@ -385,7 +385,7 @@ class StudentIAF(nn.Module):
     ) -> Tensor | tuple[Tensor, Tensor, Tensor]:
         """The inference signature: z (B, T) standard normal (times a temperature), mel (B, n_mels, F)
         with T == F * hop, speaker (B,) long or None (single-speaker), excitation (B, E, T) from
-        :func:`service.excitation.excitation` (None: unvoiced throughout) -> audio (B, T) in [-1, 1].
+        :func:`core.excitation.excitation` (None: unvoiced throughout) -> audio (B, T) in [-1, 1].
 
         ``return_params=True`` (training): the unclamped sample x (B, T) and its Gaussian
         mean (B, T), log_scale (B, T) instead.
