@@ -22,7 +22,13 @@ def _one_step(case, path) -> float:
         ts.autocast_context(torch.device("cpu"), path.precision),
     ):
         loss = float(case.loss(runner.call, runner.extra, runner.helpers))
-    assert runner.step() > 0
+    before = [p.detach().clone() for p in runner.params]
+    runner.step()
+    # the step trained: every weight that got a gradient moved (Adam), and some did
+    got_grad = [p.grad is not None and bool(p.grad.abs().sum() > 0) for p in runner.params]
+    moved = [not torch.equal(b, p.detach()) for b, p in zip(before, runner.params, strict=True)]
+    assert sum(got_grad) > len(runner.params) // 2, f"{sum(got_grad)} of {len(runner.params)} got a gradient"
+    assert moved == got_grad
     return loss
 
 
