@@ -14,7 +14,7 @@ outputs) is exported and parity-checked, but the engine does not drive it sample
 Python: :func:`teacher_block_model` wraps the step graph as the body of an ONNX ``Scan`` over the
 samples of a run of frames, after an in-graph 3-tap upsampling of those frames' conditioning.
 One call then generates ``N * hop`` samples; the caches still cross the Python boundary, but once
-per call instead of once per sample. ``python -m export.bench_teacher`` measures the per-sample
+per call instead of once per sample. ``python -m bench.teacher_onnx`` measures the per-sample
 cost of both; the numbers are in the module docstring there.
 
 fp16 variants (for the CUDA provider): the same wrapper with the model in half precision and casts
@@ -288,7 +288,7 @@ def export_student(student: nn.Module) -> onnx.ModelProto:
 
 def example_excitation(batch: int, frames: int, hop: int, sample_rate: int, seed: int = 0) -> Tensor:
     """(B, 3, frames*hop): the excitation of a random F0 contour with voiced and unvoiced frames."""
-    from service.excitation import excitation
+    from core.excitation import excitation
 
     rng = np.random.default_rng(seed)
     f0 = rng.uniform(80.0, 250.0, (batch, frames)) * (rng.random((batch, frames)) < 0.7)  # (B, F)

@@ -10,9 +10,9 @@ network on what it leaves (the excitation). Here, per mel frame:
 
 and each sample t of frame f = t // hop is predicted as ``lp_t = -sum_k a_k[f] x_{t-k}``. Every step
 is a matmul or an elementwise op with a fixed unrolled loop of ``order`` iterations, so the same
-function traces into an ONNX conditioning graph. The numpy measurement that came first
-(``model.bench.lpc_offset``) found this predictor removes ~21 dB of the signal's variance on flite
-voices, as much as LPC from the recording's exact spectrum.
+function traces into an ONNX conditioning graph. The measurement that came first
+(``bench.lpc_offset``, which uses this module) found this predictor removes ~21 dB of the signal's
+variance on flite voices, as much as LPC from the recording's exact spectrum.
 
 The predictor itself is a deterministic function of the mel and of the past samples: no parameters,
 no gradient (the network learns around it).
@@ -74,7 +74,10 @@ class LPCFromMel(nn.Module):
     def autocorrelation(self, mel: Tensor) -> Tensor:
         """(B, n_mels, F) log-mel -> (B, F, p+1) lag-windowed autocorrelation."""
         mel_power = torch.exp(2.0 * mel.float()).transpose(1, 2)  # (B, F, n_mels)
-        power = mel_power @ self.to_bins  # (B, F, n_bins)
+        return self.power_autocorrelation(mel_power @ self.to_bins)  # (B, F, p+1)
+
+    def power_autocorrelation(self, power: Tensor) -> Tensor:
+        """(B, F, n_bins) power spectrum -> (B, F, p+1): the floor, then the lag-windowed lags."""
         power = torch.maximum(power, power.amax(-1, keepdim=True) * self._floor)  # (B, F, n_bins)
         return power @ self.to_lags  # (B, F, p+1)
 
@@ -82,6 +85,12 @@ class LPCFromMel(nn.Module):
         with torch.no_grad(), torch.autocast(device_type=mel.device.type, enabled=False):
             r = self.autocorrelation(mel)  # (B, F, p+1)
             return levinson(r).transpose(1, 2).contiguous()  # (B, p, F)
+
+    def from_power(self, power: Tensor) -> Tensor:
+        """The same recipe from a power spectrum (B, F, n_bins) (e.g. the recording's own STFT, the
+        exact envelope) instead of the mel -> (B, p, F)."""
+        with torch.no_grad():
+            return levinson(self.power_autocorrelation(power.float())).transpose(1, 2).contiguous()
 
 
 def levinson(r: Tensor) -> Tensor:

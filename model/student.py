@@ -40,7 +40,7 @@ Chunking (streaming, bounded memory). Output sample t depends on z[t - rf + 1 ..
 frames [a, b) from the mel and noise of frames [a - left, b + right) (``left, right =
 cfg.context_frames``) and keeping the middle gives exactly the samples of the whole-utterance pass.
 
-Speed (``python -m model.bench.student_speed``): through ONNX Runtime on this 2-core CPU the cost is
+Speed (``python -m bench.student_speed``): through ONNX Runtime on this 2-core CPU the cost is
 roughly proportional to layers x channels -- the small convolutions and the gate's elementwise ops
 are memory-bound -- and independent of the dilations, so the cpu preset spends its budget on depth
 and receptive field at 16 channels. Measured and left out: int8 dynamic quantisation (3x slower),
@@ -116,7 +116,7 @@ class StudentConfig:
     kernel_size: int = 3
     input_kernel: int = 1
     weight_norm: bool = False
-    # sample-rate excitation from F0 ([sin, cos, voiced], service.excitation) added to every flow's
+    # sample-rate excitation from F0 ([sin, cos, voiced], core.excitation) added to every flow's
     # input through a zero-initialised 1x1 conv; 0 = mel-only (the flows start as before)
     excitation_channels: int = 3
 
@@ -182,7 +182,7 @@ class StudentConfig:
         return cls(**d)
 
 
-# Named presets. Parameters and ONNX Runtime speed: `python -m model.bench.student_speed`.
+# Named presets. Parameters and ONNX Runtime speed: `python -m bench.student_speed`.
 PRESETS: dict[str, StudentConfig] = {
     # unit tests: a few thousand parameters
     "tiny": StudentConfig(
@@ -195,7 +195,7 @@ PRESETS: dict[str, StudentConfig] = {
         gate_channels=8,
         kernel_size=2,
     ),
-    # the 2-core CPU student, chosen by measurement (`python -m model.bench.student_speed`): on this
+    # the 2-core CPU student, chosen by measurement (`python -m bench.student_speed`): on this
     # machine's ONNX Runtime the cost is ~ layers x channels (small convs are memory-bound), about
     # 0.08 CPU-s per audio-s here, and the receptive field is free (dilations cost nothing): 4 flows
     # of 6 layers (dilations 1..32), 16 channels, receptive field 257 samples (pitch periods down to
@@ -385,7 +385,7 @@ class StudentIAF(nn.Module):
     ) -> Tensor | tuple[Tensor, Tensor, Tensor]:
         """The inference signature: z (B, T) standard normal (times a temperature), mel (B, n_mels, F)
         with T == F * hop, speaker (B,) long or None (single-speaker), excitation (B, E, T) from
-        :func:`service.excitation.excitation` (None: unvoiced throughout) -> audio (B, T) in [-1, 1].
+        :func:`core.excitation.excitation` (None: unvoiced throughout) -> audio (B, T) in [-1, 1].
 
         ``return_params=True`` (training): the unclamped sample x (B, T) and its Gaussian
         mean (B, T), log_scale (B, T) instead.

@@ -59,7 +59,7 @@ def load_teacher_vocoder(ckpt: dict, device) -> Vocoder:
     def generate(
         mel: np.ndarray, speaker: int, temperature: float, greedy: bool, seed: int, f0=None
     ) -> np.ndarray:
-        from service.excitation import excitation
+        from core.excitation import excitation
 
         mel_t = torch.from_numpy(np.ascontiguousarray(mel, dtype=np.float32))[None].to(
             device
@@ -90,7 +90,7 @@ def load_student_vocoder(ckpt: dict, device) -> Vocoder:
     def generate(
         mel: np.ndarray, speaker: int, temperature: float, greedy: bool, seed: int, f0=None
     ) -> np.ndarray:
-        from service.excitation import excitation
+        from core.excitation import excitation
 
         mel_t = torch.from_numpy(np.ascontiguousarray(mel, dtype=np.float32))[None].to(
             device

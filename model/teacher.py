@@ -3,7 +3,7 @@
     p(x) = prod_t N(x_t; mean_t, exp(log_scale_t)^2),   (mean_t, log_scale_t) = f(x_<t, mel, speaker)
 
 Architecture (ClariNet-style teacher): the previous sample -> causal input conv (+ a zero-initialised
-1x1 conv of the sample-rate excitation [sin, cos, voiced] of the F0, :mod:`service.excitation`;
+1x1 conv of the sample-rate excitation [sin, cos, voiced] of the F0, :mod:`core.excitation`;
 conditioning like the mel, so it is aligned with the audio, not shifted) -> residual stack
 (:class:`~model.wavenet.WaveNetStack`, gated dilated causal convs with per-layer mel conditioning
 computed at frame rate, see :mod:`model.wavenet`) -> skip sum -> ReLU, 1x1, ReLU, 1x1 -> (mean,
@@ -85,7 +85,7 @@ class TeacherConfig:
     # output
     log_scale_min: float = TEACHER_LOG_SCALE_MIN
     weight_norm: bool = False
-    # sample-rate excitation from F0 ([sin, cos, voiced], service.excitation) added to the input
+    # sample-rate excitation from F0 ([sin, cos, voiced], core.excitation) added to the input
     # conv's output through a zero-initialised 1x1 conv; 0 = mel-only
     excitation_channels: int = 3
     # also add the excitation to every residual layer's gate conditioning (a zero-initialised 1x1,
@@ -101,7 +101,7 @@ class TeacherConfig:
     fmax: float = 8000.0
     # under 16-bit autocast, the input conv (+ excitation conv) and the output head run in fp32 (the
     # mean must be resolved far below bf16's ~3 significant digits); False puts them under autocast
-    # too: only for measuring what fp32 there buys (model.bench.teacher_precision)
+    # too: only for measuring what fp32 there buys (bench.teacher_precision)
     fp32_io: bool = True
 
     def __post_init__(self) -> None:
@@ -142,7 +142,7 @@ class TeacherConfig:
 
 
 # Named presets. Parameter counts (80 mels, 1 speaker) are printed by
-# `python -m model.bench.teacher_generation --list`.
+# `python -m bench.teacher_generation --list`.
 PRESETS: dict[str, TeacherConfig] = {
     # unit tests: a few thousand parameters, trains for a few steps in seconds
     "tiny": TeacherConfig(
@@ -306,7 +306,7 @@ class TeacherWaveNet(nn.Module):
         past_noise: float = 0.0,
     ) -> tuple[Tensor, Tensor]:
         """Teacher forcing: audio (B, T) in [-1, 1], mel (B, n_mels, F) with T == F*hop, speaker (B,),
-        excitation (B, E, T) from :func:`service.excitation.excitation` (None: unvoiced throughout).
+        excitation (B, E, T) from :func:`core.excitation.excitation` (None: unvoiced throughout).
         past_noise > 0 (training only) adds Gaussian noise of that std to the teacher-forced past,
         never to the target: a past that is not the clean recording, so the conditioning (mel,
         excitation) has to carry what the past no longer does (noise-injected teacher forcing).

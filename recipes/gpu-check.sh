@@ -28,7 +28,8 @@
 #   3 export   `parawave export random --preset gpu --fp16 --no-teacher` (the Parallel WaveNet
 #              student, fp32 + fp16; started by call 1, waited for here)     -> export.log, voice.json
 #   4 bench    `parawave bench --device cuda --student-seconds 10 --batch 1,2,...,64`: student
-#              samples/s at batch 1 and every batch (the best is picked), fp32 and fp16 -> bench.log
+#              samples/s at batch 1 and every batch (the best is picked), fp32 and fp16, as
+#              `--json` (recipes/gpu_check.py reads the numbers)   -> bench.json (+ bench.log)
 #   5 serve    `parawave serve --device cuda --require-cuda` (dynamic batching on), ready check
 #   6 sweep    service.loadtest.sweep, concurrency 1,2,4,...,256, stop after the first level whose
 #              p95 time to first audio passes 250 ms                         -> sweep/report.*
@@ -268,8 +269,9 @@ check() {
 
     begin bench "parawave bench --device $DEVICE, ${BENCH_SECONDS} s utterance, batches $BENCH_BATCHES"
     bounded 200 "$PY" -m service.cli bench --voices-dir "$voices" --device "$DEVICE" --student-seconds "$BENCH_SECONDS" \
-        --batch "$BENCH_BATCHES" --runs "$BENCH_RUNS" --teacher-seconds 0 2>&1 | tee "$OUTD/bench.log" ||
+        --batch "$BENCH_BATCHES" --runs "$BENCH_RUNS" --teacher-seconds 0 --json >"$OUTD/bench.json" 2>"$OUTD/bench.log" ||
         echo "gpu-check: bench failed or ran out of time (bench.log)" >&2
+    cat "$OUTD/bench.log" "$OUTD/bench.json" 2>/dev/null || true
     done_ bench
 
     begin serve "parawave serve --device $DEVICE"
@@ -309,7 +311,7 @@ check() {
     "$PY" recipes/gpu_check.py verify "$OUTD" "${flag[@]}" || rc=$?
     if [[ "$mode" == gpu ]]; then # the device returns 8 files at most: the rest travel as one archive
         local extra=() f
-        for f in export.log serve.log voice.json sweep/report.png; do [[ -f "$OUTD/$f" ]] && extra+=("$f"); done
+        for f in export.log bench.log serve.log voice.json sweep/report.png; do [[ -f "$OUTD/$f" ]] && extra+=("$f"); done
         if ((${#extra[@]})); then
             tar -czf "$OUTD/extras.tar.gz" -C "$OUTD" "${extra[@]}" && (cd "$OUTD" && rm -f "${extra[@]}")
         fi

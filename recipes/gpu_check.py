@@ -30,7 +30,7 @@ REPORTS = (
     "env.json",
     "cuda-probe.json",
     "export.log",
-    "bench.log",
+    "bench.json",
     "serve.log",
     "sweep/report.json",
     "sweep/report.md",
@@ -172,25 +172,23 @@ def run_probe(args: argparse.Namespace) -> int:
 
 # ------------------------------------------------------------------------------------- summary
 
-BENCH_STUDENT = re.compile(r"^student(?: (fp32|fp16))? samples/s \(batch (\d+)\)\s+([\d,]+)")
-BENCH_RTF = re.compile(r"^(?:text|ids)->audio RTF \(acoustic\+student\)\s+best ([\d.]+)\s+median ([\d.]+)")
-BENCH_PROVIDERS = re.compile(r"providers (\{.*\})")
-BENCH_SECONDS = re.compile(r"ms for \d+ x ([\d.]+) s\)")
 
-
-def parse_bench(text: str) -> dict:
-    student: dict[str, dict[str, float]] = {}
-    out: dict = {"student_samples_per_s": student}
-    for line in text.splitlines():
-        line = line.strip()
-        if m := BENCH_STUDENT.match(line):
-            student.setdefault(m.group(1) or "fp32", {})[m.group(2)] = float(m.group(3).replace(",", ""))
-            if s := BENCH_SECONDS.search(line):
-                out["utterance_s"] = float(s.group(1))
-        elif m := BENCH_RTF.match(line):
-            out["rtf_best"], out["rtf_median"] = float(m.group(1)), float(m.group(2))
-        elif (m := BENCH_PROVIDERS.search(line)) and "providers" not in out:
-            out["providers"] = m.group(1)
+def bench_numbers(doc: dict) -> dict:
+    """``parawave bench --json``'s object (service/bench_report.py) -> the summary's bench part:
+    student samples/s by precision and batch, the best batch of each, the utterance, RTF and TTFA,
+    the providers. A document without the fields the summary needs is a CheckError."""
+    try:
+        student: dict[str, dict[str, float]] = {}
+        for row in doc["student"]:
+            student.setdefault(row["precision"], {})[str(row["batch"])] = float(row["samples_per_s"])
+        out: dict = {"student_samples_per_s": student, "providers": doc["providers"]}
+        if doc["student"]:
+            out["utterance_s"] = doc["student"][0]["utterance_s"]
+        if doc["rtf"] is not None:
+            out["rtf_best"], out["rtf_median"] = doc["rtf"]["best"], doc["rtf"]["median"]
+            out["ttfa_best_s"] = doc["rtf"]["ttfa_s"]["best"]
+    except (KeyError, TypeError) as exc:
+        raise CheckError(f"bench.json: not parawave bench --json output ({exc!r} missing or wrong)") from None
     out["best_batch"] = {
         prec: {"batch": int(b), "samples_per_s": r}
         for prec, rates in student.items()
@@ -219,7 +217,7 @@ def streams_in_real_time(levels: list[dict]) -> int:
 def summarize(folder: Path) -> dict:
     env = json.loads((folder / "env.json").read_text())
     probe_doc = json.loads((folder / "cuda-probe.json").read_text())
-    bench = parse_bench((folder / "bench.log").read_text())
+    bench = bench_numbers(json.loads((folder / "bench.json").read_text()))
     sweep = json.loads((folder / "sweep" / "report.json").read_text())
     levels = [
         {
@@ -277,7 +275,11 @@ def summary_md(doc: dict) -> str:
             f"| {prec} | {rates.get('1', 0):,.0f} | {best['batch']} | {best['samples_per_s']:,.0f} |"
         )
     if "rtf_best" in b:
-        lines += ["", f"text->audio RTF best {b['rtf_best']:.4f}, median {b['rtf_median']:.4f}"]
+        lines += [
+            "",
+            f"text->audio RTF best {b['rtf_best']:.4f}, median {b['rtf_median']:.4f}; "
+            f"time to first audio best {b['ttfa_best_s'] * 1000:.1f} ms",
+        ]
     lines += [
         "",
         f"Sweep on {s['provider']}: {s['streams_in_real_time']} streams served in real time "
@@ -318,11 +320,11 @@ def verify(folder: Path, dry_run: bool) -> list[str]:
     want = CPU if dry_run else CUDA
     rates = doc["bench"]["student_samples_per_s"]
     if not rates.get("fp32", {}).get("1"):
-        problems.append("bench.log: no student samples/s at batch 1")
+        problems.append("bench.json: no student samples/s at batch 1")
     if not dry_run and not rates.get("fp16", {}).get("1"):
-        problems.append("bench.log: no fp16 student samples/s at batch 1")
-    if want not in (doc["bench"].get("providers") or ""):
-        problems.append(f"bench.log: the student did not run on {want}")
+        problems.append("bench.json: no fp16 student samples/s at batch 1")
+    if (doc["bench"].get("providers") or {}).get("student") != want:
+        problems.append(f"bench.json: the student did not run on {want}")
     if doc["sweep"]["provider"] != want:
         problems.append(f"sweep: the server ran on {doc['sweep']['provider']}, not {want}")
     levels = doc["sweep"]["levels"]

@@ -397,9 +397,13 @@ def bench(
         help="CPU threads per session [default: the intra_op_threads setting (PARAWAVE_INTRA_OP_THREADS) or 1; "
         "0: onnxruntime's choice].",
     ),
+    as_json: bool = typer.Option(
+        False, "--json", help="Print one JSON object of the numbers instead of the table (for scripts)."
+    ),
 ) -> None:
-    """Benchmark a voice bundle on one input: text->audio RTF (acoustic + student), student and
-    teacher samples/s and their ratio, peak memory, providers.
+    """Benchmark a voice bundle on one input: text->audio RTF and time to first audio (acoustic +
+    student), student and teacher samples/s and their ratio, peak memory, providers. ``--json``:
+    the same numbers as one JSON object (fields: ``service/bench_report.py``).
 
     The student's samples/s are measured on the text's mel (or ``--student-seconds`` of it, tiled),
     ``b`` copies per run for batch ``b``, in every precision the bundle ships for the provider (fp32,
@@ -413,6 +417,7 @@ def bench(
 
     import numpy as np
 
+    from service import bench_report
     from service.engine import CUDA, Graph, prepare_text
     from service.types import InputError, SynthesisRequest
 
@@ -427,7 +432,8 @@ def bench(
     v = engine.voice(voice_name)
     spk = v.speaker_id(speaker_name)
     engine.warmup()
-    out = typer.echo
+    out = (lambda line: typer.echo(line, err=True)) if as_json else typer.echo  # stdout: the JSON alone
+    record = bench_report.new_record(voice_name, speaker_name, v.sample_rate, device, engine.providers)
     out(f"voice {voice_name}/{speaker_name}, {v.sample_rate} Hz; providers {dict(engine.providers)}")
     out(f"machine: {platform.processor() or platform.machine()}, {_cpus()} CPUs, load {_load()}")
 
@@ -448,6 +454,12 @@ def bench(
     f0 = np.concatenate([f for _, f in features])  # (F,) Hz, the teacher's excitation
     audio_s = mel.shape[1] * v.hop / v.sample_rate
     out(f"input: {len(text)} chars, {len(ids)} sentences, {audio_s:.2f} s of audio")
+    record["input"] = {
+        "chars": len(text),
+        "sentences": len(ids),
+        "audio_s": audio_s,
+        "text_front_end": have_text,
+    }
 
     rows: list[tuple[str, str]] = []
     student_rates: dict[int, float] = {}
@@ -455,19 +467,22 @@ def bench(
         request = SynthesisRequest(text, voice_name, speaker_name, seed=0)
         rng = np.random.default_rng(0)
 
-        def ids_to_audio() -> int:
+        def pieces():  # the audio as it comes: the engine's chunks, or one vocoded sentence at a time
             if have_text:
-                return sum(len(c.audio) for c in engine.synthesize(request))
-            n = 0
+                yield from (c.audio for c in engine.synthesize(request))
+                return
             for x in ids:
                 m = v.mels([x], [spk], [1.0])[0]
-                n += len(v.vocode([m], [spk], [rng.standard_normal(m.shape[1] * v.hop, dtype=np.float32)])[0])
-            return n
+                yield v.vocode([m], [spk], [rng.standard_normal(m.shape[1] * v.hop, dtype=np.float32)])[0]
 
-        times, cpu = [], []
+        times, cpu, ttfa = [], [], []
         for _ in range(runs):
             t0, c0 = time.perf_counter(), time.process_time()
-            got = ids_to_audio()
+            got = 0
+            for piece in pieces():
+                if not got:
+                    ttfa.append(time.perf_counter() - t0)  # time to the first audio
+                got += len(piece)
             times.append(time.perf_counter() - t0)
             cpu.append(time.process_time() - c0)
         seconds = got / v.sample_rate
@@ -485,7 +500,19 @@ def bench(
                 f"best {min(cpu) / seconds:.4f}  (all threads; less load-sensitive)",
             )
         )
+        rows.append(
+            (f"{what} first audio (TTFA)", f"best {min(ttfa):.4f} s  median {statistics.median(ttfa):.4f} s")
+        )
         rows.append(("acoustic alone", f"{acoustic_s:.3f} s for {audio_s:.2f} s of audio"))
+        record["rtf"] = {
+            "input": what.split("->")[0],
+            "runs": runs,
+            "best": min(rtf),
+            "median": statistics.median(rtf),
+            "cpu_s_per_audio_s": min(cpu) / seconds,
+            "ttfa_s": {"best": min(ttfa), "median": statistics.median(ttfa)},
+        }
+        record["acoustic_s"] = acoustic_s
 
         m = mel
         if student_seconds > 0:
@@ -516,6 +543,17 @@ def bench(
                     rate = b * samples / best
                     if graph is original:  # what the engine serves with
                         student_rates[b] = rate
+                    record["student"].append(
+                        {
+                            "precision": "fp16" if graph.role.endswith("_fp16") else "fp32",
+                            "batch": b,
+                            "samples_per_s": rate,
+                            "median_samples_per_s": b * samples / statistics.median(med),
+                            "best_ms": best * 1000,
+                            "utterance_s": samples / v.sample_rate,
+                            "served": graph is original,
+                        }
+                    )
                     rows.append(
                         (
                             f"student{label} samples/s (batch {b})",
@@ -532,6 +570,12 @@ def bench(
         n = sum(len(piece) for piece, _ in v.teacher(mel[:, :frames], spk, rng, f0=f0[:frames]))
         t = time.perf_counter() - t0
         teacher_rate = n / t
+        record["teacher"] = {
+            "samples_per_s": teacher_rate,
+            "seconds": t,
+            "audio_s": n / v.sample_rate,
+            "rtf": t * v.sample_rate / n,
+        }
         rows.append(
             (
                 "teacher samples/s (batch 1)",
@@ -541,8 +585,13 @@ def bench(
         if student_rates:
             b = min(student_rates)
             rows.append((f"student (batch {b}) / teacher speed", f"{student_rates[b] / teacher_rate:,.0f}x"))
+            record["student_over_teacher"] = {"batch": b, "ratio": student_rates[b] / teacher_rate}
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # KiB on Linux
     rows.append(("peak RSS", f"{peak:.0f} MiB"))
+    record["peak_rss_mib"] = peak
+    if as_json:
+        typer.echo(bench_report.to_json(record))
+        return
     width = max(len(k) for k, _ in rows)
     for k, val in rows:
         out(f"{k:<{width}}  {val}")

@@ -54,9 +54,9 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from core.excitation import EXCITATION_CHANNELS, excitation
 from service import bundle as bundle_io
 from service import graphs, timing
-from service.excitation import EXCITATION_CHANNELS, excitation
 from service.types import (
     MAX_PITCH,
     MIN_PITCH,

@@ -22,7 +22,7 @@ blend is a weighted mean of the speakers' embeddings in every model. Format 2 bu
                   frames per phoneme; frames (B,) valid mel frames per row; f0 (B, F) Hz per
                   frame, 0 where unvoiced (and past each row's length).
 ``student``       z (B, F*hop) standard normal noise, mel (B, n_mels, F), speaker_weights (B, S),
-                  excitation (B, 3, F*hop) = ``service.excitation.excitation(f0)`` (computed once
+                  excitation (B, 3, F*hop) = ``core.excitation.excitation(f0)`` (computed once
                   per utterance by the caller, sliced like z) -> audio (B, F*hop): one parallel
                   pass of the IAF flows.
 ``teacher_cond``  mel (B, n_mels, F), speaker_weights (B, S) -> cond (B, C, F): every residual layer's gate
@@ -33,7 +33,7 @@ blend is a weighted mean of the speakers' embeddings in every model. Format 2 bu
                   noise 0 = greedy), mean, log_scale, state_out_i.
 ``teacher_block`` what the engine runs: a run of frames per call. cond (B, C, N + 2) is frames
                   [f0 - 1, f0 + N] of ``teacher_cond``'s output (edges replicated), excitation
-                  (B, 3, N*hop) the window's samples of ``service.excitation.excitation(f0)``
+                  (B, 3, N*hop) the window's samples of ``core.excitation.excitation(f0)``
                   (computed once per utterance by the caller, sliced like noise; already at the
                   sample rate, not upsampled), noise (B, N*hop), x_prev (B, 1), state_i -> audio
                   (B, N*hop), x_last (B, 1), state_out_i. Inside: the 3-tap per-phase upsampling

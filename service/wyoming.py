@@ -12,7 +12,8 @@ Events (the ``wyoming`` package's types):
   ``audio-stop``: the student's chunks (one per sentence) are written as they come.
 * ``synthesize-start``, ``synthesize-chunk``..., ``synthesize-stop`` -> one ``audio-start``, the
   chunks, ``audio-stop``, ``synthesize-stopped``. Each sentence goes to the engine as soon as it is
-  complete (``model.text.split_sentences`` on the text so far: every sentence but the last one is);
+  complete (``service/wyoming_text.py``: ``model.text.split_sentences`` on the text so far, every
+  sentence but the last one is);
   the ``synthesize`` that Home Assistant sends inside a stream (for older servers) is ignored.
 * ``ping`` -> ``pong``.
 
@@ -26,7 +27,7 @@ ends with ``synthesize-stopped`` as usual.
 A connection that closes stops its generation (the job's cancel flag, as an HTTP disconnect does):
 the handler reads events while the audio is written, so it sees the end of the connection at once.
 Wyoming has no authentication: ``api_key`` guards HTTP only, so bind the Wyoming port to a trusted
-network.
+network. With ``wyoming_zeroconf`` the server is announced over mDNS (``service/wyoming_zeroconf.py``).
 """
 
 from __future__ import annotations
@@ -34,13 +35,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import re
-import socket
 import time
-from collections import deque
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from urllib.parse import urlparse
 
 from wyoming.audio import AudioChunk as WyAudioChunk
 from wyoming.audio import AudioStart, AudioStop
@@ -64,6 +61,8 @@ from service.catalog import VoiceEntry
 from service.scheduler import GenerationTimeout, QueueFull
 from service.state import ServiceState
 from service.types import AudioChunk, InputError, SynthesisRequest
+from service.wyoming_text import TextStream
+from service.wyoming_zeroconf import Announcement
 
 log = logging.getLogger(__name__)
 
@@ -71,7 +70,6 @@ LANGUAGE = "en_US"  # the text front end (model.text.g2p) is espeak-ng en-us
 SAMPLES_PER_CHUNK = 1024  # audio per audio-chunk event (wyoming-piper's size): 64 ms at 16 kHz
 WIDTH, CHANNELS = 2, 1  # 16-bit mono
 ATTRIBUTION = Attribution(name="parawave", url="")  # no public home page to point at yet
-ZEROCONF_TYPE = "_wyoming._tcp.local."
 
 
 class WyomingError(Exception):
@@ -81,77 +79,6 @@ class WyomingError(Exception):
         super().__init__(text)
         self.code = code
         self.text = text
-
-
-# ----------------------------------------------------------------------------------- text stream
-
-
-def _at_end(text: str, sentence: str) -> int | None:
-    """Where ``sentence`` (whitespace-normalized by split_sentences) starts, as the end of ``text``."""
-    words = sentence.split()
-    if not words:
-        return None
-    m = re.compile(r"\s+".join(re.escape(w) for w in words) + r"\s*\Z").search(text)
-    return m.start() if m else None
-
-
-def complete_sentences(text: str) -> tuple[list[str], str]:
-    """``text`` received so far -> (its complete sentences, the rest, as received).
-
-    Every sentence ``model.text.split_sentences`` finds but the last is complete: its end was decided
-    with the next word in view ("Dr. Smith" stays whole). The last one may go on in the next chunk.
-    """
-    from model.text import split_sentences
-
-    parts = split_sentences(text)
-    if len(parts) < 2:
-        return [], text
-    start = _at_end(text, parts[-1])
-    if start is None or start == 0:  # not found as typed (punctuation glued on): wait for more text
-        return [], text
-    return parts[:-1], text[start:]
-
-
-class _TextStream:
-    """The text of one streaming synthesis: complete sentences queue up for the speaker."""
-
-    def __init__(self) -> None:
-        self.pending = ""  # received, not yet a complete sentence
-        self._items: deque[str | None] = deque()  # complete sentences; None: the stream is over
-        self._changed = asyncio.Event()
-
-    def feed(self, text: str) -> None:
-        if self._items and self._items[-1] is None:
-            return
-        self.pending += text
-        done, self.pending = complete_sentences(self.pending)
-        self._put(*done)
-
-    def close(self) -> None:
-        if self._items and self._items[-1] is None:
-            return
-        rest, self.pending = self.pending, ""
-        self._put(*([rest] if rest.strip() else []), None)
-
-    def _put(self, *items: str | None) -> None:
-        self._items.extend(items)
-        if items:
-            self._changed.set()
-
-    async def next_text(self, max_chars: int) -> str | None:
-        """The next complete sentence and those waiting behind it (up to ``max_chars`` in all);
-        None once the stream is over."""
-        while not self._items:
-            self._changed.clear()
-            await self._changed.wait()
-        if self._items[0] is None:
-            return None
-        text = self._items.popleft()
-        assert text is not None
-        while self._items and (nxt := self._items[0]) is not None and len(text) + 1 + len(nxt) <= max_chars:
-            text += " " + nxt
-            self._items.popleft()
-        return text
 
 
 # ----------------------------------------------------------------------------------- handler
@@ -195,7 +122,7 @@ class WyomingHandler(AsyncEventHandler):
         self.service = service
         self.state = service.state
         self._ops: asyncio.Queue[Callable[[], Awaitable[bool]]] = asyncio.Queue()
-        self._stream: _TextStream | None = None
+        self._stream: TextStream | None = None
         self._runner = asyncio.create_task(self._run_ops(), name="parawave-wyoming-connection")
         service.connected(self)
 
@@ -223,7 +150,7 @@ class WyomingHandler(AsyncEventHandler):
         elif SynthesizeStart.is_type(event.type):
             if self._stream is not None:  # a new stream without a stop: the old one ends here
                 self._stream.close()
-            stream = self._stream = _TextStream()
+            stream = self._stream = TextStream()
             start = SynthesizeStart.from_event(event)
             self._ops.put_nowait(lambda: self._speak_stream(start.voice, stream))
         elif SynthesizeChunk.is_type(event.type):
@@ -319,7 +246,7 @@ class WyomingHandler(AsyncEventHandler):
         self._observe_first_audio("synthesize", audio, started)
         return True
 
-    async def _speak_stream(self, voice: SynthesizeVoice | None, stream: _TextStream) -> bool:
+    async def _speak_stream(self, voice: SynthesizeVoice | None, stream: TextStream) -> bool:
         metrics = self.state.metrics
         audio = _Audio(self)
         outcome = "ok"
@@ -434,8 +361,7 @@ class WyomingService:
         self._active = 0
         self._idle = asyncio.Event()
         self._idle.set()
-        self._zeroconf = None
-        self._zeroconf_info = None
+        self._announcement = Announcement()  # zeroconf (service/wyoming_zeroconf.py)
 
     @contextlib.contextmanager
     def active(self):
@@ -492,13 +418,13 @@ class WyomingService:
         await self._server.start(lambda reader, writer: WyomingHandler(reader, writer, self))
         log.info("Wyoming server on %s", self.uri)
         if self.state.settings.wyoming_zeroconf:
-            await self._announce()
+            await self._announcement.announce(self.uri, self.state.settings.wyoming_zeroconf_name)
 
     async def stop(self) -> None:
         """Drain: no new synthesis (an error event says so), the running ones get the grace period,
         then every connection is closed."""
         self.draining = True
-        await self._unannounce()
+        await self._announcement.withdraw()
         if self._active:
             grace = self.state.settings.graceful_shutdown_s
             log.info("Wyoming: waiting up to %.0f s for %d synthesis to finish", grace, self._active)
@@ -512,45 +438,3 @@ class WyomingService:
             await self._server.stop()
         for handler in list(self._handlers):
             await handler.disconnect()
-
-    # -- zeroconf (optional: pip install 'parawave[zeroconf]') -------------------------------------
-
-    async def _announce(self) -> None:
-        from zeroconf import IPVersion
-        from zeroconf.asyncio import AsyncServiceInfo, AsyncZeroconf
-
-        parsed = urlparse(self.uri)
-        if parsed.scheme != "tcp":
-            log.warning("Wyoming: zeroconf needs a tcp:// URI, not %s: not announced", self.uri)
-            return
-        host = parsed.hostname or ""
-        if host in ("0.0.0.0", "", "::"):
-            host = _outward_address()
-        name = self.state.settings.wyoming_zeroconf_name or f"parawave-{socket.gethostname()}"
-        info = AsyncServiceInfo(
-            ZEROCONF_TYPE,
-            f"{name}.{ZEROCONF_TYPE}",
-            addresses=[socket.inet_aton(host)],
-            port=parsed.port,
-            properties={"version": __version__},
-        )
-        zc = AsyncZeroconf(ip_version=IPVersion.V4Only)
-        await zc.async_register_service(info)
-        self._zeroconf, self._zeroconf_info = zc, info
-        log.info("Wyoming: announced as %s on %s:%s (zeroconf)", name, host, parsed.port)
-
-    async def _unannounce(self) -> None:
-        if self._zeroconf is not None:
-            await self._zeroconf.async_unregister_service(self._zeroconf_info)
-            await self._zeroconf.async_close()
-            self._zeroconf = None
-
-
-def _outward_address() -> str:
-    """The IPv4 address this host sends multicast from (what a wildcard bind is reachable on)."""
-    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
-        try:
-            s.connect(("224.0.0.251", 5353))  # mDNS; UDP connect sends nothing
-            return s.getsockname()[0]
-        except OSError:
-            return "127.0.0.1"

@@ -19,12 +19,12 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
+from core.excitation import excitation as excitation_signal
 from model.data.config import AudioConfig
 from model.data.corpus import Corpus, CorpusError
 from model.data.excitation import EXCITATION_PHASES, recording_excitation
 from model.data.features import cached_log_mel, load_clip_audio, silence_value
 from model.data.pitch import cached_f0
-from service.excitation import excitation as excitation_signal
 
 __all__ = [
     "Corpus",
@@ -122,7 +122,7 @@ class VocoderDataset(Dataset):
     ``seed=None``: a fresh window every time (torch's RNG, which DataLoader seeds per worker);
     ``seed=int``: the window of item i depends only on (seed, i) -- for deterministic validation.
     ``excitation=True`` adds "f0": (S,) Hz and "excitation": (3, S*hop) computed from the window's
-    F0 (:func:`service.excitation.excitation`; its phase starts at the window), or with
+    F0 (:func:`core.excitation.excitation`; its phase starts at the window), or with
     ``excitation_phase="recording"`` phase-locked to the window's audio
     (:func:`model.data.excitation.recording_excitation`, training only).
     """

@@ -1,15 +1,15 @@
 """A training excitation whose phase is the recording's own (phase-true), not F0's integral from 0.
 
-The runtime's excitation (:func:`service.excitation.excitation`) integrates the F0 track from phase
+The runtime's excitation (:func:`core.excitation.excitation`) integrates the F0 track from phase
 0 at the start of the signal. Cut from a training window, that phase is unrelated to where the
 recording's glottal cycles actually fall, so it tells an autoregressive teacher nothing its clean
 past does not already say better (the period) -- and the teacher learns to ignore it. Measured:
 its output pitch does not move when the excitation's F0 is shifted by 150 cents
-(``model.bench.excitation_follow``).
+(``bench.excitation_follow``).
 
 Here the phase is locked to the recording's first harmonic, so the excitation *predicts* samples:
 
-    phase_f0[t], voiced[t]  = service.excitation.f0_phase(f0)         (T,)
+    phase_f0[t], voiced[t]  = core.excitation.f0_phase(f0)         (T,)
     z[t]                    = audio[t] * exp(-i phase_f0[t]) * voiced  the 1st harmonic -> ~DC
     offset[t]               = angle((z * hann(N))[t]),  N = `periods` periods of the median F0
     phase[t]                = phase_f0[t] + offset[t]                  (T,)
@@ -29,7 +29,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from service.excitation import excitation_from_phase, f0_phase
+from core.excitation import excitation_from_phase, f0_phase
 
 __all__ = ["EXCITATION_PHASES", "recording_excitation"]
 

@@ -29,11 +29,11 @@ def copy_metrics(
     "reference"). Teachers sample at ``temperature``."""
     import torch
 
+    from core.excitation import excitation
     from model.data.dataset import load_clip
     from model.data.pitch import track_f0
     from model.eval.cli import clip_seed, copy_scores
     from model.eval.voicing import hnr_db
-    from service.excitation import excitation
 
     rows: dict[str, list[dict]] = {label: [] for label in models}
     ref_hnr = []

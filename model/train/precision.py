@@ -12,10 +12,10 @@
 - :func:`compile_module`: ``torch.compile`` (inductor) of a training module, with a fallback to
   eager when no C compiler is on PATH (inductor's CPU backend compiles C++) or the compile fails.
   The compile itself happens lazily on the first call (and on shape changes); its time is what
-  ``model.bench.train_speed`` reports as compile time.
+  ``bench.train_speed`` reports as compile time.
 
-Measured on the 2-core Sapphire Rapids host (``python -m model.bench.train_speed``,
-model/bench/results/train_speed.txt): see that file for the numbers behind these defaults.
+Measured on the 2-core Sapphire Rapids host (``python -m bench.train_speed``,
+bench/results/train_speed.txt): see that file for the numbers behind these defaults.
 """
 
 from __future__ import annotations
@@ -47,7 +47,7 @@ _CPU_BF16_FLAGS = ("amx_bf16", "avx512_bf16")
 # realize_reads_threshold 2 (default 4): a fused value read by two or more kernels is written once
 # instead of recomputed inside each reader. In the channels-last WaveNet that is the residual
 # update, which the im2col of the next layer's dilated conv otherwise recomputes once per tap.
-# Measured, in-process A/B on the 2-core AMD EPYC (model/bench/results/train_speed.txt):
+# Measured, in-process A/B on the 2-core AMD EPYC (bench/results/train_speed.txt):
 # teacher64 step 1.04x, distillation step 1.07x. Since bf16 training runs the dilated convs as
 # oneDNN convolutions (no im2col) it pays less: teacher64 1.01x, within noise; kept.
 CPU_INDUCTOR_OPTIONS = {"realize_reads_threshold": 2}

@@ -3,7 +3,7 @@
 Loss: Gaussian negative log-likelihood of every sample of the window given the previous ones and
 the mel (nats per sample; with the -7 log-scale floor it is bounded below by about -6.08). Data:
 :class:`model.data.dataset.VocoderDataset` windows of ``segment_frames`` frames, with the window's
-excitation (Praat F0 -> :func:`service.excitation.excitation`) when the teacher has
+excitation (Praat F0 -> :func:`core.excitation.excitation`) when the teacher has
 ``excitation_channels``. Validation: NLL of the EMA model on fixed windows of the val split.
 Samples: the EMA model generates the first ``sample_seconds`` of the first validation clip, excited
 by its F0 (TensorBoard audio + mel figure vs the real one).
@@ -96,7 +96,7 @@ TRAIN_PRESETS: dict[str, TeacherTrainConfig] = {
         ema_decay=0.999,
         num_workers=1,
         threads=1,  # on a shared 2-core host two intra-op threads were measured 4x slower than one
-        compile=True,  # issue 16: with CPU bf16, ~3.5x the fp32 Conv1d step (model/bench/results)
+        compile=True,  # issue 16: with CPU bf16, ~3.5x the fp32 Conv1d step (bench/results)
         log_every=50,
         val_every=1000,
         val_batches=8,

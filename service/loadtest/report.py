@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import logging
 import sys
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -118,18 +119,36 @@ def plot(report: dict[str, Any], path: Path) -> None:
     plt.close(fig)
 
 
+def write_files(out: Path, files: Mapping[str, tuple[str, str | Callable[[Path], None]]]) -> dict[str, Path]:
+    """``files``: kind -> (file name, its text or a function that writes it, e.g. a plot) -> kind ->
+    path of each file written into ``out``, in order. A writer that needs matplotlib is skipped with a
+    warning when it is not installed (the ``load`` extra)."""
+    out.mkdir(parents=True, exist_ok=True)
+    paths = {}
+    for kind, (name, content) in files.items():
+        path = out / name
+        if isinstance(content, str):
+            path.write_text(content)
+        else:
+            try:
+                content(path)
+            except ImportError:
+                log.warning("matplotlib is not installed: no %s (pip install -e '.[load]')", name)
+                continue
+        paths[kind] = path
+    return paths
+
+
 def write_report(report: dict[str, Any], out: Path) -> dict[str, Path]:
     """report.json, report.md and (when matplotlib is installed) report.png in ``out``."""
-    out.mkdir(parents=True, exist_ok=True)
-    paths = {"json": out / "report.json", "markdown": out / "report.md", "png": out / "report.png"}
-    paths["json"].write_text(json.dumps(report, indent=2) + "\n")
-    paths["markdown"].write_text(render_markdown(report))
-    try:
-        plot(report, paths["png"])
-    except ImportError:
-        log.warning("matplotlib is not installed: no plot (pip install -e '.[load]')")
-        del paths["png"]
-    return paths
+    return write_files(
+        out,
+        {
+            "json": ("report.json", json.dumps(report, indent=2) + "\n"),
+            "markdown": ("report.md", render_markdown(report)),
+            "png": ("report.png", lambda path: plot(report, path)),
+        },
+    )
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -29,87 +29,50 @@ which is how the per-factor runs of ``recipes/reports/memory-soak`` were made: `
 Writes ``waves.tsv`` (one row per wave), ``soak.json`` (config, summary, waves), ``README.md`` (a
 table and the verdict) and ``rss.png`` (RSS per wave; needs matplotlib, the ``load`` extra) into
 ``--out``.
+
+Here: the soak itself (one request, the waves, the probes) and the command; the config and the plan
+are in ``soak_plan.py``, the verdict and the report in ``soak_report.py``, the server's memory and a
+server of its own in ``soak_server.py``.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
-import os
 import random
-import shutil
-import socket
-import subprocess
 import sys
 import time
 from collections import Counter
-from collections.abc import Mapping, Sequence
-from dataclasses import asdict, dataclass, field
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 from urllib.parse import urlsplit
 
 import typer
 
 from service.loadtest import hardware
-from service.loadtest.sentences import SENTENCES
+from service.loadtest.soak_plan import (
+    EXPECTED_STATUS,
+    FORMATS,
+    MODELS,
+    VOICES,
+    Mode,
+    Planned,
+    SoakConfig,
+    plan_wave,
+)
+from service.loadtest.soak_report import render_markdown, summarize, wave_line, write_report
+from service.loadtest.soak_server import MemorySource, ServedProcess, SoakError
 
 log = logging.getLogger(__name__)
 
-FORMATS: tuple[str, ...] = ("mp3", "opus", "aac", "flac", "wav", "pcm")
-MODELS: tuple[str, ...] = ("tts-1", "tts-1-hd")
-VOICES: tuple[str, ...] = ("alloy", "nova", "fable", "echo", "shimmer", "onyx")  # OpenAI names (all voices)
 LOOPBACK = frozenset({"127.0.0.1", "::1", "localhost"})
 ENVELOPE_KEYS = frozenset({"message", "type", "param", "code"})
 SPEECH = "/v1/audio/speech"
-Mode = Literal["whole", "stream", "sse", "malformed"]
-
-
-class SoakError(RuntimeError):
-    """The soak cannot run (not loopback, server unreachable or not ready, no memory source): one line."""
-
-
-@dataclass(frozen=True)
-class SoakConfig:
-    url: str
-    requests: int = 960  # stop after this many requests ...
-    duration_s: float = 1800.0  # ... or once a wave ends past this many seconds
-    concurrency: int = 24  # requests per wave, sent at once
-    seed: int = 0
-    formats: tuple[str, ...] = FORMATS
-    models: tuple[str, ...] = MODELS
-    voices: tuple[str, ...] = VOICES
-    stream_fraction: float = 0.45  # of the well-formed requests: streamed (chunked or SSE)
-    sse_fraction: float = 0.3  # of the streamed ones: as Server-Sent Events
-    abort_fraction: float = 0.8  # of the streamed ones: abandoned at a random byte
-    abort_max_bytes: int = 40_000  # abandon after 0 .. this many bytes (0: right after the headers)
-    malformed_fraction: float = 0.15
-    max_sentences: int = 3  # each request speaks 1 .. this many sentences of the load-test texts
-    warmup_waves: int = 3  # RSS growth is measured from the end of this wave
-    max_growth_pct: float = 5.0
-    settle_s: float = 60.0  # after a wave, wait this long at most for the in-flight gauge to reach 0
-    timeout_s: float = 120.0  # per request
-    ready_poll_s: float = 0.25
-    api_key: str | None = field(default=None, repr=False)
-
-    def to_dict(self) -> dict[str, Any]:
-        d = asdict(self)
-        d["api_key"] = "***" if self.api_key else None
-        return d
-
-
-@dataclass(frozen=True)
-class Planned:
-    """One request of the plan (drawn from the seeded RNG before the wave starts)."""
-
-    index: int
-    mode: Mode
-    body: bytes
-    content_type: str = "application/json"
-    abort_at: int | None = None  # streamed: close the connection after this many bytes
-    what: str = ""  # the malformed case, or "fmt/model/voice"
 
 
 @dataclass(frozen=True)
@@ -121,143 +84,6 @@ class Outcome:
     bytes: int
     aborted: bool  # the client closed the connection early, as planned
     problem: str | None  # None = as expected
-
-
-# ------------------------------------------------------------------------------------ the plan
-
-# (name, body, content type, expected status); every answer must also be in the OpenAI error envelope
-MALFORMED: tuple[tuple[str, bytes, str, int], ...] = (
-    ("truncated_json", b'{"input": "Hello there", "voice": ', "application/json", 400),
-    ("not_an_object", b'["Hello there"]', "application/json", 400),
-    ("empty_input", b'{"input": ""}', "application/json", 400),
-    ("blank_input", b'{"input": "   \\n  "}', "application/json", 400),
-    ("missing_input", b'{"voice": "alloy"}', "application/json", 400),
-    ("input_not_text", b'{"input": 42}', "application/json", 400),
-    ("unknown_format", b'{"input": "Hello there", "response_format": "ogg"}', "application/json", 400),
-    ("unknown_voice", b'{"input": "Hello there", "voice": "nobody"}', "application/json", 400),
-    ("unknown_model", b'{"input": "Hello there", "model": "tts-9"}', "application/json", 400),
-    ("speed_as_string", b'{"input": "Hello there", "speed": "1.0"}', "application/json", 400),
-    ("speed_out_of_range", b'{"input": "Hello there", "speed": 9}', "application/json", 400),
-    ("seed_as_bool", b'{"input": "Hello there", "seed": false}', "application/json", 400),
-    ("pitch_out_of_range", b'{"input": "Hello there", "pitch": 99}', "application/json", 400),
-    ("lone_surrogate", b'{"input": "Hello \\ud800 there"}', "application/json", 400),
-    ("bad_stream_format", b'{"input": "Hello there", "stream_format": "video"}', "application/json", 400),
-    ("too_long", json.dumps({"input": "word " * 1000}).encode(), "application/json", 400),
-    ("not_json", b"input=Hello+there", "application/x-www-form-urlencoded", 415),
-    ("too_large", json.dumps({"input": "x" * 70_000}).encode(), "application/json", 413),
-)
-EXPECTED_STATUS = {name: status for name, _, _, status in MALFORMED}
-
-
-def plan_wave(config: SoakConfig, rng: random.Random, first: int, n: int) -> list[Planned]:
-    """``n`` requests (indices ``first``..) drawn from ``rng``: the same seed gives the same plan."""
-    out = []
-    for i in range(first, first + n):
-        if rng.random() < config.malformed_fraction:
-            name, body, ctype, _ = rng.choice(MALFORMED)
-            out.append(Planned(i, "malformed", body, ctype, what=name))
-            continue
-        fmt, model, voice = rng.choice(config.formats), rng.choice(config.models), rng.choice(config.voices)
-        k = rng.randint(1, max(1, config.max_sentences))
-        text = " ".join(rng.choice(SENTENCES) for _ in range(k))
-        body: dict[str, Any] = {"model": model, "input": text, "voice": voice, "response_format": fmt}
-        mode: Mode = "whole"
-        abort_at = None
-        if rng.random() < config.stream_fraction:
-            mode = "sse" if rng.random() < config.sse_fraction else "stream"
-            body["stream"] = True
-            if mode == "sse":
-                body["stream_format"] = "sse"
-            if rng.random() < config.abort_fraction:
-                abort_at = rng.randint(0, config.abort_max_bytes)
-        out.append(
-            Planned(i, mode, json.dumps(body).encode(), abort_at=abort_at, what=f"{fmt}/{model}/{voice}")
-        )
-    return out
-
-
-# ------------------------------------------------------------------------------------ memory
-
-
-class MemorySource:
-    """The server's memory: ``VmRSS`` of a process, plus a cgroup's ``memory.current`` when known."""
-
-    def __init__(self, pid: int | None = None, cgroup: Path | None = None, label: str = "") -> None:
-        self.pid = pid
-        self.cgroup = cgroup
-        self.label = label or (f"pid {pid}" if pid else str(cgroup))
-
-    @classmethod
-    def for_container(cls, name: str) -> MemorySource:
-        """The container's main process (its pid as the host sees it) and its cgroup (v2 or v1)."""
-        docker = shutil.which("docker")
-        if docker is None:
-            raise SoakError("--container needs the docker command")
-        try:
-            pid = int(
-                subprocess.run(
-                    [docker, "inspect", "-f", "{{.State.Pid}}", name],
-                    capture_output=True,
-                    text=True,
-                    check=True,
-                    timeout=30,
-                ).stdout.strip()
-            )
-        except (subprocess.SubprocessError, ValueError) as exc:
-            raise SoakError(f"cannot find container {name!r}: {exc}") from None
-        return cls(pid=pid, cgroup=_cgroup_of(pid), label=f"container {name} (pid {pid})")
-
-    def rss_mb(self) -> float | None:
-        if self.pid is None:
-            return None
-        try:
-            for line in Path(f"/proc/{self.pid}/status").read_text().splitlines():
-                if line.startswith("VmRSS:"):
-                    return int(line.split()[1]) / 1024.0  # kB -> MiB
-        except (OSError, ValueError):
-            return None
-        return None
-
-    def cgroup_mb(self) -> float | None:
-        """The cgroup's memory use less its inactive page cache, as ``docker stats`` counts it."""
-        if self.cgroup is None:
-            return None
-        for name, inactive in (
-            ("memory.current", "inactive_file"),
-            ("memory.usage_in_bytes", "total_inactive_file"),
-        ):
-            try:
-                used = int((self.cgroup / name).read_text().strip())
-            except (OSError, ValueError):
-                continue
-            try:
-                stat = dict(line.split() for line in (self.cgroup / "memory.stat").read_text().splitlines())
-                used -= int(stat.get(inactive, 0))
-            except (OSError, ValueError):
-                pass
-            return used / (1 << 20)
-        return None
-
-
-def _cgroup_of(pid: int) -> Path | None:
-    """The memory cgroup folder of ``pid``: v1's memory controller when mounted, else v2's."""
-    try:
-        lines = Path(f"/proc/{pid}/cgroup").read_text().splitlines()
-    except OSError:
-        return None
-    found = []
-    for line in lines:
-        hier, controllers, path = line.split(":", 2)
-        if "memory" in controllers.split(","):  # v1 (or hybrid)
-            found.insert(0, Path("/sys/fs/cgroup/memory") / path.lstrip("/"))
-        elif hier == "0" and controllers == "":  # v2 (unified, or hybrid's unified mount)
-            found += [
-                Path("/sys/fs/cgroup") / path.lstrip("/"),
-                Path("/sys/fs/cgroup/unified") / path.lstrip("/"),
-            ]
-    return next(
-        (p for p in found if (p / "memory.current").exists() or (p / "memory.usage_in_bytes").exists()), None
-    )
 
 
 # ------------------------------------------------------------------------------------ the soak
@@ -376,7 +202,7 @@ class Soaker:
                 ok = False
             probes += 1
             not_ready += not ok
-            with _suppress_timeout():
+            with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(done.wait(), self.config.ready_poll_s)
         return probes, not_ready
 
@@ -491,244 +317,6 @@ class Soaker:
             "in_flight_settled": settle[1],
             "settle_s": round(settle[2], 2),
         }
-
-
-class _suppress_timeout:
-    def __enter__(self) -> None:
-        return None
-
-    def __exit__(self, exc_type, exc, tb) -> bool:
-        return exc_type is asyncio.TimeoutError or exc_type is TimeoutError
-
-
-def summarize(
-    waves: list[dict[str, Any]], problems: list[dict[str, Any]], statuses: Mapping[str, int], c: SoakConfig
-) -> dict[str, Any]:
-    """The verdict over the waves (``waves[0]`` is the reading before any request)."""
-    measured = [w for w in waves if w["wave"] > 0]
-    key = "rss_mb" if waves[0]["rss_mb"] is not None else "cgroup_mb"
-    base_wave = min(c.warmup_waves, len(measured))
-    base = waves[base_wave][key] if measured else None
-    after = [w[key] for w in measured if w["wave"] >= base_wave]
-    final = measured[-1][key] if measured else None
-    growth = None if not base or final is None else round(100.0 * (final - base) / base, 2)
-    peak_growth = None if not base or not after else round(100.0 * (max(after) - base) / base, 2)
-    requests = measured[-1]["requests"] if measured else 0
-    s = {
-        "requests": requests,
-        "waves": len(measured),
-        "elapsed_s": measured[-1]["elapsed_s"] if measured else 0.0,
-        "memory": key,
-        "start_mb": waves[0][key],
-        "warmup_waves": base_wave,
-        "after_warmup_mb": base,
-        "final_mb": final,
-        "peak_mb": max((w[key] for w in waves if w[key] is not None), default=None),
-        "growth_after_warmup_pct": growth,
-        "peak_growth_after_warmup_pct": peak_growth,
-        "status_5xx": sum(w["status_5xx"] for w in measured),
-        "problems": len(problems),
-        "not_ready": sum(w["not_ready"] for w in measured),
-        "ready_probes": sum(w["ready_probes"] for w in measured),
-        "in_flight_not_settled": sum(w["in_flight_settled"] != 0 for w in measured),
-        "aborted": sum(w["aborted"] for w in measured),
-        "malformed": sum(w["malformed"] for w in measured),
-        "statuses": dict(sorted(statuses.items())),
-    }
-    s["passed"] = bool(
-        measured
-        and s["status_5xx"] == 0
-        and s["problems"] == 0
-        and s["not_ready"] == 0
-        and s["in_flight_not_settled"] == 0
-        and growth is not None
-        and growth < c.max_growth_pct
-    )
-    return s
-
-
-# ------------------------------------------------------------------------------------ the report
-
-TSV_COLUMNS = (
-    "wave",
-    "requests",
-    "elapsed_s",
-    "rss_mb",
-    "cgroup_mb",
-    "heap_in_use_mb",
-    "heap_free_mb",
-    "ok",
-    "aborted",
-    "malformed",
-    "status_4xx",
-    "status_5xx",
-    "problems",
-    "ready_probes",
-    "not_ready",
-    "in_flight_end",
-    "in_flight_settled",
-    "settle_s",
-)
-
-
-def wave_line(w: dict[str, Any]) -> str:
-    mem = f"RSS {w['rss_mb']} MiB" if w["rss_mb"] is not None else f"cgroup {w['cgroup_mb']} MiB"
-    if w.get("heap_in_use_mb") is not None:
-        mem += f" (C heap in use {w['heap_in_use_mb']}, free {w['heap_free_mb']})"
-    return (
-        f"wave {w['wave']:>4}: {w['requests']:>6} requests, {w['elapsed_s']:>8.1f} s, {mem}, "
-        f"5xx {w['status_5xx']}, problems {w['problems']}, not ready {w['not_ready']}/{w['ready_probes']}, "
-        f"in flight {w['in_flight_end']} -> {w['in_flight_settled']}"
-    )
-
-
-def render_markdown(report: dict[str, Any], command: str | None = None) -> str:
-    c, s = report["config"], report["summary"]
-    verdict = "PASS" if s["passed"] else "FAIL"
-    lines = [
-        f"# parawave memory soak: {verdict}",
-        "",
-        f"- server: {report['server']['url']} ({report['server']['memory']}), voices {report['server'].get('voices')}",
-        f"- hardware: {hardware.summary(report['hardware'])}",
-        f"- mix: waves of {c['concurrency']}, formats {', '.join(c['formats'])}, models "
-        f"{', '.join(c['models'])}, {c['stream_fraction']:.0%} streamed ({c['sse_fraction']:.0%} of them SSE, "
-        f"{c['abort_fraction']:.0%} abandoned at 0..{c['abort_max_bytes']} bytes), "
-        f"{c['malformed_fraction']:.0%} malformed; seed {c['seed']}",
-        f"- started {report['started_at']}, finished {report['finished_at']}",
-    ]
-    if command:
-        lines.append(f"- command: `{command}`")
-    lines += [
-        "",
-        f"| requests | waves | time | {s['memory']} start | after {s['warmup_waves']} warm-up waves | final "
-        "| peak | growth after warm-up | 5xx | problems | not ready | in flight not back to 0 | aborted | malformed |",
-        "|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
-        f"| {s['requests']} | {s['waves']} | {s['elapsed_s']:.0f} s | {s['start_mb']} MiB | {s['after_warmup_mb']} MiB "
-        f"| {s['final_mb']} MiB | {s['peak_mb']} MiB | {s['growth_after_warmup_pct']} % "
-        f"(peak {s['peak_growth_after_warmup_pct']} %) | {s['status_5xx']} | {s['problems']} "
-        f"| {s['not_ready']}/{s['ready_probes']} | {s['in_flight_not_settled']} | {s['aborted']} | {s['malformed']} |",
-        "",
-        f"Bound: growth after warm-up < {c['max_growth_pct']:g} %; statuses seen: "
-        + ", ".join(f"{k}: {v}" for k, v in s["statuses"].items()),
-        "",
-        "Per wave: `waves.tsv`; plot: `rss.png`.",
-    ]
-    if report["problems"]:
-        lines += ["", "First problems:", ""]
-        lines += [
-            f"- wave {p['wave']} #{p['index']} {p['mode']} {p['what']}: {p['problem']}"
-            for p in report["problems"][:10]
-        ]
-    return "\n".join(lines) + "\n"
-
-
-def plot(report: dict[str, Any], path: Path) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    waves, s = report["waves"], report["summary"]
-    xs = [w["requests"] for w in waves]
-    fig, ax = plt.subplots(figsize=(9, 4.2), constrained_layout=True)
-    if any(w["rss_mb"] is not None for w in waves):
-        ax.plot(xs, [w["rss_mb"] for w in waves], "-o", ms=3, label="server RSS")
-    if any(w["cgroup_mb"] is not None for w in waves):
-        ax.plot(xs, [w["cgroup_mb"] for w in waves], "-s", ms=3, label="cgroup memory.current")
-    if any(w.get("heap_in_use_mb") is not None for w in waves):
-        ax.plot(xs, [w.get("heap_in_use_mb") for w in waves], "-", lw=1, label="C heap in use (mallinfo2)")
-        ax.plot(xs, [w.get("heap_free_mb") for w in waves], "--", lw=1, label="C heap free, kept (mallinfo2)")
-    base = s["after_warmup_mb"]
-    if base:
-        bound = base * (1 + report["config"]["max_growth_pct"] / 100)
-        ax.axhline(
-            bound, color="grey", linestyle=":", label=f"+{report['config']['max_growth_pct']:g} % bound"
-        )
-        ax.axvline(
-            waves[s["warmup_waves"]]["requests"], color="grey", linestyle="--", lw=0.8, label="end of warm-up"
-        )
-    ax.set(
-        xlabel="requests sent",
-        ylabel="MiB",
-        title=f"parawave soak: {s['requests']} requests, {s['waves']} waves",
-    )
-    ax.grid(True, alpha=0.3)
-    ax.legend(fontsize="small")
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-
-
-def write_report(report: dict[str, Any], out: Path, command: str | None = None) -> dict[str, Path]:
-    out.mkdir(parents=True, exist_ok=True)
-    paths = {
-        "json": out / "soak.json",
-        "tsv": out / "waves.tsv",
-        "markdown": out / "README.md",
-        "png": out / "rss.png",
-    }
-    paths["json"].write_text(json.dumps({**report, "command": command}, indent=2) + "\n")
-    rows = ["\t".join(TSV_COLUMNS)]
-    rows += ["\t".join("" if w[k] is None else str(w[k]) for k in TSV_COLUMNS) for w in report["waves"]]
-    paths["tsv"].write_text("\n".join(rows) + "\n")
-    paths["markdown"].write_text(render_markdown(report, command))
-    try:
-        plot(report, paths["png"])
-    except ImportError:
-        log.warning("matplotlib is not installed: no plot (pip install -e '.[load]')")
-        del paths["png"]
-    return paths
-
-
-# ------------------------------------------------------------------------------------ a server of our own
-
-
-class ServedProcess:
-    """``python -m service.cli serve`` on a free loopback port, in its own process (so its memory is its own)."""
-
-    def __init__(
-        self,
-        voices_dir: Path | None = None,
-        env: Mapping[str, str] | None = None,
-        log_path: Path | None = None,
-    ) -> None:
-        with socket.socket() as s:
-            s.bind(("127.0.0.1", 0))
-            self.port = s.getsockname()[1]
-        self.url = f"http://127.0.0.1:{self.port}"
-        args = [sys.executable, "-m", "service.cli", "serve", "--host", "127.0.0.1", "--port", str(self.port)]
-        args += ["--device", "cpu", "--log-level", "warning"]
-        if voices_dir is not None:
-            args += ["--voices-dir", str(voices_dir)]
-        full_env = {k: v for k, v in os.environ.items() if not k.startswith("PARAWAVE_")}
-        full_env.update(env or {})
-        self._log = open(log_path, "wb") if log_path else subprocess.DEVNULL  # noqa: SIM115
-        self.process = subprocess.Popen(args, env=full_env, stdout=self._log, stderr=subprocess.STDOUT)
-
-    def wait_ready(self, timeout_s: float = 300.0) -> None:
-        import httpx
-
-        deadline = time.monotonic() + timeout_s
-        while time.monotonic() < deadline:
-            if self.process.poll() is not None:
-                raise SoakError(f"the server exited ({self.process.returncode}) before it was ready")
-            try:
-                if httpx.get(f"{self.url}/health/ready", timeout=5).status_code == 200:
-                    return
-            except httpx.HTTPError:
-                pass
-            time.sleep(0.2)
-        raise SoakError(f"the server was not ready after {timeout_s:g} s")
-
-    def stop(self) -> None:
-        if self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(30)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
-        if self._log is not subprocess.DEVNULL:
-            self._log.close()
 
 
 # ------------------------------------------------------------------------------------ the command

@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from core.excitation import excitation
 from model.data.config import AudioConfig
-from service.excitation import excitation
 
 CFG = AudioConfig()
 SR, HOP = CFG.sample_rate, CFG.hop_length

@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from core.excitation import excitation
 from model.data.excitation import recording_excitation
-from service.excitation import excitation
 
 SR, HOP = 16000, 200
 

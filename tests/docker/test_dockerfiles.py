@@ -163,6 +163,7 @@ def test_the_context_builds_a_runtime_without_torch(context_wheel):
         "service/static/index.html",
         "service/loadtest/sweep.py",
         "model/text/__init__.py",
+        "core/excitation.py",  # the engine's excitation (core/: torch-free, shared with training)
     ):
         assert needed in names, needed
     entry_points = zipfile.ZipFile(wheel).read(

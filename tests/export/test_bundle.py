@@ -336,7 +336,7 @@ def wide_voice(tmp_path_factory):
 def test_student_pieces_equal_one_whole_run(wide_voice, monkeypatch):
     import numpy as np
 
-    from service.excitation import excitation
+    from core.excitation import excitation
 
     rng = np.random.default_rng(0)
     mel = rng.normal(-5.0, 1.5, (20, 23)).astype(np.float32)

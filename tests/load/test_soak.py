@@ -12,19 +12,10 @@ from pathlib import Path
 
 import pytest
 
-from service.loadtest.soak import (
-    MALFORMED,
-    MemorySource,
-    Planned,
-    ServedProcess,
-    SoakConfig,
-    Soaker,
-    SoakError,
-    check_envelope,
-    parse_in_flight,
-    plan_wave,
-    write_report,
-)
+from service.loadtest.soak import Soaker, check_envelope, parse_in_flight
+from service.loadtest.soak_plan import MALFORMED, Planned, SoakConfig, plan_wave
+from service.loadtest.soak_report import write_report
+from service.loadtest.soak_server import MemorySource, ServedProcess, SoakError
 
 REPO = Path(__file__).resolve().parents[2]
 SHIPPED = REPO / "voices"

@@ -5,8 +5,8 @@ from pathlib import Path
 
 import pytest
 import torch
+from tone_corpus import write_tone_corpus
 
-from model.bench.synthetic import write_tone_corpus
 from model.data.config import AudioConfig
 from model.data.corpus import Corpus
 from model.data.dataset import VocoderDataset

@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 import torch
 
+from bench.student_speed import export_onnx, randomize_heads
 from export.onnx import example_excitation
-from model.bench.student_speed import export_onnx, randomize_heads
 from model.student import StudentIAF, preset
 from service import graphs
 

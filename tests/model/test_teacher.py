@@ -5,8 +5,8 @@ import dataclasses
 import pytest
 import torch
 
+from core.excitation import excitation as excitation_signal
 from model.teacher import PRESETS, TeacherConfig, TeacherWaveNet, preset
-from service.excitation import excitation as excitation_signal
 
 HOP = 40  # a short hop keeps the autoregressive loops in these tests small
 

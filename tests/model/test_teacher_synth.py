@@ -4,9 +4,9 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from tone_corpus import tone, write_tone_corpus
 from typer.testing import CliRunner
 
-from model.bench.synthetic import tone, write_tone_corpus
 from model.data.audio import load_wav, save_wav
 from model.train.common import TrainArgs
 from model.train.teacher import train

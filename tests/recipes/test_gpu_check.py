@@ -81,21 +81,52 @@ def test_verify_catches_a_missing_or_wrong_report(dry_run, tmp_path):
     broken = tmp_path / "broken"
     broken.mkdir()
     for name in gpu_check.REPORTS:
-        if name != "bench.log":
+        if name != "bench.json":
             (broken / name).parent.mkdir(parents=True, exist_ok=True)
             (broken / name).write_bytes((out / name).read_bytes())
-    assert gpu_check.verify(broken, dry_run=True) == ["bench.log is missing or empty"]
+    assert gpu_check.verify(broken, dry_run=True) == ["bench.json is missing or empty"]
 
 
-def test_bench_parser_reads_a_cuda_bench():
-    text = """voice gpu-check/speaker0, 16000 Hz; providers {'student': 'CUDAExecutionProvider'}
-text->audio RTF (acoustic+student)  best 0.0031  median 0.0034  (5 runs)
-student fp16 samples/s (batch 1)    51,200,000  (median 50,000,000; 3.1 ms for 1 x 10.00 s)
-student fp16 samples/s (batch 8)    190,000,000  (median 180,000,000; 6.7 ms for 8 x 10.00 s)
-student fp32 samples/s (batch 1)    20,000,000  (median 19,000,000; 8.0 ms for 1 x 10.00 s)
-student fp32 samples/s (batch 8)    18,000,000  (median 17,000,000; 71.1 ms for 8 x 10.00 s)
-"""
-    got = gpu_check.parse_bench(text)
+def _cuda_bench_doc() -> dict:
+    """What ``parawave bench --json`` prints on a GPU host (service/bench_report.py), numbers made up."""
+    from service import bench_report
+
+    doc = bench_report.new_record(
+        "gpu-check", "speaker0", 16000, "cuda", {"student": "CUDAExecutionProvider"}
+    )
+    doc["input"] = {"chars": 265, "sentences": 3, "audio_s": 10.0, "text_front_end": False}
+    doc["rtf"] = {
+        "input": "ids",
+        "runs": 5,
+        "best": 0.0031,
+        "median": 0.0034,
+        "cpu_s_per_audio_s": 0.002,
+        "ttfa_s": {"best": 0.0042, "median": 0.0050},
+    }
+    doc["acoustic_s"] = 0.004
+    for prec, batch, rate in (
+        ("fp16", 1, 51_200_000.0),
+        ("fp16", 8, 190_000_000.0),
+        ("fp32", 1, 20_000_000.0),
+        ("fp32", 8, 18_000_000.0),
+    ):
+        doc["student"].append(
+            {
+                "precision": prec,
+                "batch": batch,
+                "samples_per_s": rate,
+                "median_samples_per_s": rate * 0.9,
+                "best_ms": batch * 160_000 / rate * 1000,
+                "utterance_s": 10.0,
+                "served": prec == "fp16",
+            }
+        )
+    doc["peak_rss_mib"] = 900.0
+    return json.loads(bench_report.to_json(doc))
+
+
+def test_bench_numbers_read_a_cuda_bench():
+    got = gpu_check.bench_numbers(_cuda_bench_doc())
     assert got["student_samples_per_s"] == {
         "fp16": {"1": 51_200_000.0, "8": 190_000_000.0},
         "fp32": {"1": 20_000_000.0, "8": 18_000_000.0},
@@ -104,8 +135,16 @@ student fp32 samples/s (batch 8)    18,000,000  (median 17,000,000; 71.1 ms for 
         "fp16": {"batch": 8, "samples_per_s": 190_000_000.0},
         "fp32": {"batch": 1, "samples_per_s": 20_000_000.0},
     }
-    assert got["utterance_s"] == 10.0 and got["rtf_best"] == 0.0031
-    assert "CUDAExecutionProvider" in got["providers"]
+    assert got["utterance_s"] == 10.0 and got["rtf_best"] == 0.0031 and got["ttfa_best_s"] == 0.0042
+    assert got["providers"]["student"] == "CUDAExecutionProvider"
+
+
+@pytest.mark.parametrize("field", ["student", "providers", "rtf"])
+def test_bench_numbers_refuse_a_document_without_a_field(field):
+    doc = _cuda_bench_doc()
+    del doc[field]
+    with pytest.raises(gpu_check.CheckError, match=r"bench\.json: not parawave bench --json"):
+        gpu_check.bench_numbers(doc)
 
 
 def test_streams_in_real_time_needs_ttfa_errors_and_speed():

@@ -11,9 +11,9 @@ import numpy as np
 import pytest
 from pydantic import ValidationError
 
+from core.excitation import excitation
 from service import engine as engine_mod
 from service.engine import CPU, OnnxEngine, Voice, load_engine, prepare_text
-from service.excitation import excitation
 from service.settings import Settings
 from service.state import default_engine_loader
 from service.types import EngineLoadError, InputError, SpeechEngine, SynthesisRequest, VoiceInfo

@@ -31,7 +31,7 @@ from wyoming.tts import (
 )
 
 from service.app import create_app
-from service.wyoming import complete_sentences
+from service.wyoming_text import complete_sentences
 
 TEXT = "The quick brown fox jumps over the lazy dog. It was not amused! Was it, really?"
 TIMEOUT = 60.0  # seconds any one await may take before the test fails (never reached when it works)

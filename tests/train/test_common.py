@@ -226,7 +226,7 @@ def test_sigterm_to_the_process_group_saves_with_dataloader_workers(tmp_path):
     import sys
     import time
 
-    from model.bench.synthetic import write_tone_corpus
+    from tone_corpus import write_tone_corpus
 
     corpus = write_tone_corpus(tmp_path / "tones", n_clips=4, speakers=("a",), seed=0)
     out = tmp_path / "run"

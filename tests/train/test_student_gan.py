@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 import torch
+from tone_corpus import write_tone_corpus
 
-from model.bench.synthetic import write_tone_corpus
 from model.student import StudentConfig, StudentIAF
 from model.train import student as student_train
 from model.train.common import TrainArgs, load_checkpoint

@@ -6,9 +6,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from tone_corpus import write_tone_corpus
 from typer.testing import CliRunner
 
-from model.bench.synthetic import write_tone_corpus
 from model.data.audio import load_wav
 from model.train.common import TrainArgs, UserError, load_checkpoint
 from model.train.student import TRAIN_PRESETS, StudentTask, train

@@ -8,9 +8,9 @@ from pathlib import Path
 
 import pytest
 import torch
+from tone_corpus import write_tone_corpus
 from typer.testing import CliRunner
 
-from model.bench.synthetic import write_tone_corpus
 from model.train.common import TrainArgs, UserError, load_checkpoint
 from model.train.teacher import train
 
@@ -238,12 +238,12 @@ def test_excitation_phase_reaches_the_training_windows(corpus):
     excitation of its own audio and F0), "f0" the runtime's; anything else is refused."""
     import numpy as np
 
+    from core.excitation import excitation
     from model.data.config import AudioConfig
     from model.data.corpus import Corpus
     from model.data.excitation import recording_excitation
     from model.teacher import preset
     from model.train.teacher import TRAIN_PRESETS, TeacherTask, TeacherTrainConfig
-    from service.excitation import excitation
 
     with pytest.raises(ValueError, match="excitation_phase"):
         TeacherTrainConfig(excitation_phase="glottal")

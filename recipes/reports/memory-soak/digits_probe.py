@@ -9,7 +9,8 @@ import time
 
 import httpx
 
-from service.loadtest.soak import MemorySource, ServedProcess, parse_heap
+from service.loadtest.soak import parse_heap
+from service.loadtest.soak_server import MemorySource, ServedProcess
 
 env = dict(a.split("=", 1) for a in sys.argv[1:])
 s = ServedProcess(None, env)

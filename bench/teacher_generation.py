@@ -1,8 +1,8 @@
 """Cached (Fast WaveNet queues) vs naive autoregressive generation of the teacher, one run, same model.
 
-    python -m model.bench.teacher_generation [--preset gpu] [--seconds 3] [--naive-steps 100]
+    python -m bench.teacher_generation [--preset gpu] [--seconds 3] [--naive-steps 100]
                                              [--batch 1] [--threads 1] [--checkpoint CKPT]
-    python -m model.bench.teacher_generation --list          # presets, parameters, receptive field
+    python -m bench.teacher_generation --list          # presets, parameters, receptive field
 
 - cached: :meth:`TeacherWaveNet.generate` over the whole utterance (``seconds`` of audio, all
   steps timed, conditioning included), ancestral sampling.

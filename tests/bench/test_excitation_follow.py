@@ -4,7 +4,7 @@ import math
 
 import numpy as np
 
-from model.bench.excitation_follow import main, median_abs_cents, median_shift_cents
+from bench.excitation_follow import main, median_abs_cents, median_shift_cents
 
 
 def test_shift_is_measured_on_frames_voiced_everywhere():

@@ -1,4 +1,4 @@
-"""``export.bench_teacher_batch``: a batched teacher_block call is the batch-1 calls side by side (the
+"""``bench.teacher_batch``: a batched teacher_block call is the batch-1 calls side by side (the
 property that would make one step loop for several reference requests legitimate), and the bench's
 command line fails cleanly."""
 
@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from export import bench_teacher_batch as bench
+from bench import teacher_batch as bench
 from service.engine import CPU, Graph, Voice
 
 TINY = Path(__file__).resolve().parents[1] / "fixtures" / "voices" / "tiny"

@@ -1,4 +1,4 @@
-"""A tiny synthetic LJSpeech-format corpus of tones and sweeps, for tests and smoke runs.
+"""A tiny synthetic LJSpeech-format corpus of tones and sweeps, for the training and synthesis tests.
 
 Each clip is a harmonic tone whose pitch glides between two random frequencies, with a smooth
 amplitude envelope; each speaker has its own harmonic mix, so a multi-speaker corpus has audibly

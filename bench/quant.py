@@ -1,6 +1,6 @@
 """A/B of the student graph in static int8 (QDQ) against fp32 on this CPU: speed and copy synthesis.
 
-    python -m export.bench_quant --voice voices/flite --data data/flite [--calib 12] [--limit 4]
+    python -m bench.quant --voice voices/flite --data data/flite [--calib 12] [--limit 4]
                                  [--threads 1] [--repeats 5] [--seconds 3] [--keep DIR]
 
 - int8: ``onnxruntime.quantization.quantize_static`` of the bundle's ``student.onnx``, QDQ format,

@@ -1,8 +1,8 @@
 """Training-step speed on this CPU: today's path (fp32, (B, C, T) Conv1d, eager) against the new
 one (channels-last per-tap matmuls, bf16 autocast, torch.compile), side by side in one process.
 
-    python -m model.bench.train_speed [--threads 1] [--rounds 5] [--steps 3] [--only teacher64,...]
-                                      [--breakdown] [--out model/bench/results/train_speed.txt]
+    python -m bench.train_speed [--threads 1] [--rounds 5] [--steps 3] [--only teacher64,...]
+                                      [--breakdown] [--out bench/results/train_speed.txt]
 
 Cases (random weights and a fixed random batch; speed does not depend on the values):
 

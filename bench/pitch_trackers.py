@@ -1,6 +1,6 @@
 """Which F0 tracker for the corpus: Praat (parselmouth) against WORLD's Harvest and DIO (pyworld).
 
-    python -m model.bench.pitch_trackers [--data data/flite] [--clips 10] [--synthetic 24] [--seed 0]
+    python -m bench.pitch_trackers [--data data/flite] [--clips 10] [--synthetic 24] [--seed 0]
 
 Two measurements, both at the mel frame contract of :mod:`model.data.pitch` (one value per hop,
 at the frame centre):

@@ -1,16 +1,17 @@
 """Would an LPCNet-style linear-prediction mean offset help the teacher? Measured, not trained.
 
-    python -m model.bench.lpc_offset --teacher CKPT [--data data/flite] [--clips 4] [--order 16]
+    python -m bench.lpc_offset --teacher CKPT [--data data/flite] [--clips 4] [--order 16]
 
 LPCNet predicts each sample from the previous ``order`` samples with LPC coefficients computed from
 the frame's spectral envelope, and lets the network model only what that leaves. For our teacher
 the question is whether such an offset, added to its predicted mean, would carry information the
 teacher has not already learned. On validation clips (teacher forcing, fp32, EMA weights):
 
-- the LPC coefficients of each mel frame: mel power interpolated back onto the FFT bins, the
-  autocorrelation as its inverse FFT (a 60 Hz Gaussian lag window and a 40 dB noise floor for
-  stability), Levinson-Durbin; the prediction uses the true past samples, as the offset would
-  (for scale: the same from the recording's own STFT power, what an exact envelope would give);
+- the LPC coefficients of each mel frame, by the teacher's own recipe (:class:`model.lpc.LPCFromMel`:
+  mel power interpolated back onto the FFT bins, the autocorrelation as its inverse FFT with a 60 Hz
+  Gaussian lag window and a 40 dB noise floor, Levinson-Durbin); the prediction uses the true past
+  samples, as the offset would (for scale: the same from the recording's own STFT power, what an
+  exact envelope would give);
 - prediction gains (signal variance over residual variance, dB) of the LPC predictor and of the
   teacher's mean;
 - "on top": the mean ``mu + b * (lpc - mu)`` with ``b`` fitted on half of the clips (weighted by
@@ -31,42 +32,16 @@ import numpy as np
 log = logging.getLogger(__name__)
 
 
-def mel_to_power(mel: np.ndarray, fb: np.ndarray) -> np.ndarray:
-    """(n_mels, F) log-mel (log of mel magnitude) -> (F, n_bins) power spectrum, interpolated."""
-    mel_power = np.exp(2.0 * mel.astype(np.float64))  # (n_mels, F)
-    density = mel_power / np.maximum(fb.sum(1, keepdims=True), 1e-12)  # (n_mels, F) per-bin power
-    weights = np.maximum(fb.sum(0), 1e-12)  # (n_bins,)
-    return (fb.T @ density).T / weights  # (F, n_bins)
+def lp_of(audio: np.ndarray, a):
+    """(T,) audio, LPC a_1..a_p (1, p, F) -> (T,) float64: x[t] predicted from x[t-1..t-p] with the
+    coefficients of frame t // hop (:func:`model.lpc.lp_predict`, zeros before the clip)."""
+    import torch
 
+    from model.lpc import lp_predict
 
-def lpc_from_power(power: np.ndarray, order: int, sr: int) -> np.ndarray:
-    """(F, n_bins) power -> (F, order + 1) prediction-error filters a (a[:, 0] = 1)."""
-    n_frames = power.shape[0]
-    floor = power.max(1, keepdims=True) * 1e-4  # 40 dB below each frame's peak
-    r = np.fft.irfft(np.maximum(power, floor), axis=1)[:, : order + 1]  # (F, order+1)
-    lag = np.exp(-0.5 * (2 * np.pi * 60.0 * np.arange(order + 1) / sr) ** 2)  # (order+1,)
-    r = r * lag
-    r[:, 0] *= 1.0001
-    a = np.zeros((n_frames, order + 1))
-    a[:, 0] = 1.0
-    err = r[:, 0].copy()
-    for i in range(1, order + 1):  # Levinson-Durbin, all frames at once
-        k = -(r[:, i] + (a[:, 1:i] * r[:, i - 1 : 0 : -1]).sum(1)) / err  # (F,)
-        a[:, 1:i] = a[:, 1:i] + k[:, None] * a[:, i - 1 : 0 : -1]
-        a[:, i] = k
-        err = err * (1 - k * k)
-    return a
-
-
-def lpc_predict(audio: np.ndarray, a: np.ndarray, hop: int) -> np.ndarray:
-    """(T,) audio, (F, p+1) filters -> (T,) prediction of x[t] from x[t-1..t-p] (frame t // hop)."""
-    p = a.shape[1] - 1
-    padded = np.concatenate([np.zeros(p), audio.astype(np.float64)])
-    past = np.lib.stride_tricks.sliding_window_view(padded, p)[: audio.shape[0]][
-        :, ::-1
-    ]  # (T, p): x[t-1..t-p]
-    coef = np.repeat(a[:, 1:], hop, axis=0)[: audio.shape[0]]  # (T, p)
-    return -(past * coef).sum(1)
+    x = torch.from_numpy(audio.astype(np.float32))[None]  # (1, T)
+    hop = x.shape[-1] // a.shape[-1]
+    return lp_predict(torch.nn.functional.pad(x[:, :-1], (1, 0)), a, hop)[0].double().numpy()  # (T,)
 
 
 def gain_db(x: np.ndarray, pred: np.ndarray) -> float:
@@ -89,13 +64,14 @@ def main(argv: list[str] | None = None) -> int:
 
     import torch
 
-    from model.bench.pitch_trackers import first_clips_per_speaker
+    from bench.pitch_trackers import first_clips_per_speaker
+    from core.excitation import excitation
     from model.data.config import AudioConfig
     from model.data.corpus import Corpus
     from model.data.dataset import load_clip, load_clip_f0
     from model.data.features import mel_filterbank, power_spectrogram
+    from model.lpc import LPCFromMel
     from model.teacher import load_teacher
-    from service.excitation import excitation
 
     torch.set_grad_enabled(False)
     teacher, ckpt = load_teacher(args.teacher)
@@ -103,7 +79,7 @@ def main(argv: list[str] | None = None) -> int:
         **{k: v for k, v in ckpt["config"]["audio"].items() if k in AudioConfig.__dataclass_fields__}
     )
     corpus = Corpus(args.data)
-    fb = np.asarray(mel_filterbank(cfg), dtype=np.float64)  # (n_mels, n_bins)
+    lpc = LPCFromMel(mel_filterbank(cfg), cfg.n_fft, cfg.sample_rate, args.order)
     chosen = first_clips_per_speaker(corpus, "val", args.clips)
 
     rows = []
@@ -116,11 +92,9 @@ def main(argv: list[str] | None = None) -> int:
             torch.from_numpy(audio)[None], torch.from_numpy(mel)[None], speaker, excitation=exc
         )  # (1, T) each
         mu, ls = mean[0].double().numpy(), log_scale[0].double().numpy()
-        a = lpc_from_power(mel_to_power(mel, fb), args.order, cfg.sample_rate)  # (F, p+1)
-        pred = lpc_predict(audio, a, cfg.hop_length)  # (T,)
-        exact = lpc_predict(
-            audio, lpc_from_power(power_spectrogram(audio, cfg), args.order, cfg.sample_rate), cfg.hop_length
-        )
+        pred = lp_of(audio, lpc(torch.from_numpy(mel)[None]))  # (T,) from the mel's LPC (1, p, F)
+        power = torch.from_numpy(np.asarray(power_spectrogram(audio, cfg), dtype=np.float32))  # (F, n_bins)
+        exact = lp_of(audio, lpc.from_power(power[None]))  # (T,) from the recording's own spectrum
         voiced = np.repeat(f0 > 0, cfg.hop_length)[: audio.shape[0]]  # (T,)
         rows.append(
             {"x": audio.astype(np.float64), "mu": mu, "ls": ls, "lpc": pred, "v": voiced, "exact": exact}

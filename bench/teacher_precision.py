@@ -1,6 +1,6 @@
 """What the teacher's training hygiene buys, measured on a checkpoint (issue 38):
 
-    python -m model.bench.teacher_precision --checkpoint CKPT --data data/flite [--clips 48] [--frames 80]
+    python -m bench.teacher_precision --checkpoint CKPT --data data/flite [--clips 48] [--frames 80]
 
 Validation NLL (nats per sample; all, voiced, unvoiced and silent frames) of one checkpoint on fixed
 windows of the val split (:func:`model.eval.nll.windows_nll_by_class`, the trainer's validation code),

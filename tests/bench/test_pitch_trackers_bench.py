@@ -7,8 +7,8 @@ import numpy as np
 import pytest
 from scipy import signal
 
-from model.bench import lpc_offset as L
-from model.bench import pitch_trackers as P
+from bench import lpc_offset as L
+from bench import pitch_trackers as P
 from model.data.config import AudioConfig
 
 CFG = AudioConfig()
@@ -41,15 +41,24 @@ def test_score_counts_voicing_and_gross_errors():
     assert ffe == pytest.approx(3 / 5)
 
 
-def test_levinson_recovers_a_known_all_pole_filter():
+def test_lpc_from_an_exact_spectrum_recovers_a_known_all_pole_filter():
+    """The bench's "exact envelope" reference: model.lpc's recipe on the true power spectrum."""
+    import torch
+
+    from model.data.features import mel_filterbank
+    from model.lpc import LPCFromMel
+
     a_true = np.array([1.0, -1.3, 0.8, -0.2])  # stable AR(3)
     _, h = signal.freqz([1.0], a_true, worN=CFG.n_fft // 2 + 1, whole=False, include_nyquist=True)
-    power = (np.abs(h) ** 2)[None, :]  # (1, n_bins): the exact spectrum
-    a = L.lpc_from_power(power, 3, CFG.sample_rate)
-    np.testing.assert_allclose(a[0], a_true, atol=0.02)  # the lag window blurs a little
+    power = torch.tensor((np.abs(h) ** 2)[None, None, :], dtype=torch.float32)  # (1, 1, n_bins): exact
+    lpc = LPCFromMel(mel_filterbank(CFG), CFG.n_fft, CFG.sample_rate, 3)
+    a = lpc.from_power(power)  # (1, 3, 1)
+    np.testing.assert_allclose(a[0, :, 0].numpy(), a_true[1:], atol=0.02)  # the lag window blurs a little
     # and its prediction whitens the process it came from
     rng = np.random.default_rng(0)
     x = signal.lfilter([1.0], a_true, rng.standard_normal(4 * CFG.hop_length))
-    pred = L.lpc_predict(x, np.repeat(a, 4, axis=0), CFG.hop_length)
+    pred = L.lp_of(x, a.repeat(1, 1, 4))  # 4 frames of the same filter
     assert L.gain_db(x, pred) > 5
     assert L.gain_db(x, np.zeros_like(x)) == pytest.approx(0.0)
+    # negative check: the prediction one sample late (the past not shifted) whitens nothing
+    assert L.gain_db(x[1:], pred[:-1]) < 1

@@ -1,6 +1,6 @@
 """Does batching reference requests pay? The bundle's ``teacher_block`` graph, several utterances at once.
 
-    python -m export.bench_teacher_batch --voice voices/flite [--batches 1,2,4] [--frames 10]
+    python -m bench.teacher_batch --voice voices/flite [--batches 1,2,4] [--frames 10]
                                          [--repeats 3] [--seed 0]
 
 The engine generates each reference request on its own: the voice's one ``teacher_block`` session,

@@ -1,7 +1,7 @@
 """Teacher training on today's path vs the fast path, same seed, same data: do the losses agree?
 
-    python -m model.bench.train_equivalence --data CORPUS [--steps 300] [--preset cpu] [--every 25]
-                                            [--work DIR] [--out model/bench/results/train_equivalence.txt]
+    python -m bench.train_equivalence --data CORPUS [--steps 300] [--preset cpu] [--every 25]
+                                            [--work DIR] [--out bench/results/train_equivalence.txt]
 
 Runs ``parawave train teacher`` twice in this process from the same seed (same initial weights,
 same batches): ``old`` = fp32 with the (B, C, T) Conv1d stack (``legacy_convolutions``), ``new`` =

@@ -1,6 +1,6 @@
 """Does a vocoder's pitch follow its F0 excitation, or only the mel and its own past?
 
-    python -m model.bench.excitation_follow --voice voices/flite [--data data/flite] [--limit 1]
+    python -m bench.excitation_follow --voice voices/flite [--data data/flite] [--limit 1]
         [--models teacher,student] [--shift 150] [--temperature 0.4]
 
 Copy synthesis of the first ``--limit`` validation clips per speaker from the recording's log-mel

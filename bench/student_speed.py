@@ -1,6 +1,6 @@
 """Student speed through ONNX Runtime on the CPU: each preset and a few candidate sizes, one table.
 
-    python -m model.bench.student_speed [--seconds 4] [--threads 2] [--repeats 5] [--only cpu,c24x16]
+    python -m bench.student_speed [--seconds 4] [--threads 2] [--repeats 5] [--only cpu,c24x16]
                                         [--checkpoint CKPT] [--list]
 
 For every configuration: build the student (random weights -- speed does not depend on their

@@ -15,6 +15,8 @@ Source-filter vocoders (NSF) and the original WaveNet TTS give the network the p
 instead of making it discover periodicity from a mel; here it is conditioning beside the mel (the
 student's noise z stays its only random input). The phase starts at 0 at sample 0 of the signal
 given: the runtime computes it once per utterance, so chunked synthesis matches one pass exactly.
+Training's phase-true variant (``model.data.excitation``) reuses :func:`f0_phase` and
+:func:`excitation_from_phase`.
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""`python -m model.bench.train_speed`: every case builds and takes a training step on both paths
+"""`python -m bench.train_speed`: every case builds and takes a training step on both paths
 (the benchmark must keep running as the models change: the acoustic preset became pitch-aware)."""
 
 import math
@@ -6,8 +6,8 @@ import math
 import pytest
 import torch
 
+from bench import train_speed as ts
 from model.acoustic import PRESETS as ACOUSTIC_PRESETS
-from model.bench import train_speed as ts
 from model.teacher import preset
 
 pytestmark = pytest.mark.usefixtures("one_thread")
@@ -22,7 +22,13 @@ def _one_step(case, path) -> float:
         ts.autocast_context(torch.device("cpu"), path.precision),
     ):
         loss = float(case.loss(runner.call, runner.extra, runner.helpers))
-    assert runner.step() > 0
+    before = [p.detach().clone() for p in runner.params]
+    runner.step()
+    # the step trained: every weight that got a gradient moved (Adam), and some did
+    got_grad = [p.grad is not None and bool(p.grad.abs().sum() > 0) for p in runner.params]
+    moved = [not torch.equal(b, p.detach()) for b, p in zip(before, runner.params, strict=True)]
+    assert sum(got_grad) > len(runner.params) // 2, f"{sum(got_grad)} of {len(runner.params)} got a gradient"
+    assert moved == got_grad
     return loss
 
 

@@ -1,6 +1,6 @@
 """How to run the autoregressive teacher in ONNX Runtime: per-sample cost of each way, one table.
 
-    python -m export.bench_teacher [--preset cpu] [--frames 4] [--repeats 3] [--checkpoint CKPT]
+    python -m bench.teacher_onnx [--preset cpu] [--frames 4] [--repeats 3] [--checkpoint CKPT]
 
 Generation needs one network evaluation per sample (16,000 per second of audio), each a chain of
 small ops (batch 1, tens of channels), so the fixed costs per op and per call decide the speed:
@@ -38,18 +38,9 @@ import onnxruntime as ort
 import torch
 
 from export import onnx as onnx_export
+from export.parity import session  # one CPU thread, optional batch-1 override
 from model.teacher import PRESETS, TeacherWaveNet, load_teacher
 from service import graphs
-
-
-def _session(model: onnx.ModelProto, batch_one: bool) -> ort.InferenceSession:
-    so = ort.SessionOptions()
-    so.intra_op_num_threads = 1
-    so.inter_op_num_threads = 1
-    so.log_severity_level = 3
-    if batch_one:
-        so.add_free_dimension_override_by_name("batch", 1)
-    return ort.InferenceSession(model.SerializeToString(), so, providers=["CPUExecutionProvider"])
 
 
 def _optimized_nodes(model: onnx.ModelProto, batch_one: bool, path: str) -> int:
@@ -120,11 +111,11 @@ def main() -> None:
 
     variants = [
         ("torch eager (cached queues)", torch_eager),
-        ("step run() per sample", lambda s=_session(step, False): step_loop(s)),
-        ("step run() per sample, batch 1", lambda s=_session(step, True): step_loop(s)),
-        ("block Scan", lambda s=_session(block1, False): block(s)),
-        ("block Scan, batch 1 (engine)", lambda s=_session(block1, True): block(s)),
-        ("block Scan x4 unrolled, batch 1", lambda s=_session(block4, True): block(s)),
+        ("step run() per sample", lambda s=session(step, False): step_loop(s)),
+        ("step run() per sample, batch 1", lambda s=session(step, True): step_loop(s)),
+        ("block Scan", lambda s=session(block1, False): block(s)),
+        ("block Scan, batch 1 (engine)", lambda s=session(block1, True): block(s)),
+        ("block Scan x4 unrolled, batch 1", lambda s=session(block4, True): block(s)),
     ]
     tmp = tempfile.mkdtemp(prefix="pw-bench-")
     step_ops = collections.Counter(n.op_type for n in step.graph.node if n.op_type != "Constant")

@@ -1,5 +1,5 @@
 """Step time of the student's adversarial training step on this CPU, per discriminator size (issue 37):
-``python -m model.bench.gan_step --init recipes/checkpoints/cpu/student.pt [--steps 20] [--threads 1]``.
+``python -m bench.gan_step --init recipes/checkpoints/cpu/student.pt [--steps 20] [--threads 1]``.
 
 One step = the student's forward on a batch of 4 x 4,000 samples (the cpu preset's windows), the
 multi-resolution STFT loss, one discriminator update on (real, detached fake) and the student's

@@ -1,1 +1,0 @@
-"""Benchmarks and synthetic fixtures for the models (``python -m model.bench.<name>``)."""
