@@ -63,6 +63,18 @@ def copy_metrics(
     return summary
 
 
+def first_clips(corpus, split: str, limit: int) -> list[str]:
+    """The first ``limit`` clips per speaker of ``split``, in corpus order."""
+    taken: dict[str, int] = {}
+    ids = []
+    for clip_id in corpus.ids(split):
+        spk = corpus.by_id[clip_id].speaker
+        if taken.get(spk, 0) < limit:
+            taken[spk] = taken.get(spk, 0) + 1
+            ids.append(clip_id)
+    return ids
+
+
 def markdown(summary: dict[str, dict]) -> str:
     def f(x, spec):
         return "—" if x is None or (isinstance(x, float) and math.isnan(x)) else format(x, spec)
@@ -106,13 +118,7 @@ def main(argv: list[str] | None = None) -> None:
         speakers = {s: i for i, s in enumerate(ckpt["config"]["data"]["speakers"])}
         build = teacher_from_checkpoint if ckpt.get("kind") == "teacher" else student_from_checkpoint
         models[path.stem] = (build(ckpt), speakers)
-    taken: dict[str, int] = {}
-    ids = []
-    for clip_id in corpus.ids(args.split):
-        spk = corpus.by_id[clip_id].speaker
-        if taken.get(spk, 0) < args.limit:
-            taken[spk] = taken.get(spk, 0) + 1
-            ids.append(clip_id)
+    ids = first_clips(corpus, args.split, args.limit)
     print(
         markdown(copy_metrics(models, corpus, ids, cfg, args.seed, args.temperature))
     )  # the report is the output
