@@ -87,9 +87,7 @@ class SynthesisRequest:
     speed: float = 1.0  # core.limits MIN_SPEED..MAX_SPEED; > 1 is faster (durations divided by speed)
     model: ModelKind = "student"
     seed: int | None = None  # noise seed; None = nondeterministic
-    pitch: float = (
-        0.0  # semitones, core.limits MIN_PITCH..MAX_PITCH; 0 = the voice's own pitch (F0 * 2 ** (pitch / 12))
-    )
+    pitch: float = 0.0  # semitones (core.limits); 0 = the voice's own pitch (F0 * 2 ** (pitch / 12))
     # model.text.normalize.NormalizationOptions (the request's normalization_options); None = all on
     normalization: Any = None
     # a voice blend: ((speaker, weight), ...) of ``voice``'s speakers (weights > 0, normalized by the
