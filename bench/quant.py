@@ -83,9 +83,9 @@ def quantize(fp32: Path, int8: Path, feeds: list[dict[str, np.ndarray]]) -> None
 def time_graph(path: Path, feeds: dict[str, np.ndarray], threads: int, repeats: int) -> dict[str, float]:
     import onnxruntime as ort
 
-    so = ort.SessionOptions()
-    so.intra_op_num_threads = threads
-    so.inter_op_num_threads = 1
+    from service.sessions import session_options
+
+    so = session_options(threads)
     sess = ort.InferenceSession(str(path), so, providers=["CPUExecutionProvider"])
     sess.run(None, feeds)  # warm-up
     wall, cpu = [], []

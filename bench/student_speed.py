@@ -97,12 +97,10 @@ def randomize_heads(model: StudentIAF, seed: int = 0, scale: float = 1e-3) -> St
 def make_session(path: Path, threads: int, spin: bool = False):
     import onnxruntime as ort
 
-    opts = ort.SessionOptions()
-    opts.intra_op_num_threads = threads
-    opts.inter_op_num_threads = 1
-    opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-    if not spin:  # idle threads sleep instead of spinning: process CPU time = work done
-        opts.add_session_config_entry("session.intra_op.allow_spinning", "0")
+    from service.sessions import session_options
+
+    # without spin, idle threads sleep instead of spinning: process CPU time = work done
+    opts = session_options(threads, spin=spin)
     return ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
 
 

@@ -32,8 +32,9 @@ from pathlib import Path
 
 import numpy as np
 
-from service.engine import CPU, Graph, Voice
+from service.sessions import CPU, Graph
 from service.types import EngineLoadError
+from service.voice import Voice
 
 log = logging.getLogger(__name__)
 

@@ -41,15 +41,13 @@ from export import onnx as onnx_export
 from export.parity import session  # one CPU thread, optional batch-1 override
 from model.teacher import PRESETS, TeacherWaveNet, load_teacher
 from service import graphs
+from service.sessions import session_options
 
 
 def _optimized_nodes(model: onnx.ModelProto, batch_one: bool, path: str) -> int:
-    so = ort.SessionOptions()
-    so.log_severity_level = 3
+    so = session_options(1, batch_one=batch_one)
     so.optimized_model_filepath = path
     so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_EXTENDED
-    if batch_one:
-        so.add_free_dimension_override_by_name("batch", 1)
     ort.InferenceSession(model.SerializeToString(), so, providers=["CPUExecutionProvider"])
     return len(onnx.load(path).graph.node)
 

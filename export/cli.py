@@ -179,8 +179,9 @@ def upgrade(
 def check(folder: Path = typer.Argument(..., help="A bundle folder (voices/<name>).")) -> None:
     """Verify a bundle (format, hashes, graph interfaces) and print what it holds."""
     from service.bundle import load
-    from service.engine import CPU, Voice
+    from service.sessions import CPU
     from service.types import EngineLoadError
+    from service.voice import Voice
 
     try:
         manifest = load(folder)

@@ -26,6 +26,7 @@ from torch import nn
 
 from export.onnx import example_speakers
 from service import graphs
+from service.sessions import session_options
 
 log = logging.getLogger(__name__)
 
@@ -67,12 +68,7 @@ class Parity:
 
 def session(model: onnx.ModelProto | str | Path, batch_one: bool = False) -> ort.InferenceSession:
     """A CPU session on an exported model (single-threaded: parity, not speed)."""
-    so = ort.SessionOptions()
-    so.intra_op_num_threads = 1
-    so.inter_op_num_threads = 1
-    so.log_severity_level = 3
-    if batch_one:
-        so.add_free_dimension_override_by_name("batch", 1)
+    so = session_options(1, batch_one=batch_one)
     src = model.SerializeToString() if isinstance(model, onnx.ModelProto) else str(model)
     return ort.InferenceSession(src, so, providers=["CPUExecutionProvider"])
 

@@ -117,8 +117,11 @@ def check_upgrade(
     """Max abs difference of the two graphs on random inputs, every speaker (one-hot weights vs ids)."""
     import onnxruntime as ort
 
-    a = ort.InferenceSession(old.SerializeToString(), providers=["CPUExecutionProvider"])
-    b = ort.InferenceSession(new.SerializeToString(), providers=["CPUExecutionProvider"])
+    from service.sessions import session_options
+
+    so = session_options(None)  # None: ONNX Runtime's choice of threads
+    a = ort.InferenceSession(old.SerializeToString(), so, providers=["CPUExecutionProvider"])
+    b = ort.InferenceSession(new.SerializeToString(), so, providers=["CPUExecutionProvider"])
     feeds = _feeds(role, a, n_speakers, hop, n_symbols)
     feeds = {i.name: feeds[i.name] for i in a.get_inputs()}
     got_a = a.run(None, feeds)

@@ -30,12 +30,12 @@ from dataclasses import asdict, dataclass, fields, replace
 import torch
 from torch import nn
 
+from core.limits import check_pitch, check_speed
+from model.acoustic_layers import ConvBlock, MaskedBiLSTM, durations_from_log, length_regulate, sequence_mask
 from model.align import Aligner, beta_binomial_log_prior, binarization_loss, forward_sum_loss, hard_alignment
 from model.wavenet import speaker_embedding
 
 MODEL_KIND = "acoustic"
-MIN_SPEED, MAX_SPEED = 0.25, 4.0
-MIN_PITCH, MAX_PITCH = -12.0, 12.0  # semitones
 
 
 @dataclass(frozen=True)
@@ -136,113 +136,6 @@ PRESETS: dict[str, AcousticConfig] = {
         dropout=0.1,
     ),
 }
-
-
-# ---------------------------------------------------------------------------------------------
-# Building blocks
-# ---------------------------------------------------------------------------------------------
-
-
-def sequence_mask(lengths: torch.Tensor, max_len: int | torch.Tensor) -> torch.Tensor:
-    """(B,) lengths -> (B, T) bool, True on valid positions."""
-    return torch.arange(max_len, device=lengths.device)[None, :] < lengths[:, None]
-
-
-class ConvBlock(nn.Module):
-    """Conv1d -> ReLU -> LayerNorm (over channels) -> dropout, masked; (B, C, T) -> (B, C_out, T)."""
-
-    def __init__(self, c_in: int, c_out: int, kernel: int, dropout: float, dilation: int = 1) -> None:
-        super().__init__()
-        self.conv = nn.Conv1d(c_in, c_out, kernel, padding=dilation * (kernel // 2), dilation=dilation)
-        self.norm = nn.LayerNorm(c_out)
-        self.drop = nn.Dropout(dropout)
-
-    def forward(self, x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:  # mask (B, 1, T)
-        y = torch.relu(self.conv(x * mask))  # (B, C, T)
-        y = self.norm(y.transpose(1, 2)).transpose(1, 2)
-        return self.drop(y) * mask
-
-
-class MaskedBiLSTM(nn.Module):
-    """Bidirectional LSTM exact under right padding, without packing (traceable).
-
-    The backward LSTM reads each sequence reversed within its own length, so padding never leaks
-    into valid positions. (B, T, C_in) -> (B, T, 2 * hidden).
-    """
-
-    def __init__(self, c_in: int, hidden: int) -> None:
-        super().__init__()
-        self.fwd = nn.LSTM(c_in, hidden, batch_first=True)
-        self.bwd = nn.LSTM(c_in, hidden, batch_first=True)
-
-    def forward(self, x: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
-        T = x.shape[1]
-        t = torch.arange(T, device=x.device)[None, :]  # (1, T)
-        rev = torch.where(t < lengths[:, None], lengths[:, None] - 1 - t, t)  # (B, T), an involution
-        idx = rev[:, :, None].expand(-1, -1, x.shape[2])  # (B, T, C_in)
-        y_f, _ = self.fwd(x)  # (B, T, H)
-        y_b, _ = self.bwd(torch.gather(x, 1, idx))  # (B, T, H) in reversed time
-        y_b = torch.gather(y_b, 1, rev[:, :, None].expand(-1, -1, y_b.shape[2]))
-        return torch.cat([y_f, y_b], dim=2)  # (B, T, 2H)
-
-
-def length_regulate(
-    h: torch.Tensor, durations: torch.Tensor, n_frames: torch.Tensor | int | None = None
-) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """Repeat phoneme vectors by their durations (cumsum + comparison, no Python loops).
-
-    h: (B, L, C); durations: (B, L) non-negative ints (0 on padding). n_frames: output length
-    (default: the largest total). Returns (frames (B, F, C), position features (B, F, 2): fraction
-    of the way through the current phoneme and log(1 + its duration), frame lengths (B,)).
-    """
-    durations = durations.long()
-    ends = torch.cumsum(durations, dim=1)  # (B, L)
-    starts = ends - durations  # (B, L)
-    totals = ends[:, -1]  # (B,)
-    if n_frames is None:
-        n_frames = totals.max()
-    t = torch.arange(n_frames, device=h.device)[None, :, None]  # (1, F, 1)
-    assign = (t >= starts[:, None, :]) & (t < ends[:, None, :])  # (B, F, L), one-hot per valid frame
-    w = assign.to(h.dtype)
-    frames = torch.bmm(w, h)  # (B, F, C)
-    d = durations.to(h.dtype)[:, None, :]  # (B, 1, L)
-    frac = (t.to(h.dtype) - starts[:, None, :].to(h.dtype) + 0.5) / d.clamp(min=1.0)  # (B, F, L)
-    pos = torch.stack([(w * frac).sum(2), (w * torch.log(1.0 + d)).sum(2)], dim=2)  # (B, F, 2)
-    return frames, pos, totals
-
-
-def check_speed(speed: float) -> float:
-    """Validate a speed factor; ValueError with a clear message otherwise."""
-    if isinstance(speed, bool) or not isinstance(speed, (int, float)):
-        raise ValueError(f"speed must be a number between {MIN_SPEED} and {MAX_SPEED}, got {speed!r}")
-    if not (math.isfinite(speed) and MIN_SPEED <= speed <= MAX_SPEED):
-        raise ValueError(f"speed must be between {MIN_SPEED} and {MAX_SPEED}, got {speed}")
-    return float(speed)
-
-
-def check_pitch(pitch: float) -> float:
-    """Validate a pitch shift in semitones; ValueError with a clear message otherwise."""
-    if isinstance(pitch, bool) or not isinstance(pitch, (int, float)):
-        raise ValueError(
-            f"pitch must be a number of semitones between {MIN_PITCH} and {MAX_PITCH}, got {pitch!r}"
-        )
-    if not (math.isfinite(pitch) and MIN_PITCH <= pitch <= MAX_PITCH):
-        raise ValueError(f"pitch must be between {MIN_PITCH} and {MAX_PITCH} semitones, got {pitch}")
-    return float(pitch)
-
-
-def durations_from_log(
-    log_dur: torch.Tensor, mask: torch.Tensor, speed: torch.Tensor | float
-) -> torch.Tensor:
-    """Predicted log(1 + frames) -> integer frames at ``speed`` (B, L), 0 on padding.
-
-    Each phoneme is rounded on its own (half up) and keeps at least one frame (training never
-    shows a phoneme shorter than one frame), so a speed of s gives round(d / s) frames, which is
-    within one frame of d / s for every phoneme.
-    """
-    d = (torch.exp(log_dur) - 1.0).clamp(min=0.0)  # (B, L) frames at speed 1 (no expm1: ONNX)
-    frames = torch.floor(d / speed + 0.5).clamp(min=1.0)  # (B, L)
-    return (frames * mask.to(frames.dtype)).long()
 
 
 # ---------------------------------------------------------------------------------------------
@@ -577,44 +470,3 @@ def acoustic_from_checkpoint(ckpt: dict, *, ema: bool = True) -> AcousticModel:
     weights = ckpt.get("ema") if ema and ckpt.get("ema") else ckpt["model"]
     model.load_state_dict(weights)
     return model.eval()
-
-
-def text_to_mel(
-    model: AcousticModel, ckpt: dict, text: str, speaker: int = 0, speed: float = 1.0, pitch: float = 0.0
-) -> tuple[torch.Tensor, list[dict]]:
-    """English text -> log-mel (n_mels, F) with the checkpoint's symbol table, sentence by sentence.
-
-    Returns the concatenated mel and, per sentence, {"text", "phonemes", "frames", "f0"} (the F0 (F_s,)
-    Hz of its frames, 0 = unvoiced). Needs the text
-    front end (phonemizer), so not for the GPU host. ValueError on empty text or a bad speed/pitch.
-    """
-    from model.text import SymbolTable, normalize, phonemize, split_sentences
-
-    check_speed(speed)
-    check_pitch(pitch)
-    symbols = ckpt["config"]["data"].get("symbols")
-    table = SymbolTable.from_dict(symbols) if symbols else None
-    if table is None:
-        from model.text import default_symbols
-
-        table = default_symbols()
-    mels, info = [], []
-    for sentence in split_sentences(normalize(text)):
-        phonemes = phonemize(sentence)
-        ids = table.encode(phonemes)
-        if not ids:
-            continue
-        mel, durations, f0 = model.infer(
-            torch.tensor([ids]),
-            torch.tensor([len(ids)]),
-            torch.tensor([speaker]),
-            speed,
-            pitch,
-            return_f0=True,
-        )
-        n = int(durations.sum())
-        mels.append(mel[0, :, :n])
-        info.append({"text": sentence, "phonemes": phonemes, "frames": n, "f0": f0[0, :n]})
-    if not mels:
-        raise ValueError("the text has nothing to say (no phonemes)")
-    return torch.cat(mels, dim=1), info

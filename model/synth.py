@@ -145,6 +145,44 @@ def input_mel(audio_cfg, mel: Path | None, wav: Path | None):
     return log_mel(samples, audio_cfg), track_f0(samples, audio_cfg)
 
 
+def text_to_mel(model, ckpt: dict, text: str, speaker: int = 0, speed: float = 1.0, pitch: float = 0.0):
+    """English text -> log-mel (n_mels, F) with an acoustic model (``model.acoustic.AcousticModel``)
+    and its checkpoint's symbol table, sentence by sentence, cut as the server cuts it
+    (``model.text.frontend.prepare_text``).
+
+    Returns the concatenated mel (a torch tensor) and, per sentence, {"text" (normalized),
+    "phonemes" ("" when they differ from the ids), "ids", "frames", "f0"} (the F0 (F_s,) Hz of its
+    frames, 0 = unvoiced). Needs the text front end (phonemizer), so not for the GPU host.
+    ValueError on text with nothing to say or a bad speed/pitch (``core.limits``).
+    """
+    import torch
+
+    from core.limits import check_pitch, check_speed
+    from model.text import SymbolTable, default_symbols
+    from model.text.frontend import prepare_text
+
+    check_speed(speed)
+    check_pitch(pitch)
+    symbols = ckpt["config"]["data"].get("symbols")
+    table = SymbolTable.from_dict(symbols) if symbols else default_symbols()
+    mels, info = [], []
+    for s in prepare_text(text, table):
+        mel, durations, f0 = model.infer(
+            torch.from_numpy(s.ids)[None],  # (1, L)
+            torch.tensor([len(s.ids)]),
+            torch.tensor([speaker]),
+            speed,
+            pitch,
+            return_f0=True,
+        )
+        n = int(durations.sum())
+        mels.append(mel[0, :, :n])
+        info.append(
+            {"text": s.normalized, "phonemes": s.phonemes, "ids": s.ids, "frames": n, "f0": f0[0, :n]}
+        )
+    return torch.cat(mels, dim=1), info
+
+
 def text_mel(
     audio_cfg, text: str | None, acoustic: Path | None, speaker: str | None, speed: float, pitch: float = 0.0
 ):
@@ -152,7 +190,7 @@ def text_mel(
     and speakers)."""
     import torch
 
-    from model.acoustic import acoustic_from_checkpoint, text_to_mel
+    from model.acoustic import acoustic_from_checkpoint
     from model.checkpoint import UserError, check_kind, load_checkpoint
 
     if text is None or acoustic is None:

@@ -1,7 +1,7 @@
 """The FastAPI application: ``create_app(settings=None, engine=None)``.
 
 Run it with ``parawave serve`` (uvicorn, ``service.app:create_app`` as a factory). The lifespan loads
-the engine (``engine_loader(settings)``, by default ``service.engine.load_engine``; a failure stops
+the engine (``engine_loader(settings)``, by default ``service.loading.load_engine``; a failure stops
 the server from starting), then warms it up in the background: ``/health/ready`` and the speech
 routes answer 503 until that is done. With ``settings.wyoming_uri`` the lifespan also runs the
 Wyoming server (``service/wyoming.py``: Home Assistant's protocol) on the same engine and pools.

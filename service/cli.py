@@ -23,7 +23,7 @@ LAZY_COMMANDS: dict[str, tuple[str, str]] = {
     "eval": ("model.eval.cli:app", "Evaluate a voice: ASR WER, PESQ, STOI, MCD, durations."),
     "say": ("service.commands:say", "Synthesize text to a file with a voice bundle (no torch)."),
     "bench": ("service.commands:bench", "Benchmark a voice bundle with ONNX Runtime."),
-    "serve": ("service.commands:serve", "Start the HTTP service (uvicorn)."),
+    "serve": ("service.serve_command:serve", "Start the HTTP service (uvicorn)."),
     "loadtest": ("service.loadtest.sweep:app", "Sweep concurrency levels against a running server; report."),
     "soak": ("service.loadtest.soak:app", "Chaos soak (aborts, mixed formats, bad input): memory per wave."),
 }

@@ -1,7 +1,7 @@
-"""Torch-free CLI commands: ``serve``, ``say``, ``bench``.
+"""Torch-free CLI commands: ``say``, ``bench`` (``serve``: ``service.serve_command``).
 
 They need a voice bundle under ``voices/`` (see docs/design.md, "Voice bundle"; ``parawave export``
-writes one). ``say`` and ``bench`` use only the ONNX Runtime engine (``service.engine``), never torch.
+writes one). They load voices through ``service.loading`` and run the ONNX Runtime engine, never torch.
 """
 
 from __future__ import annotations
@@ -11,102 +11,22 @@ from pathlib import Path
 
 import typer
 
+from core.limits import MAX_PITCH, MAX_SPEED, MIN_PITCH, MIN_SPEED, pitch_ok
 from service.settings import DEFAULT_VOICES_DIR
 
 log = logging.getLogger(__name__)
 
 
-def _bundles(voices_dir: Path) -> list[Path]:
-    return sorted(p.parent for p in voices_dir.glob("*/voice.json"))
-
-
 def _require_voice(voices_dir: Path) -> None:
-    if not _bundles(voices_dir):
+    from service.loading import bundle_dirs
+
+    if not bundle_dirs(voices_dir):
         typer.echo(
             f"error: no voice bundle in {voices_dir} (expected <name>/voice.json): point --voices-dir "
             "at a folder of bundles, or train and export one (README: Training a voice).",
             err=True,
         )
         raise typer.Exit(2)
-
-
-def serve(
-    host: str | None = typer.Option(None, help="Interface to bind [env PARAWAVE_HOST, default 127.0.0.1]."),
-    port: int | None = typer.Option(None, help="TCP port [env PARAWAVE_PORT, default 8000]."),
-    workers: int | None = typer.Option(None, help="Worker processes [env PARAWAVE_WORKERS, default 1]."),
-    voices_dir: Path | None = typer.Option(None, help="Folder of voice bundles [env PARAWAVE_VOICES_DIR]."),
-    device: str | None = typer.Option(None, help="auto | cpu | cuda [env PARAWAVE_DEVICE, default auto]."),
-    require_cuda: bool | None = typer.Option(
-        None, "--require-cuda/--no-require-cuda", help="Refuse to start when CUDA is asked and missing."
-    ),
-    log_level: str | None = typer.Option(None, help="critical | error | warning | info | debug."),
-    wyoming: str | None = typer.Option(
-        None,
-        help="Also serve the Wyoming protocol (Home Assistant) here, e.g. tcp://0.0.0.0:10200 "
-        "[env PARAWAVE_WYOMING_URI; default off].",
-    ),
-    zeroconf: bool | None = typer.Option(
-        None, "--zeroconf/--no-zeroconf", help="Announce the Wyoming server over zeroconf [default off]."
-    ),
-) -> None:
-    """Start the HTTP service on the voice bundles in VOICES_DIR (other settings: PARAWAVE_* env)."""
-    from service.settings import export_to_environment
-
-    given = {
-        "host": host,
-        "port": port,
-        "workers": workers,
-        "voices_dir": voices_dir,
-        "device": device,
-        "require_cuda": require_cuda,
-        "log_level": log_level,
-        "wyoming_uri": wyoming,
-        "wyoming_zeroconf": zeroconf,
-    }
-    export_to_environment(given)  # through the environment, so that every worker process sees them
-    settings = _settings()
-    _require_voice(settings.voices_dir)
-    if settings.device == "cuda" and settings.require_cuda:
-        _require_cuda()
-    if settings.wyoming_uri:
-        _check_wyoming(settings)
-
-    import uvicorn
-
-    from service.allocator import limit_arenas
-
-    limit_arenas(settings.malloc_arena_max)  # before any thread allocates (service/allocator.py)
-
-    from service import state
-    from service.types import EngineLoadError
-
-    # Load once here so a broken bundle or a missing CUDA provider is one clear line, not a
-    # startup traceback. One worker serves this engine; several workers each load their own.
-    try:
-        engine = state.default_engine_loader(settings)
-    except EngineLoadError as exc:
-        typer.echo(f"error: cannot load voices from {settings.voices_dir}: {exc}", err=True)
-        raise typer.Exit(2) from None
-    target: object = "service.app:create_app"
-    if settings.workers == 1:
-        from service.app import create_app
-
-        target = create_app(settings, engine=engine)
-    else:
-        del engine
-    typer.echo(f"parawave: serving {settings.voices_dir} on http://{settings.host}:{settings.port}", err=True)
-    if settings.wyoming_uri:
-        typer.echo(f"parawave: Wyoming (Home Assistant) on {settings.wyoming_uri}", err=True)
-    uvicorn.run(
-        target,  # type: ignore[arg-type]
-        factory=settings.workers > 1,
-        host=settings.host,
-        port=settings.port,
-        workers=settings.workers,
-        log_level=settings.log_level,
-        log_config=_log_config(settings.log_level),
-        timeout_graceful_shutdown=settings.graceful_shutdown_s,
-    )
 
 
 def _settings():
@@ -122,57 +42,6 @@ def _settings():
         where = ".".join(str(p) for p in first["loc"])
         typer.echo(f"error: invalid setting {where}: {first['msg']}", err=True)
         raise typer.Exit(2) from None
-
-
-def _check_wyoming(settings) -> None:
-    """One clear line, before uvicorn starts, for what would otherwise fail in the app's lifespan."""
-    import socket
-    from urllib.parse import urlparse
-
-    if settings.workers > 1:
-        raise _fail("--wyoming serves from one process: use --workers 1 (one engine, one Wyoming port)")
-    if settings.wyoming_zeroconf:
-        try:
-            import zeroconf  # noqa: F401
-        except ImportError:
-            raise _fail("--zeroconf needs the zeroconf package: pip install -e '.[zeroconf]'") from None
-    uri = urlparse(settings.wyoming_uri)
-    if uri.scheme != "tcp":
-        return
-    try:
-        with socket.socket(socket.AF_INET6 if ":" in uri.hostname else socket.AF_INET) as s:
-            s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-            s.bind((uri.hostname, uri.port))
-    except OSError as exc:
-        raise _fail(f"cannot listen for Wyoming on {settings.wyoming_uri}: {exc.strerror or exc}") from None
-
-
-def _require_cuda() -> None:
-    try:
-        import onnxruntime
-    except ImportError:
-        typer.echo(
-            "error: CUDA required but onnxruntime is not installed (pip install -e '.[gpu]').", err=True
-        )
-        raise typer.Exit(2) from None
-    if "CUDAExecutionProvider" not in onnxruntime.get_available_providers():
-        typer.echo(
-            "error: CUDA required (--device cuda --require-cuda) but onnxruntime has no CUDA provider "
-            f"(available: {', '.join(onnxruntime.get_available_providers())}); install onnxruntime-gpu.",
-            err=True,
-        )
-        raise typer.Exit(2)
-
-
-def _log_config(level: str) -> dict:
-    """uvicorn's logging, plus the service's own loggers on the same handler."""
-    import copy
-
-    from uvicorn.config import LOGGING_CONFIG
-
-    config = copy.deepcopy(LOGGING_CONFIG)
-    config["loggers"]["service"] = {"handlers": ["default"], "level": level.upper(), "propagate": False}
-    return config
 
 
 SUFFIX_FORMATS = {
@@ -201,7 +70,7 @@ def _fail(message: str) -> typer.Exit:
 def _engine(voices_dir: Path, device: str, threads: int | None = None):
     """The engine on ``voices_dir``, with the engine knobs of the settings (``threads``, when given,
     overrides ``intra_op_threads``)."""
-    from service.engine import load_engine
+    from service.loading import load_engine
     from service.types import EngineLoadError
 
     _require_voice(voices_dir)
@@ -254,9 +123,12 @@ def say(
     speaker: str | None = typer.Option(
         None, help="Speaker name [default: the voice's first], or a blend of its speakers: 'slt(2)+rms(1)'."
     ),
-    speed: float = typer.Option(1.0, min=0.25, max=4.0, help="Speaking rate, 0.25-4 (> 1 is faster)."),
+    speed: float = typer.Option(
+        1.0, min=MIN_SPEED, max=MAX_SPEED, help=f"Speaking rate, {MIN_SPEED:g}-{MAX_SPEED:g} (> 1 is faster)."
+    ),
     pitch: float = typer.Option(
-        0.0, help="Pitch shift in semitones, -12 to 12 (0 = the voice's own pitch; 12 = an octave up)."
+        0.0,
+        help=f"Pitch shift in semitones, {MIN_PITCH:g} to {MAX_PITCH:g} (0 = the voice's own pitch; 12 = an octave up).",
     ),
     model: str = typer.Option("student", help="student (real time) | teacher (autoregressive reference)."),
     seed: int | None = typer.Option(None, help="Noise seed (same seed, same audio)."),
@@ -265,17 +137,16 @@ def say(
 ) -> None:
     """Synthesize TEXT (or a file, or standard input, of any length) to an audio file, written as it
     is generated, with optional subtitles (ONNX Runtime, no torch). Ctrl-C keeps a valid file."""
-    import math
     import signal
     import sys
     import time
 
     from service.audio import available_formats
     from service.longform import SUBTITLE_SUFFIXES, speak_to_file
-    from service.types import MAX_PITCH, MIN_PITCH, InputError, SynthesisRequest
+    from service.types import InputError, SynthesisRequest
 
     # checked here, not with typer's min/max, so a bad value is one line (typer draws a box)
-    if not (math.isfinite(pitch) and MIN_PITCH <= pitch <= MAX_PITCH):
+    if not pitch_ok(pitch):
         raise _fail(f"--pitch must be between {MIN_PITCH:g} and {MAX_PITCH:g} semitones, got {pitch:g}")
     if (text is None) == (file is None):
         raise _fail("give the text to speak, or --file PATH (or '-' for standard input), not both")
@@ -418,8 +289,8 @@ def bench(
     import numpy as np
 
     from service import bench_report
-    from service.engine import CUDA, Graph, prepare_text
-    from service.types import InputError, SynthesisRequest
+    from service.sessions import CUDA, Graph
+    from service.types import SynthesisRequest
 
     try:
         batches = sorted({int(b) for b in batch.split(",") if b.strip()})
@@ -438,10 +309,13 @@ def bench(
     out(f"machine: {platform.processor() or platform.machine()}, {_cpus()} CPUs, load {_load()}")
 
     try:
-        ids = [s.ids for s in prepare_text(text, v.symbols)]
+        from model.text.frontend import TextError, prepare_text
+
+        try:
+            ids = [s.ids for s in prepare_text(text, v.symbols)]
+        except TextError as exc:
+            raise _fail(str(exc)) from None
         have_text = True
-    except InputError as exc:
-        raise _fail(str(exc)) from None
     except ImportError as exc:  # no text front end here: ids of a typical length (~0.9 per character)
         out(f"note: text front end unavailable ({exc}); timing random phoneme ids instead of text")
         rng = np.random.default_rng(0)

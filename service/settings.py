@@ -55,11 +55,11 @@ class Settings(BaseSettings):
     device: Literal["auto", "cpu", "cuda"] = "auto"
     require_cuda: bool = Field(False, description="Refuse to start when device=cuda and CUDA is missing.")
 
-    # Engine (ONNX Runtime; keyword arguments of service.engine.load_engine, see engine_options)
+    # Engine (ONNX Runtime; keyword arguments of service.loading.load_engine, see engine_options)
     intra_op_threads: int | None = Field(
         None,
         ge=0,
-        description="CPU threads per ONNX Runtime session. Unset: 1 (service.engine.DEFAULT_INTRA_OP_THREADS); "
+        description="CPU threads per ONNX Runtime session. Unset: 1 (service.sessions.DEFAULT_INTRA_OP_THREADS); "
         "0: ONNX Runtime's choice (one per physical core).",
     )
     student_threads: int | None = Field(
@@ -167,7 +167,7 @@ class Settings(BaseSettings):
         return self.shutdown_grace_s if self.shutdown_grace_s is not None else self.reference_timeout_s + 5.0
 
     def engine_options(self) -> dict[str, Any]:
-        """The engine knobs as keyword arguments of ``service.engine.load_engine``."""
+        """The engine knobs as keyword arguments of ``service.loading.load_engine``."""
         return {
             "intra_op_threads": self.intra_op_threads,
             "student_threads": self.student_threads,

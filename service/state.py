@@ -34,9 +34,9 @@ EngineLoader = Callable[[Settings], SpeechEngine]
 
 
 def default_engine_loader(settings: Settings) -> SpeechEngine:
-    """``service.engine.load_engine`` on the configured voices folder and device."""
+    """``service.loading.load_engine`` on the configured voices folder and device."""
     try:
-        from service.engine import load_engine
+        from service.loading import load_engine
     except ImportError as exc:
         raise EngineLoadError(f"the inference engine cannot be imported ({exc})") from exc
     return load_engine(

@@ -22,15 +22,16 @@ Contract, in short:
 * Text the engine cannot speak (nothing left after normalization, ...) raises :class:`InputError`
   (the service answers 400 with its message); any other exception is a server error (500).
 
-Loading: ``service/engine.py`` provides ``load_engine(voices_dir: Path, *, device: str,
+Loading: ``service/loading.py`` provides ``load_engine(voices_dir: Path, *, device: str,
 require_cuda: bool) -> SpeechEngine`` (device is "auto" | "cpu" | "cuda"); it loads every bundle
 under ``voices_dir`` and raises :class:`EngineLoadError` with a one-line reason when it cannot
 (no bundle, broken bundle, CUDA asked with ``require_cuda`` and missing). ``parawave serve`` and
 the app's lifespan call it through ``service.state.default_engine_loader``.
 
 Implementation notes: make ``synthesize``/``synthesize_batch`` generators (lazy), so the service
-can stop one by closing it; split sentences with ``model.text.split_sentences`` and report each
-chunk's sentence and its character span in the input.
+can stop one by closing it; cut the text with ``model.text.frontend`` (text -> sentences -> ids) and
+report each chunk's sentence and its character span in the input; check speed and pitch with
+``core.limits``.
 """
 
 from __future__ import annotations
@@ -43,8 +44,6 @@ import numpy as np
 
 ModelKind = Literal["student", "teacher"]
 MODEL_KINDS: tuple[ModelKind, ...] = ("student", "teacher")
-
-MIN_PITCH, MAX_PITCH = -12.0, 12.0  # semitones: the request's pitch shift (0 = the voice's own pitch)
 
 
 class EngineLoadError(RuntimeError):
@@ -85,10 +84,10 @@ class SynthesisRequest:
     text: str  # raw written text (the engine normalizes it), non-empty
     voice: str  # VoiceInfo.name
     speaker: str  # one of that voice's speakers
-    speed: float = 1.0  # 0.25..4.0; > 1 is faster (durations divided by speed)
+    speed: float = 1.0  # core.limits MIN_SPEED..MAX_SPEED; > 1 is faster (durations divided by speed)
     model: ModelKind = "student"
     seed: int | None = None  # noise seed; None = nondeterministic
-    pitch: float = 0.0  # semitones, MIN_PITCH..MAX_PITCH; 0 = the voice's own pitch (F0 * 2 ** (pitch / 12))
+    pitch: float = 0.0  # semitones (core.limits); 0 = the voice's own pitch (F0 * 2 ** (pitch / 12))
     # model.text.normalize.NormalizationOptions (the request's normalization_options); None = all on
     normalization: Any = None
     # a voice blend: ((speaker, weight), ...) of ``voice``'s speakers (weights > 0, normalized by the

@@ -686,25 +686,28 @@ def check_packages() -> None:
 
 def find_bundle(voice: str, voices_dir: Path) -> Path:
     """``voices_dir/<voice>`` (or ``voice`` itself when it is a bundle folder)."""
-    for cand in (voices_dir / voice, Path(voice)):
-        if (cand / "voice.json").is_file():
-            return cand
-    have = sorted(p.parent.name for p in voices_dir.glob("*/voice.json"))
-    raise EvalError(f"no voice {voice!r} in {voices_dir} (voices: {', '.join(have) or 'none'})")
+    from service.loading import find_bundle as find
+    from service.types import EngineLoadError
+
+    try:
+        return find(voice, voices_dir)
+    except EngineLoadError as exc:
+        raise EvalError(str(exc)) from None
 
 
 def load_voice(path: Path, device: str):
     """(engine, voice) for one bundle; EvalError on a broken bundle."""
-    from service.engine import DEFAULT_INTRA_OP_THREADS, OnnxEngine, Voice, resolve_providers
+    from service.engine import OnnxEngine
+    from service.loading import open_voice
     from service.settings import get_settings
     from service.types import EngineLoadError
 
     knobs = get_settings()  # the engine knobs of PARAWAVE_* / .env, as the service would use them
     try:
-        voice = Voice.load(
+        voice = open_voice(
             path,
-            resolve_providers(device, False, knobs.gpu_mem_limit_mb),
-            intra_op_threads=DEFAULT_INTRA_OP_THREADS,
+            device=device,
+            gpu_mem_limit_mb=knobs.gpu_mem_limit_mb,
             student_threads=knobs.student_threads,
             ort_spin=knobs.ort_spin,
         )

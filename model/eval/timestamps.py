@@ -99,8 +99,8 @@ def align(dec, pcm: np.ndarray, words: list[str]) -> list[tuple[str, float, floa
 
 def measure_line(engine, dec, text: str, speaker: str, speed: float, voice: str, seed: int = 0) -> list[dict]:
     """One line spoken and aligned: a row per written token (ours and the aligner's times)."""
+    from model.text.frontend import prepare_text
     from model.text.wordmap import word_spans
-    from service.engine import prepare_text
     from service.timing import Timeline
     from service.types import SynthesisRequest
 
@@ -170,7 +170,7 @@ def main(argv: list[str] | None = None) -> int:
     args = p.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
 
-    from service.engine import load_engine
+    from service.loading import load_engine
 
     engine = load_engine(Path(args.voices), device="cpu")
     info = engine.voices[0] if args.voice is None else next(v for v in engine.voices if v.name == args.voice)

@@ -35,6 +35,7 @@ import xml.sax
 import xml.sax.handler
 from dataclasses import dataclass, field
 
+from core.limits import MAX_PITCH, MAX_SPEED, MIN_SPEED
 from model.text import numbers as nw
 from model.text.markup import MarkupError, Piece, Segment, parse_inline
 from model.text.normalize import MONTHS
@@ -46,8 +47,6 @@ MAX_ELEMENTS = 1000
 BREAK_STRENGTHS = {"none": 0.0, "x-weak": 0.1, "weak": 0.2, "medium": 0.4, "strong": 0.75, "x-strong": 1.2}
 RATES = {"x-slow": 0.5, "slow": 0.75, "medium": 1.0, "default": 1.0, "fast": 1.3, "x-fast": 1.75}
 PITCHES = {"x-low": -6.0, "low": -3.0, "medium": 0.0, "default": 0.0, "high": 3.0, "x-high": 6.0}
-MIN_RATE, MAX_RATE = 0.25, 4.0
-MAX_PITCH_SHIFT = 12.0
 SAY_AS = ("characters", "spell-out", "cardinal", "number", "ordinal", "date", "telephone")
 _ELEMENTS = {"speak", "p", "s", "break", "prosody", "phoneme", "sub", "say-as"}
 _ATTRS = {
@@ -179,10 +178,10 @@ class _Handler(xml.sax.handler.ContentHandler):
             rate = _rate(a["rate"], self) if "rate" in a else 1.0
             pitch = _pitch(a["pitch"], self) if "pitch" in a else 0.0
             node.rate, node.pitch = self.rate * rate, self.pitch + pitch
-            if not MIN_RATE <= node.rate <= MAX_RATE:
-                self.fail(f"the combined prosody rate {node.rate:g} is outside {MIN_RATE:g}..{MAX_RATE:g}")
-            if abs(node.pitch) > MAX_PITCH_SHIFT:
-                self.fail(f"the combined prosody pitch {node.pitch:+g} st is outside ±{MAX_PITCH_SHIFT:g}")
+            if not MIN_SPEED <= node.rate <= MAX_SPEED:
+                self.fail(f"the combined prosody rate {node.rate:g} is outside {MIN_SPEED:g}..{MAX_SPEED:g}")
+            if abs(node.pitch) > MAX_PITCH:
+                self.fail(f"the combined prosody pitch {node.pitch:+g} st is outside ±{MAX_PITCH:g}")
             self.close_segment()
         elif name == "break":
             seconds = _break(a, self)
@@ -291,8 +290,10 @@ def _rate(value: str, handler: _Handler) -> float:
         handler.fail(f"<prosody rate={value!r}>: a relative rate is a percentage ('+20%')")
     else:
         rate = x
-    if not (math.isfinite(rate) and MIN_RATE <= rate <= MAX_RATE):
-        handler.fail(f"<prosody rate={value!r}> is outside {MIN_RATE:g}..{MAX_RATE:g} times the normal rate")
+    if not (math.isfinite(rate) and MIN_SPEED <= rate <= MAX_SPEED):
+        handler.fail(
+            f"<prosody rate={value!r}> is outside {MIN_SPEED:g}..{MAX_SPEED:g} times the normal rate"
+        )
     return rate
 
 
@@ -315,8 +316,8 @@ def _pitch(value: str, handler: _Handler) -> float:
         if x <= -100:
             handler.fail(f"<prosody pitch={value!r}> would leave no pitch")
         x = 12.0 * math.log2(1.0 + x / 100.0)
-    if abs(x) > MAX_PITCH_SHIFT:
-        handler.fail(f"<prosody pitch={value!r}> is outside ±{MAX_PITCH_SHIFT:g} semitones")
+    if abs(x) > MAX_PITCH:
+        handler.fail(f"<prosody pitch={value!r}> is outside ±{MAX_PITCH:g} semitones")
     return x
 
 

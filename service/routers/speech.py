@@ -17,6 +17,7 @@ from fastapi import APIRouter, Depends, Request
 from fastapi.responses import Response, StreamingResponse
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
+from core.limits import MAX_PITCH, MAX_SEED, MAX_SPEED, MIN_PITCH, MIN_SPEED
 from model.text.markup import MarkupError, has_markup, plan
 from model.text.normalize import NormalizationOptions
 from model.text.ssml import is_ssml
@@ -27,8 +28,6 @@ from service.scheduler import GenerationTimeout, Job, QueueFull
 from service.state import ServiceState, require_ready
 from service.timing import Timeline
 from service.types import (
-    MAX_PITCH,
-    MIN_PITCH,
     AudioChunk,
     InputError,
     ModelKind,
@@ -42,7 +41,6 @@ log = logging.getLogger(__name__)
 router = APIRouter(tags=["speech"])
 
 DISCONNECT_POLL_S = 0.1
-MAX_SEED = 2**53 - 1  # numpy seeds are non-negative; exact in JSON numbers (and JavaScript)
 
 
 class VoiceRef(BaseModel):
@@ -100,7 +98,7 @@ class SpeechBody(BaseModel):
     response_format: Literal[FORMATS] = Field(  # type: ignore[valid-type]
         "mp3", json_schema_extra={"enum": list(available_formats())}
     )
-    speed: float = Field(1.0, ge=0.25, le=4.0)
+    speed: float = Field(1.0, ge=MIN_SPEED, le=MAX_SPEED)
     stream: bool = Field(False, description="Chunked response as audio is generated (per sentence).")
     stream_format: Literal["audio", "sse"] = Field(
         "audio",

@@ -10,7 +10,8 @@ import numpy as np
 import pytest
 
 from bench import teacher_batch as bench
-from service.engine import CPU, Graph, Voice
+from service.sessions import CPU, Graph
+from service.voice import Voice
 
 TINY = Path(__file__).resolve().parents[1] / "fixtures" / "voices" / "tiny"
 

@@ -14,8 +14,10 @@ import torch
 from typer.testing import CliRunner
 
 from service import bundle
-from service.engine import CPU, Voice, load_engine
+from service.loading import load_engine
+from service.sessions import CPU
 from service.types import EngineLoadError, SynthesisRequest
+from service.voice import Voice
 
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures"
 TINY = FIXTURES / "voices" / "tiny"

@@ -5,17 +5,15 @@ import math
 import pytest
 import torch
 
+from core.limits import check_speed
 from model.acoustic import (
     PRESETS,
     AcousticConfig,
     AcousticModel,
-    MaskedBiLSTM,
     acoustic_from_checkpoint,
     acoustic_losses,
-    check_speed,
-    durations_from_log,
-    length_regulate,
 )
+from model.acoustic_layers import MaskedBiLSTM, durations_from_log, length_regulate
 
 pytestmark = pytest.mark.usefixtures("one_thread")  # tests/conftest.py
 
@@ -227,7 +225,7 @@ def test_generate_exports_to_onnx_with_dynamic_length_and_speed(tmp_path):
 
 
 def test_text_to_mel_uses_the_checkpoint_symbols():
-    from model.acoustic import text_to_mel
+    from model.synth import text_to_mel
     from model.text import default_symbols
 
     table = default_symbols()
@@ -238,7 +236,7 @@ def test_text_to_mel_uses_the_checkpoint_symbols():
     assert len(info) == 2 and info[0]["text"] == "Hello world." and "two" in info[1]["text"]
     assert mel.shape == (80, sum(i["frames"] for i in info))
     assert all(i["frames"] >= len(table.encode(i["phonemes"])) for i in info)  # >= 1 frame per symbol
-    with pytest.raises(ValueError, match="nothing to say"):
+    with pytest.raises(ValueError, match="nothing to speak"):
         text_to_mel(model, ckpt, " ... ", speaker=0)
     with pytest.raises(ValueError, match="speed"):
         text_to_mel(model, ckpt, "Hi.", speed=5.0)

@@ -9,7 +9,6 @@ bundle (issue 6) can replace it behind the same SpeechEngine protocol.
 
 from __future__ import annotations
 
-import math
 import re
 import socket
 import threading
@@ -22,10 +21,9 @@ import httpx
 import numpy as np
 import uvicorn
 
+from core.limits import LimitError, check_pitch
 from service.settings import Settings
 from service.types import (
-    MAX_PITCH,
-    MIN_PITCH,
     AudioChunk,
     CancelFlag,
     InputError,
@@ -151,13 +149,10 @@ class FakeEngine:
     ) -> list[tuple[np.ndarray, str, tuple[int, int], tuple[WordTiming, ...]]]:
         if "CRASH" in request.text:
             raise RuntimeError("engine exploded with secret internals")
-        pitch = request.pitch  # validated as OnnxEngine._check does
-        if isinstance(pitch, bool) or not isinstance(pitch, int | float) or not math.isfinite(pitch):
-            raise InputError(f"pitch must be a finite number of semitones, got {pitch!r}")
-        if not MIN_PITCH <= pitch <= MAX_PITCH:
-            raise InputError(
-                f"pitch must be between {MIN_PITCH:g} and {MAX_PITCH:g} semitones, got {pitch!r}"
-            )
+        try:  # validated as OnnxEngine._check does
+            pitch = check_pitch(request.pitch)
+        except LimitError as exc:
+            raise InputError(str(exc)) from None
         parts = sentences(request.text)
         if not parts:
             raise InputError("the text has nothing to speak after normalization")

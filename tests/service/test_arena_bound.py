@@ -1,5 +1,5 @@
 """ONNX Runtime's CPU arena keeps the peak of the largest input a session has seen: the engine gives
-back what outsized runs took (service/engine.py, ARENA_MAX_PHONEMES / ARENA_MAX_FRAMES), so a request
+back what outsized runs took (service/sessions.py, ARENA_MAX_PHONEMES / ARENA_MAX_FRAMES), so a request
 whose sentence normalizes to thousands of phonemes does not leave the process hundreds of MiB larger."""
 
 from __future__ import annotations
@@ -9,9 +9,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from service import allocator
-from service import engine as engine_mod
-from service.engine import load_engine
+from service import allocator, sessions
+from service.loading import load_engine
 
 SHIPPED = Path(__file__).resolve().parents[2] / "voices"
 PHONEMES = 2000  # ~ what a 300-character sentence of 12-digit numbers becomes after normalization
@@ -24,7 +23,7 @@ def test_outsized_acoustic_runs_give_the_arena_back():
     voice = engine.voice("flite")
     engine.warmup()
     ids = (np.arange(PHONEMES) % (voice.n_symbols - 3) + 2).astype(np.int64)  # (L,)
-    assert PHONEMES > engine_mod.ARENA_MAX_PHONEMES
+    assert PHONEMES > sessions.ARENA_MAX_PHONEMES
     before = allocator.heap_stats().mmapped  # ORT's arena chunks are large blocks: mmap'ed one by one
     for _ in range(2):
         mel, _ = voice.features([ids], [0], [1.0])[0]

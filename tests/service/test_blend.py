@@ -15,7 +15,7 @@ from typer.testing import CliRunner
 from model.wavenet import speaker_embedding
 from service.catalog import BlendError, VoiceCatalog
 from service.cli import app as cli
-from service.engine import load_engine
+from service.loading import load_engine
 from service.types import InputError, SynthesisRequest, VoiceInfo
 
 ROOT = Path(__file__).resolve().parents[2]

@@ -12,11 +12,17 @@ import pytest
 from pydantic import ValidationError
 
 from core.excitation import excitation
-from service import engine as engine_mod
-from service.engine import CPU, OnnxEngine, Voice, load_engine, prepare_text
+from model.text.frontend import prepare_text
+from service import loading, sessions
+from service import teacher as teacher_mod
+from service import voice as voice_mod
+from service.engine import OnnxEngine, plan_student_batches
+from service.loading import load_engine
+from service.sessions import CPU
 from service.settings import Settings
 from service.state import default_engine_loader
 from service.types import EngineLoadError, InputError, SpeechEngine, SynthesisRequest, VoiceInfo
+from service.voice import Voice
 
 VOICES = Path(__file__).resolve().parents[1] / "fixtures" / "voices"
 HOP = 200
@@ -132,20 +138,22 @@ def test_teacher_frames_per_call_follow_the_measured_speed_unless_fixed():
     """Unset, the frames per call aim at TEACHER_CALL_SECONDS of work (a smoothed measurement);
     ``teacher_frames_per_call`` fixes them whatever the speed."""
     voice = Voice.load(VOICES / "tiny")
-    assert voice.teacher_frames is None and voice._frames_per_call() == 1  # nothing measured yet
-    voice._note_teacher_speed(10, 10 * engine_mod.TEACHER_CALL_SECONDS / 8)  # 8 frames take the budget
-    assert voice._frames_per_call() == 8
-    voice._note_teacher_speed(1, 1e-9)  # much faster: smoothed (0.7 old + 0.3 new)
-    assert voice._frames_per_call() == int(1 / 0.7 * 8)
+    assert (
+        voice.teacher_loop.frames is None and voice.teacher_loop.frames_per_call() == 1
+    )  # nothing measured yet
+    voice.teacher_loop.note_speed(10, 10 * teacher_mod.TEACHER_CALL_SECONDS / 8)  # 8 frames take the budget
+    assert voice.teacher_loop.frames_per_call() == 8
+    voice.teacher_loop.note_speed(1, 1e-9)  # much faster: smoothed (0.7 old + 0.3 new)
+    assert voice.teacher_loop.frames_per_call() == int(1 / 0.7 * 8)
     for _ in range(40):
-        voice._note_teacher_speed(100, 1e-9)
-    assert voice._frames_per_call() == engine_mod.TEACHER_MAX_FRAMES
-    voice._note_teacher_speed(1, 100.0)
-    assert voice._frames_per_call() == 1
+        voice.teacher_loop.note_speed(100, 1e-9)
+    assert voice.teacher_loop.frames_per_call() == teacher_mod.TEACHER_MAX_FRAMES
+    voice.teacher_loop.note_speed(1, 100.0)
+    assert voice.teacher_loop.frames_per_call() == 1
     fixed = Voice.load(VOICES / "tiny", teacher_frames_per_call=5)
-    assert fixed._frames_per_call() == 5
-    fixed._note_teacher_speed(1, 100.0)
-    assert fixed._frames_per_call() == 5
+    assert fixed.teacher_loop.frames_per_call() == 5
+    fixed.teacher_loop.note_speed(1, 100.0)
+    assert fixed.teacher_loop.frames_per_call() == 5
 
 
 def test_teacher_pieces_of_varying_size_match_one_call_with_the_excitation(engine, monkeypatch):
@@ -157,14 +165,14 @@ def test_teacher_pieces_of_varying_size_match_one_call_with_the_excitation(engin
     mel, f0 = voice.features([s.ids], [1], [1.0])[0]
     assert (f0 > 0).any() and not (f0 > 0).all()
     sizes = itertools.cycle([1, 3, 2])
-    monkeypatch.setattr(voice, "_frames_per_call", lambda: next(sizes))
+    monkeypatch.setattr(voice.teacher_loop, "frames_per_call", lambda: next(sizes))
     pieces = [p for p, _ in voice.teacher(mel, 1, np.random.default_rng(5), f0=f0)]
     assert {len(p) for p in pieces[:-1]} == {HOP, 2 * HOP, 3 * HOP}
     cond = voice.teacher_cond.run(mel[None], voice.speaker_feed(voice.teacher_cond, [1]))[0]
     padded = np.concatenate([cond[:, :, :1], cond, cond[:, :, -1:]], axis=2)
     exc = excitation(f0, HOP, voice.sample_rate)[None]  # (1, 3, F*hop): the function training uses
     noise = np.random.default_rng(5).standard_normal((1, mel.shape[1] * HOP), dtype=np.float32)
-    state = [np.zeros((1, c, k), np.float32) for c, k in voice._state_shapes]
+    state = [np.zeros((1, c, k), np.float32) for c, k in voice.teacher_loop.state_shapes]
     whole = voice.teacher_block.run(padded, exc, noise, np.zeros((1, 1), np.float32), *state)[0][0]
     np.testing.assert_allclose(np.concatenate(pieces), whole, atol=1e-6)
     unvoiced = np.concatenate([p for p, _ in voice.teacher(mel, 1, np.random.default_rng(5))])
@@ -303,12 +311,8 @@ def test_padded_student_batch_differs_only_at_the_row_end(engine):
 
 
 def test_student_batch_planning_bounds_padding():
-    class Fake:
-        student = None
-
-    plan = Voice.plan_student_batches
-    assert plan(Fake(), [100, 101, 99, 100]) == [[2, 0, 3, 1]]
-    assert plan(Fake(), [10, 100, 11]) == [[0, 2], [1]]
+    assert plan_student_batches([100, 101, 99, 100], CPU) == [[2, 0, 3, 1]]
+    assert plan_student_batches([10, 100, 11], CPU) == [[0, 2], [1]]
 
 
 def test_concurrent_callers_get_their_own_audio(engine):
@@ -364,21 +368,18 @@ def test_cuda_libraries_preloaded_only_when_cuda_is_used(monkeypatch):
 
     calls = []
     monkeypatch.setattr(onnxruntime, "preload_dlls", lambda: calls.append(1), raising=False)
-    monkeypatch.setattr(onnxruntime, "get_available_providers", lambda: [engine_mod.CUDA, CPU])
-    assert engine_mod.resolve_providers("cpu", require_cuda=False) == [CPU]
+    monkeypatch.setattr(onnxruntime, "get_available_providers", lambda: [sessions.CUDA, CPU])
+    assert sessions.resolve_providers("cpu", require_cuda=False) == [CPU]
     assert calls == []
-    providers = engine_mod.resolve_providers("auto", require_cuda=False)
-    assert [engine_mod._provider_name(p) for p in providers] == [engine_mod.CUDA, CPU]
+    providers = sessions.resolve_providers("auto", require_cuda=False)
+    assert [sessions.provider_name(p) for p in providers] == [sessions.CUDA, CPU]
     assert calls == [1]
 
     def broken():
         raise OSError("libcudart.so.13: cannot open shared object file")
 
     monkeypatch.setattr(onnxruntime, "preload_dlls", broken, raising=False)
-    assert (
-        engine_mod._provider_name(engine_mod.resolve_providers("cuda", require_cuda=True)[0])
-        == engine_mod.CUDA
-    )
+    assert sessions.provider_name(sessions.resolve_providers("cuda", require_cuda=True)[0]) == sessions.CUDA
 
 
 def test_smoke_test_runs_a_short_utterance():
@@ -398,31 +399,31 @@ def test_a_voice_failing_on_cuda_runs_on_the_cpu_unless_cuda_is_required(monkeyp
     loads = []
 
     def load(cls, path, providers=(CPU,), **kw):
-        names = [engine_mod._provider_name(p) for p in providers]
+        names = [sessions.provider_name(p) for p in providers]
         loads.append(names)
         voice = real_load(cls, path, [CPU], **kw)
-        if names[0] == engine_mod.CUDA:
-            voice.student.provider = engine_mod.CUDA  # as if the session had got the GPU
+        if names[0] == sessions.CUDA:
+            voice.student.provider = sessions.CUDA  # as if the session had got the GPU
         return voice
 
     def smoke(self):
-        if self.student.provider == engine_mod.CUDA:
+        if self.student.provider == sessions.CUDA:
             raise RuntimeError("CUDA failure 209: no kernel image is available\nstack ...")
 
     monkeypatch.setattr(Voice, "load", classmethod(load))
     monkeypatch.setattr(Voice, "smoke_test", smoke)
-    cuda = [engine_mod.cuda_provider(), CPU]
-    voice = engine_mod._load_voice(VOICES / "tiny", cuda, None, require_cuda=False)
+    cuda = [sessions.cuda_provider(), CPU]
+    voice = loading.load_voice(VOICES / "tiny", cuda, None, require_cuda=False)
     assert voice.student.provider == CPU
-    assert loads == [[engine_mod.CUDA, CPU], [CPU]]
+    assert loads == [[sessions.CUDA, CPU], [CPU]]
     with pytest.raises(
         EngineLoadError, match=r"a test run on CUDA failed: CUDA failure 209: no kernel image is available$"
     ):
-        engine_mod._load_voice(VOICES / "tiny", cuda, None, require_cuda=True)
+        loading.load_voice(VOICES / "tiny", cuda, None, require_cuda=True)
 
 
 def test_cuda_provider_options():
-    name, opts = engine_mod.cuda_provider(512)
+    name, opts = sessions.cuda_provider(512)
     assert name == "CUDAExecutionProvider"
     assert opts["cudnn_conv_algo_search"] == "HEURISTIC"
     assert opts["gpu_mem_limit"] == 512 * 1024 * 1024
@@ -438,7 +439,7 @@ def test_intra_op_threads_from_the_settings(monkeypatch):
         return e.voice("tiny").student.session.get_session_options().intra_op_num_threads
 
     monkeypatch.delenv("PARAWAVE_INTRA_OP_THREADS", raising=False)
-    assert threads() == engine_mod.DEFAULT_INTRA_OP_THREADS == 1
+    assert threads() == sessions.DEFAULT_INTRA_OP_THREADS == 1
     monkeypatch.setenv("PARAWAVE_INTRA_OP_THREADS", "2")
     assert threads() == 2
     monkeypatch.setenv("PARAWAVE_INTRA_OP_THREADS", "0")  # onnxruntime's choice
@@ -479,7 +480,11 @@ def test_engine_knobs_from_a_dotenv_file(tmp_path, monkeypatch):
         "voice_lexicons": {},
     }
     voice = default_engine_loader(settings).voice("tiny")
-    assert voice.piece_threads == 3 and voice._frames_per_call() == 6 and voice.teacher_temperature == 0.5
+    assert (
+        voice.piece_threads == 3
+        and voice.teacher_loop.frames_per_call() == 6
+        and voice.teacher_temperature == 0.5
+    )
     for g in voice.graphs.values():
         options = g.session.get_session_options()
         assert options.get_session_config_entry("session.intra_op.allow_spinning") == "1"
@@ -492,22 +497,22 @@ def test_engine_knobs_from_a_dotenv_file(tmp_path, monkeypatch):
 def test_gpu_memory_limit_reaches_the_cuda_provider(monkeypatch):
     import onnxruntime
 
-    monkeypatch.setattr(onnxruntime, "get_available_providers", lambda: [engine_mod.CUDA, CPU])
+    monkeypatch.setattr(onnxruntime, "get_available_providers", lambda: [sessions.CUDA, CPU])
     monkeypatch.setattr(onnxruntime, "preload_dlls", lambda: None, raising=False)
-    (name, opts), _ = engine_mod.resolve_providers(
+    (name, opts), _ = sessions.resolve_providers(
         "cuda", True, _settings(gpu_mem_limit_mb=64).gpu_mem_limit_mb
     )
-    assert name == engine_mod.CUDA and opts["gpu_mem_limit"] == 64 * 1024 * 1024
-    (_, opts), _ = engine_mod.resolve_providers("cuda", True)
+    assert name == sessions.CUDA and opts["gpu_mem_limit"] == 64 * 1024 * 1024
+    (_, opts), _ = sessions.resolve_providers("cuda", True)
     assert "gpu_mem_limit" not in opts
 
 
 def test_service_and_engine_work_without_torch(python_without):
     """torch made unimportable: the runtime imports, loads the bundle and speaks."""
     code = (
-        "import service, service.engine, service.bundle, service.graphs, service.app\n"
+        "import service, service.engine, service.loading, service.bundle, service.graphs, service.app\n"
         "from service.types import SynthesisRequest\n"
-        f"e = service.engine.load_engine({str(VOICES)!r}, device='cpu', require_cuda=False)\n"
+        f"e = service.loading.load_engine({str(VOICES)!r}, device='cpu', require_cuda=False)\n"
         "n = sum(c.audio.size for c in e.synthesize(SynthesisRequest('Hello.', 'tiny', 'alpha', seed=1)))\n"
         "assert n > 0\n"
         "assert not any(m == 'torch' or m.startswith('torch.') for m in sys.modules)\n"
@@ -520,7 +525,7 @@ def test_service_and_engine_work_without_torch(python_without):
 
 def test_long_utterances_are_vocoded_in_exact_pieces_on_cpu(engine, monkeypatch):
     voice = engine.voice("tiny")
-    assert voice.chunk_frames == engine_mod.STUDENT_CHUNK_FRAMES
+    assert voice.chunk_frames == voice_mod.STUDENT_CHUNK_FRAMES
     assert voice.manifest.context["student"] == (3, 2)
     rng = np.random.default_rng(1)
     n = voice.chunk_frames * 2 + 17
@@ -580,13 +585,13 @@ def test_piece_frames(engine, monkeypatch, threads, frames, piece):
 
 def test_student_threads_from_the_settings(monkeypatch):
     monkeypatch.setenv("PARAWAVE_STUDENT_THREADS", "3")
-    assert engine_mod.default_piece_threads(_settings().student_threads) == 3
+    assert voice_mod.default_piece_threads(_settings().student_threads) == 3
     e = default_engine_loader(_settings())
     assert e.voice("tiny").piece_threads == 3
     monkeypatch.delenv("PARAWAVE_STUDENT_THREADS")
     assert _settings().student_threads is None
-    assert 1 <= engine_mod.default_piece_threads() <= engine_mod.MAX_PIECE_THREADS
-    assert engine_mod.default_piece_threads(0) == engine_mod.default_piece_threads()
+    assert 1 <= voice_mod.default_piece_threads() <= voice_mod.MAX_PIECE_THREADS
+    assert voice_mod.default_piece_threads(0) == voice_mod.default_piece_threads()
 
 
 def test_pitch_shifts_the_f0_and_the_student_hears_the_excitation(engine, monkeypatch):

@@ -117,7 +117,7 @@ def test_say_speaks_a_blend(tmp_path):
     """--speaker takes a blend of the bundle's speakers; the file is the engine's blend for that seed."""
     import numpy as np
 
-    from service.engine import load_engine
+    from service.loading import load_engine
     from service.types import SynthesisRequest
 
     out = tmp_path / "b.wav"

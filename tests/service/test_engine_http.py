@@ -19,7 +19,7 @@ VOICES = Path(__file__).resolve().parents[1] / "fixtures" / "voices"
 
 @pytest.fixture(scope="module")
 def client():
-    # no engine passed: the app's lifespan loads it with the default loader (service.engine.load_engine)
+    # no engine passed: the app's lifespan loads it with the default loader (service.loading.load_engine)
     app = create_app(make_settings(voices_dir=VOICES, device="cpu", max_batch=4))
     with TestClient(app, raise_server_exceptions=False) as c:
         wait_for(lambda: c.get("/health/ready").status_code == 200, what="ready")

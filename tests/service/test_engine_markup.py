@@ -14,7 +14,7 @@ from fastapi.testclient import TestClient
 
 from model.text.normalize import NormalizationOptions
 from service.app import create_app
-from service.engine import load_engine
+from service.loading import load_engine
 from service.types import EngineLoadError, InputError, SynthesisRequest
 
 ROOT = Path(__file__).resolve().parents[2]

@@ -12,7 +12,7 @@ import soundfile as sf
 from typer.testing import CliRunner
 
 from service.cli import app
-from service.engine import load_engine
+from service.loading import load_engine
 from service.longform import Progress, blocks, speak_to_file
 from service.types import SynthesisRequest
 

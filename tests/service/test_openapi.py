@@ -10,10 +10,10 @@ from fake_engine import FakeEngine, make_settings, wait_for
 from fastapi.testclient import TestClient
 from test_http_api import SPEECH, assert_envelope
 
+from core.limits import MAX_SEED
 from service.app import create_app
 from service.audio import available_formats
 from service.catalog import MODEL_ALIASES
-from service.routers.speech import MAX_SEED
 from service.types import VoiceInfo
 
 VOICES = Path(__file__).resolve().parents[1] / "fixtures" / "voices"

@@ -15,8 +15,9 @@ import soundfile as sf
 from fake_engine import expected_audio, expected_words
 
 from model.text import normalize, phonemize
+from model.text.frontend import prepare_text
 from model.text.wordmap import WordSpan, word_spans
-from service.engine import load_engine, prepare_text
+from service.loading import load_engine
 from service.timing import (
     Timeline,
     cues,

@@ -80,7 +80,7 @@ def test_every_stage_runs_and_the_bundle_speaks(tmp_path):
     student = torch.load(tmp_path / "run" / "student" / "checkpoints" / "last.pt", weights_only=True)
     assert "/teacher/checkpoints/" in student["config"]["teacher"]["path"]  # DISTILL=1: distilled
 
-    from service.engine import Voice
+    from service.voice import Voice
 
     voice = Voice.load(tmp_path / "voices" / "toy")
     assert sorted(voice.speakers) == ["rms", "slt"] and {"student", "teacher"} <= set(voice.models)
@@ -102,7 +102,7 @@ def test_every_stage_runs_and_the_bundle_speaks(tmp_path):
 def test_spectral_only_profile_and_bad_usage(tmp_path):
     env = _env(tmp_path, TEACHER="0", DISTILL="0")
     assert _run(env, "corpus", "acoustic", "teacher", "student", "export").returncode == 0
-    from service.engine import Voice
+    from service.voice import Voice
 
     voice = Voice.load(tmp_path / "voices" / "toy")
     assert "teacher" not in voice.models and "student" in voice.models
