@@ -14,9 +14,11 @@ def find_bundle(voice: str | None, voices_dir: Path) -> Path:
     from service.engine import bundle_dirs
 
     have = bundle_dirs(voices_dir)
-    if voice is None and have:
+    if voice is None:
+        if not have:
+            raise EvalError(f"no voice bundle in {voices_dir}")
         return have[0]
-    for cand in () if voice is None else (voices_dir / voice, Path(voice)):
+    for cand in (voices_dir / voice, Path(voice)):
         if (cand / "voice.json").is_file():
             return cand
     names = ", ".join(p.name for p in have) or "none"

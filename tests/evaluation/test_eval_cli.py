@@ -171,6 +171,21 @@ def test_copy_metrics_perfect_for_the_recording_and_worse_for_noise(tmp_path):
 # ------------------------------------------------------------------------------------- the command
 
 
+def test_find_bundle_by_name_by_path_or_the_first(tmp_path, monkeypatch):
+    from evaluation.errors import EvalError
+    from evaluation.voices import find_bundle
+
+    tiny = FIXTURE_VOICES / "tiny"
+    assert find_bundle("tiny", FIXTURE_VOICES) == tiny
+    monkeypatch.chdir(FIXTURE_VOICES.parent)
+    assert find_bundle("voices/tiny", tmp_path).resolve() == tiny  # a bundle folder itself
+    assert find_bundle(None, FIXTURE_VOICES) == min(p.parent for p in FIXTURE_VOICES.glob("*/voice.json"))
+    with pytest.raises(EvalError, match=r"no voice 'nosuch' in .* \(voices: .*tiny"):
+        find_bundle("nosuch", FIXTURE_VOICES)
+    with pytest.raises(EvalError, match="no voice bundle in"):
+        find_bundle(None, tmp_path)
+
+
 @needs_flite
 def test_eval_end_to_end(tmp_path, corpus):
     out = tmp_path / "eval"
