@@ -54,11 +54,14 @@ def main(argv=None) -> int:
     args = p.parse_args(argv)
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
 
+    from evaluation.clips import clip_seed, select_clips
+    from evaluation.copy_synthesis import copy_inputs, copy_synthesis
+    from evaluation.errors import EvalError
+    from evaluation.voices import load_voice
     from model.data.config import AudioConfig
     from model.data.corpus import Corpus
     from model.data.features import load_clip_audio
     from model.data.pitch import track_f0
-    from model.eval.cli import EvalError, clip_seed, copy_inputs, copy_synthesis, load_voice, select_clips
 
     models = [m.strip() for m in args.models.split(",") if m.strip()]
     if not models or any(m not in ("teacher", "student") for m in models):

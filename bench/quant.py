@@ -37,9 +37,9 @@ PESQ_TOLERANCE = 0.05
 
 def clip_inputs(corpus_dir: Path, clip_id: str, seed: int, cfg):
     """(recording (F*hop,), mel (n_mels, F), F0 (F,) Hz, noise (F*hop,)) of one clip: the
-    copy-synthesis inputs (``model.eval.cli.copy_inputs``) and standard normal noise from ``seed``."""
+    copy-synthesis inputs (``evaluation.copy_synthesis.copy_inputs``) and standard normal noise from ``seed``."""
+    from evaluation.copy_synthesis import copy_inputs
     from model.data.features import load_clip_audio
-    from model.eval.cli import copy_inputs
 
     ref, mel, f0 = copy_inputs(load_clip_audio(corpus_dir, clip_id, cfg), cfg)
     z = np.random.default_rng(seed).standard_normal(mel.shape[1] * cfg.hop_length, dtype=np.float32)
@@ -132,9 +132,12 @@ def main(argv=None) -> int:
 
     import dataclasses
 
+    from evaluation.clips import clip_seed, select_clips
+    from evaluation.errors import EvalError
+    from evaluation.metrics import pesq_wb, stoi_of
+    from evaluation.voices import load_voice
     from model.data.config import AudioConfig
     from model.data.corpus import Corpus, CorpusError
-    from model.eval.cli import EvalError, clip_seed, load_voice, pesq_wb, select_clips, stoi_of
 
     if not (args.voice / "student.onnx").is_file():
         print(f"error: {args.voice}: no student.onnx")

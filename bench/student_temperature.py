@@ -3,7 +3,7 @@
 
 The student maps z ~ N(0, 1) through its flows; sampling z at a temperature t (z * t) trades noise
 for periodicity. Every temperature vocodes the first ``--limit`` test clips per speaker from the
-recording's log-mel and F0 with the same z per clip (``evaluation``'s copy synthesis), and the table
+recording's log-mel and F0 with the same z per clip (``evaluation.copy_ab``), and the table
 shows PESQ-WB, STOI, HNR, F0 and voicing error per temperature beside the recordings' HNR. Prints
 the markdown table.
 """
@@ -27,9 +27,9 @@ class _Tempered:
 def main(argv: list[str] | None = None) -> None:
     import torch
 
+    from evaluation.copy_ab import copy_metrics, first_clips, markdown
     from model.data.config import AudioConfig
     from model.data.corpus import Corpus
-    from model.eval.copy_ab import copy_metrics, first_clips, markdown
     from model.student import student_from_checkpoint
 
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])

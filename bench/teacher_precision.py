@@ -3,7 +3,7 @@
     python -m bench.teacher_precision --checkpoint CKPT --data data/flite [--clips 48] [--frames 80]
 
 Validation NLL (nats per sample; all, voiced, unvoiced and silent frames) of one checkpoint on fixed
-windows of the val split (:func:`model.eval.nll.windows_nll_by_class`, the trainer's validation code),
+windows of the val split (:func:`model.validation.nll.windows_nll_by_class`, the trainer's validation code),
 scored four ways:
 
 - ``ema, fp32``: the EMA weights, everything in fp32 (the reference);
@@ -33,7 +33,7 @@ def score(model, corpus, audio_cfg, train_cfg: dict, clips: int, frames: int, bf
     from torch.utils.data import DataLoader, Subset
 
     from model.data.dataset import VocoderDataset, collate_vocoder
-    from model.eval.nll import even_indices, windows_nll_by_class
+    from model.validation.nll import even_indices, windows_nll_by_class
 
     dataset = VocoderDataset(
         corpus,

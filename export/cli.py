@@ -49,7 +49,7 @@ def voice(
     teacher_temperature: float = typer.Option(
         1.0,
         help="The teacher's default sampling temperature, written to voice.json (0 < T <= 2; measure it, "
-        "e.g. `python -m model.eval.curve --temperatures 1,0.8,0.6`).",
+        "e.g. `python -m evaluation.curve --temperatures 1,0.8,0.6`).",
     ),
     hd_model: str = typer.Option(
         "teacher",

@@ -20,7 +20,7 @@ LAZY_COMMANDS: dict[str, tuple[str, str]] = {
     "train": ("model.train.cli:app", "Train the acoustic model, teacher and student."),
     "synth": ("model.synth:app", "Synthesize with PyTorch checkpoints (copy-synthesis, text)."),
     "export": ("export.cli:app", "Export checkpoints to ONNX and write voice bundles."),
-    "eval": ("model.eval.cli:app", "Evaluate a voice: ASR WER, PESQ, STOI, MCD, durations."),
+    "eval": ("evaluation.cli:app", "Evaluate a voice: ASR WER, PESQ, STOI, MCD, durations."),
     "say": ("service.commands:say", "Synthesize text to a file with a voice bundle (no torch)."),
     "bench": ("service.commands:bench", "Benchmark a voice bundle with ONNX Runtime."),
     "serve": ("service.serve_command:serve", "Start the HTTP service (uvicorn)."),

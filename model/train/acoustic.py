@@ -10,7 +10,7 @@ are measured on up to ``stats_clips`` training clips at the start and stored in 
 buffers (so in every checkpoint). Validation (EMA weights): the teacher-forced losses, the relative
 error of the predicted total duration against the real clip, and -- when the corpus was rendered
 with ``--durations`` -- the boundary error of the learned alignment against flite's phone end
-times (:mod:`model.eval.alignment`). Samples: alignment plots and target / teacher-forced /
+times (:mod:`model.validation.alignment`). Samples: alignment plots and target / teacher-forced /
 free-running mels of the first validation clip.
 """
 
@@ -243,7 +243,7 @@ class AcousticTask(TrainTask):
 
     def validate(self, model: nn.Module, device: torch.device) -> dict[str, float]:
         from model.data.corpus import durations_dir
-        from model.eval.alignment import alignment_batch_stats
+        from model.validation.alignment import alignment_batch_stats
 
         cfg = self.train_cfg
         sums: dict[str, float] = {}

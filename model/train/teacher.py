@@ -174,7 +174,7 @@ class TeacherTask(TrainTask):
         from torch.utils.data import DataLoader
 
         from model.data.dataset import VocoderDataset, collate_vocoder
-        from model.eval.nll import windows_nll_by_class
+        from model.validation.nll import windows_nll_by_class
 
         cfg = self.train_cfg
         excite = self.model_cfg.excitation_channels > 0

@@ -68,7 +68,7 @@ def test_excitation_is_a_continuous_sine_where_voiced_and_zero_where_not():
 
 
 def test_periodicity_metrics_tell_a_tone_from_noise():
-    from model.eval.voicing import f0_error, hnr_db
+    from evaluation.voicing import f0_error, hnr_db
 
     tone = harmonic_tone(140.0, 1.0)
     noise = np.random.default_rng(0).normal(0, 0.1, SR).astype(np.float32)

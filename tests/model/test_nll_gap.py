@@ -1,4 +1,4 @@
-"""`python -m model.eval.nll`: the teacher's NLL on fixed windows of each split (the generalisation
+"""`python -m model.validation.nll`: the teacher's NLL on fixed windows of each split (the generalisation
 gap), against an independent per-window computation, and its one-line CLI errors."""
 
 from pathlib import Path
@@ -11,10 +11,10 @@ from model.data.config import AudioConfig
 from model.data.corpus import Corpus
 from model.data.dataset import VocoderDataset
 from model.distributions import gaussian_nll
-from model.eval import nll
 from model.teacher import TeacherWaveNet, preset
 from model.train.common import TrainArgs
 from model.train.teacher import train
+from model.validation import nll
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 

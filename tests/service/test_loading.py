@@ -38,17 +38,17 @@ def test_find_bundle_by_name_or_path_else_one_line_naming_the_voices(voices):
 
 
 def test_evaluation_finds_bundles_through_the_loader(voices, monkeypatch):
-    from model.eval import cli as eval_cli
+    from evaluation import voices as eval_voices
     from service import loading
 
     seen = []
     monkeypatch.setattr(loading, "find_bundle", lambda v, d: seen.append((v, d)) or d / v)
-    assert eval_cli.find_bundle("a", voices) == voices / "a" and seen == [("a", voices)]
+    assert eval_voices.find_bundle("a", voices) == voices / "a" and seen == [("a", voices)]
 
 
 def test_evaluation_reports_a_missing_voice_as_its_own_error(voices):
-    from model.eval.cli import EvalError
-    from model.eval.cli import find_bundle as eval_find
+    from evaluation.errors import EvalError
+    from evaluation.voices import find_bundle as eval_find
 
     with pytest.raises(EvalError, match=r"^no voice 'nope' in .* \(voices: a, b\)$"):
         eval_find("nope", voices)

@@ -496,7 +496,7 @@ def test_zeroconf_announces_the_server(wyoming_server, monkeypatch):
 def test_the_shipped_voice_over_wyoming_is_heard_by_asr(wyoming_server):
     """voices/flite on the real engine: synthesize and a streamed synthesis decode at the voice's
     rate, last a plausible time for their words, and pocketsphinx reads them."""
-    E = pytest.importorskip("model.eval.cli")
+    E = pytest.importorskip("evaluation.metrics")
     server = wyoming_server(None, voices_dir=VOICES, device="cpu", intra_op_threads=1, student_threads=1)
     one = "The weather will be warm and sunny this afternoon."
     two = [

@@ -358,7 +358,7 @@ def evaluate_checkpoint(
 
 
 def main(argv: list[str] | None = None) -> int:
-    """``python -m model.eval.alignment CKPT CORPUS [--split val]``: print the report as JSON."""
+    """``python -m model.validation.alignment CKPT CORPUS [--split val]``: print the report as JSON."""
     import argparse
     import json
     import sys

@@ -1,7 +1,7 @@
 """The teacher's learning-curve record: validation NLL per step, and at intervals its autoregressive
 samples scored like the served voice (ASR WER, HNR, copy-synthesis PESQ-WB / STOI).
 
-    python -m model.eval.curve --run runs/flite/teacher --out recipes/reports/teacher-curve \
+    python -m evaluation.curve --run runs/flite/teacher --out recipes/reports/teacher-curve \
         [--sample --acoustic A.pt --student S.pt --data data/flite --limit 1]
 
 - ``nll.tsv``: every ``step N: val loss X`` line of ``RUN/train.log`` (all resumed runs), with the
@@ -10,7 +10,7 @@ samples scored like the served voice (ASR WER, HNR, copy-synthesis PESQ-WB / STO
   live in the committed file; a step in both keeps the log's line).
 - ``samples.tsv`` (``--sample``): one row appended per call for ``RUN/checkpoints/last.pt``: the
   checkpoint is exported into a temporary voice bundle (with the given acoustic model and student)
-  and :func:`model.eval.cli.run_eval` scores the teacher on the first ``--limit`` validation clips per
+  and :func:`evaluation.run.run_eval` scores the teacher on the first ``--limit`` validation clips per
   speaker (fixed clips, fixed seed: rows are comparable across steps). The reference recordings'
   WER and HNR are in the same row.
 """
@@ -93,9 +93,10 @@ def sample_row(
     """Export RUN's last checkpoint with the acoustic model and student; score its AR samples."""
     import torch
 
+    from evaluation.errors import EvalError
+    from evaluation.run import run_eval
     from export.bundle import ExportError, bundle_from_checkpoints
     from export.parity import ParityError
-    from model.eval.cli import EvalError, run_eval
 
     ckpt = run / "checkpoints" / "last.pt"
     if not ckpt.is_file():
@@ -144,9 +145,9 @@ def copy_table(
     table (no text->audio sampling): (step, lines). A quicker A/B of two runs' teachers."""
     import torch
 
+    from evaluation.errors import EvalError
     from export.bundle import ExportError, bundle_from_checkpoints
     from export.parity import ParityError
-    from model.eval.cli import EvalError
 
     ckpt = run / "checkpoints" / "last.pt"
     if not ckpt.is_file():
@@ -172,20 +173,14 @@ def temperature_table(bundle: Path, data: Path, limit: int, temperatures, seed: 
 
     import numpy as np
 
+    from evaluation.clips import clip_seed, select_clips
+    from evaluation.copy_synthesis import copy_inputs, copy_scores, copy_synthesis
+    from evaluation.metrics import transcribe, wer_of
+    from evaluation.voices import load_voice
+    from evaluation.voicing import hnr_db
     from model.data.config import AudioConfig
     from model.data.corpus import Corpus
     from model.data.features import load_clip_audio
-    from model.eval.cli import (
-        clip_seed,
-        copy_inputs,
-        copy_scores,
-        copy_synthesis,
-        load_voice,
-        select_clips,
-        transcribe,
-        wer_of,
-    )  # fmt: skip
-    from model.eval.voicing import hnr_db
 
     _, voice = load_voice(bundle, "cpu")
     cfg = AudioConfig.from_dict(dataclasses.asdict(voice.manifest.audio))
@@ -285,7 +280,7 @@ def main(argv=None) -> int:
         if temps:
             head = (
                 f"# teacher step {step}: copy synthesis (recording's mel + Praat F0) of validation clips "
-                "at each sampling temperature, the same noise draws per clip (python -m model.eval.curve "
+                "at each sampling temperature, the same noise draws per clip (python -m evaluation.curve "
                 "--temperatures)"
             )
             (args.out / f"temperature-step{step}.txt").write_text("\n".join([head, *table]) + "\n")

@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from model.eval.alignment import (
+from model.validation.alignment import (
     BoundaryResult,
     boundary_errors,
     ipa_units,

@@ -1,6 +1,6 @@
 """Issue 42's "Must show": hard inputs, SSML breaks and rates, voice blends, through the real server.
 
-    python -m model.eval.say_it_right --voices-dir voices --out recipes/reports/say-it-right
+    python -m evaluation.say_it_right --voices-dir voices --out recipes/reports/say-it-right
 
 The service runs in-process (FastAPI TestClient over the ONNX engine, CPU) with a pronunciation lexicon
 written next to the report; every case is a ``POST /v1/audio/speech`` (wav, speaker rms unless said,
@@ -273,7 +273,7 @@ def _f0_median(audio: np.ndarray, rate: int) -> float:
 def cases_table(client, lexicon_text: str) -> tuple[list[str], dict]:
     from jiwer import process_words
 
-    from model.eval.cli import transcribe, words
+    from evaluation.metrics import transcribe, words
 
     rows = [
         "| # | kind | input (request) | phonemes encoded (model.text.markup; // between sentences) "

@@ -1,5 +1,5 @@
 """Loss curves of several training runs side by side, from their TensorBoard logs:
-``python -m model.eval.runs_curves RUN_DIR... --out FOLDER [--tags val/stft,val/kl,train/stft]``.
+``python -m evaluation.runs_curves RUN_DIR... --out FOLDER [--tags val/stft,val/kl,train/stft]``.
 
 Writes ``curves.csv`` (run, tag, step, cpu_minutes, value; ``cpu_minutes`` from the run's
 ``train/cpu_seconds`` scalar at the nearest logged step, blank when the run did not log it) and

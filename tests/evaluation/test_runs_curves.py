@@ -1,11 +1,11 @@
-"""model.eval.runs_curves: several runs' TensorBoard scalars -> curves.csv (with CPU minutes), a PNG
+"""evaluation.runs_curves: several runs' TensorBoard scalars -> curves.csv (with CPU minutes), a PNG
 and a table of last values."""
 
 from pathlib import Path
 
 import pytest
 
-from model.eval.runs_curves import cpu_minutes_at, main
+from evaluation.runs_curves import cpu_minutes_at, main
 
 
 def _run(root: Path, name: str, stft: list[float], with_cpu: bool = True) -> Path:

@@ -1,6 +1,6 @@
 """Word-timestamp accuracy against an independent aligner (a benchmark, not a test).
 
-    python -m model.eval.timestamps --voices voices --text ../shared/corpus/ljspeech-text/test.txt \
+    python -m evaluation.timestamps --voices voices --text ../shared/corpus/ljspeech-text/test.txt \
         --per-speaker 40 --speeds 1.0,1.5 --out recipes/reports/word-timestamps
 
 For each of ``--per-speaker`` test lines per speaker (different lines for each speaker: the first
@@ -170,10 +170,9 @@ def main(argv: list[str] | None = None) -> int:
     args = p.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
 
-    from service.loading import load_engine
+    from evaluation.voices import find_bundle, load_voice
 
-    engine = load_engine(Path(args.voices), device="cpu")
-    info = engine.voices[0] if args.voice is None else next(v for v in engine.voices if v.name == args.voice)
+    engine, info = load_voice(find_bundle(args.voice, Path(args.voices)), "cpu")
     lines = [ln.split("|", 1)[-1].strip() for ln in Path(args.text).read_text().splitlines() if ln.strip()]
     n = args.per_speaker
     jobs = [(spk, lines[k * n + i]) for k, spk in enumerate(info.speakers) for i in range(n)]

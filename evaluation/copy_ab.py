@@ -1,4 +1,4 @@
-"""A/B of vocoder checkpoints on copy synthesis: ``python -m model.eval.copy_ab --data CORPUS A.pt B.pt``.
+"""A/B of vocoder checkpoints on copy synthesis: ``python -m evaluation.copy_ab --data CORPUS A.pt B.pt``.
 
 For the first ``--limit`` clips per speaker of a split, every checkpoint vocodes the recording's
 log-mel (and, for a vocoder with excitation, the recording's Praat F0) with the same noise; the
@@ -30,10 +30,11 @@ def copy_metrics(
     import torch
 
     from core.excitation import excitation
+    from evaluation.clips import clip_seed
+    from evaluation.copy_synthesis import copy_scores
+    from evaluation.voicing import hnr_db
     from model.data.dataset import load_clip
     from model.data.pitch import track_f0
-    from model.eval.cli import clip_seed, copy_scores
-    from model.eval.voicing import hnr_db
 
     rows: dict[str, list[dict]] = {label: [] for label in models}
     ref_hnr = []

@@ -9,7 +9,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from model.eval import cli as E
+from evaluation.metrics import transcribe, wer_of
+from evaluation.voices import load_voice
 
 VOICES = Path(__file__).resolve().parents[2] / "voices"
 BUNDLES = sorted(p.parent for p in VOICES.glob("*/voice.json"))
@@ -30,7 +31,7 @@ pytestmark = pytest.mark.skipif(not BUNDLES, reason="no voice bundle under voice
 def test_shipped_voice_speaks_intelligibly(bundle):
     from service.types import SynthesisRequest
 
-    engine, voice = E.load_voice(bundle, "cpu")
+    engine, voice = load_voice(bundle, "cpu")
     assert "student" in voice.models
     for speaker in voice.speakers:
         hyps = []
@@ -41,6 +42,6 @@ def test_shipped_voice_speaks_intelligibly(bundle):
             words = len(text.split())
             assert 0.15 * words < seconds < 0.8 * words + 1.0, (speaker, text, seconds)  # ~2-6 words/s
             assert np.isfinite(audio).all() and 0.01 < np.abs(audio).max() <= 1.0
-            hyps.append(E.transcribe(audio, voice.sample_rate))
-        wer = E.wer_of(SENTENCES, hyps)
+            hyps.append(transcribe(audio, voice.sample_rate))
+        wer = wer_of(SENTENCES, hyps)
         assert wer < MAX_WER, (speaker, wer, hyps)

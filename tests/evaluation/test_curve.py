@@ -4,7 +4,7 @@ teacher to say anything)."""
 
 import json
 
-from model.eval import curve
+from evaluation import curve
 
 LOG = """\
 2026-12-02 09:14:20,075 INFO model.train.loop: training teacher (0.860M parameters) on cpu

@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 from typer.testing import CliRunner
 
-from model.eval import cli as E
+from evaluation import metrics as M
 from service.cli import app
 
 FLITE = shutil.which("flite")
@@ -57,31 +57,31 @@ def corpus(tmp_path_factory) -> Path:
 
 
 def test_words_normalizes_both_sides_alike():
-    assert E.words("It is 2 o'clock!") == "it is two o'clock"
-    assert E.words("Mr. Smith, 'quoted' — yes.") == "mister smith quoted yes"
+    assert M.words("It is 2 o'clock!") == "it is two o'clock"
+    assert M.words("Mr. Smith, 'quoted' — yes.") == "mister smith quoted yes"
 
 
 def test_wer_of_known_strings():
-    assert E.wer_of(["the cat sat"], ["the cat sat"]) == 0.0
-    assert E.wer_of(["the cat sat"], ["The cat, sat."]) == 0.0  # case and punctuation ignored
-    assert E.wer_of(["the cat sat"], ["the dog sat"]) == pytest.approx(1 / 3)
+    assert M.wer_of(["the cat sat"], ["the cat sat"]) == 0.0
+    assert M.wer_of(["the cat sat"], ["The cat, sat."]) == 0.0  # case and punctuation ignored
+    assert M.wer_of(["the cat sat"], ["the dog sat"]) == pytest.approx(1 / 3)
     # pooled over clips: (1 deletion + 2 deletions) / (3 + 2 words), not the mean of 1/3 and 1
-    assert E.wer_of(["the cat sat", "a b"], ["the cat", ""]) == pytest.approx(3 / 5)
-    assert E.wer_of(["two cats"], ["2 cats"]) == 0.0  # numbers as words on both sides
-    assert np.isnan(E.wer_of([""], ["x"]))  # no reference words: NaN
+    assert M.wer_of(["the cat sat", "a b"], ["the cat", ""]) == pytest.approx(3 / 5)
+    assert M.wer_of(["two cats"], ["2 cats"]) == 0.0  # numbers as words on both sides
+    assert np.isnan(M.wer_of([""], ["x"]))  # no reference words: NaN
 
 
 def test_mcd_zero_for_identical_and_grows_with_noise():
     rng = np.random.default_rng(0)
     mel = rng.normal(-4.0, 1.5, size=(20, 50)).astype(np.float32)  # (n_mels, F)
-    assert E.mcd(mel, mel) == 0.0
-    small = E.mcd(mel, mel + 0.1 * rng.standard_normal(mel.shape))
-    big = E.mcd(mel, mel + 1.0 * rng.standard_normal(mel.shape))
+    assert M.mcd(mel, mel) == 0.0
+    small = M.mcd(mel, mel + 0.1 * rng.standard_normal(mel.shape))
+    big = M.mcd(mel, mel + 1.0 * rng.standard_normal(mel.shape))
     assert 0.0 < small < big
     # a level change is c0 only, which MCD leaves out
-    assert E.mcd(mel, mel + 3.0) == pytest.approx(0.0, abs=1e-6)
+    assert M.mcd(mel, mel + 3.0) == pytest.approx(0.0, abs=1e-6)
     with pytest.raises(ValueError):
-        E.mcd(mel, mel[:, :40])  # not frame-aligned
+        M.mcd(mel, mel[:, :40])  # not frame-aligned
 
 
 def test_mcd_formula_on_one_coefficient():
@@ -90,11 +90,11 @@ def test_mcd_formula_on_one_coefficient():
     basis = np.cos(np.pi * (np.arange(n_mels) + 0.5) / n_mels) * np.sqrt(2.0 / n_mels)  # ortho DCT-II row 1
     a = np.zeros((n_mels, 3))
     b = a + d * basis[:, None]
-    assert E.mcd(b, a) == pytest.approx(10 / np.log(10) * np.sqrt(2) * d, rel=1e-6)
+    assert M.mcd(b, a) == pytest.approx(10 / np.log(10) * np.sqrt(2) * d, rel=1e-6)
 
 
 def test_duration_stats():
-    s = E.duration_stats([1.0, 2.2, 3.0, 5.0], [1.0, 2.0, 3.3, 4.0])
+    s = M.duration_stats([1.0, 2.2, 3.0, 5.0], [1.0, 2.0, 3.3, 4.0])
     assert s["clips"] == 4
     assert s["within_15pct"] == pytest.approx(0.75)
     assert s["median_abs_rel_error"] == pytest.approx(np.median([0.0, 0.1, 0.3 / 3.3, 0.25]))
@@ -103,7 +103,7 @@ def test_duration_stats():
 def test_speech_frames_leave_out_silence():
     mel = np.full((20, 10), np.log(1e-5))
     mel[:, 3:7] = -1.0
-    assert E.speech_frames(mel).tolist() == [False] * 3 + [True] * 4 + [False] * 3
+    assert M.speech_frames(mel).tolist() == [False] * 3 + [True] * 4 + [False] * 3
 
 
 # ------------------------------------------------------------------------------------- ASR
@@ -115,17 +115,17 @@ def test_pocketsphinx_understands_flite_and_not_noise(tmp_path):
 
     text = "The cat sat on the mat near the door."
     audio, sr = load_wav(flite_wav(text, "slt", tmp_path / "s.wav"))
-    hyp = E.transcribe(audio, sr)
-    assert E.wer_of([text], [hyp]) < 0.5, hyp
+    hyp = M.transcribe(audio, sr)
+    assert M.wer_of([text], [hyp]) < 0.5, hyp
     # the same check fails on audio that does not say it (another sentence, and noise)
     other, sr2 = load_wav(flite_wav("Bring me seven yellow apples tomorrow.", "slt", tmp_path / "o.wav"))
-    assert E.wer_of([text], [E.transcribe(other, sr2)]) >= 0.5
+    assert M.wer_of([text], [M.transcribe(other, sr2)]) >= 0.5
     noise = 0.1 * np.random.default_rng(0).standard_normal(sr).astype(np.float32)
-    assert E.wer_of([text], [E.transcribe(noise, sr)]) >= 0.5
+    assert M.wer_of([text], [M.transcribe(noise, sr)]) >= 0.5
     # another rate is resampled to 16 kHz first
     from model.data.features import resample
 
-    assert E.wer_of([text], [E.transcribe(resample(audio, sr, 22050), 22050)]) < 0.5
+    assert M.wer_of([text], [M.transcribe(resample(audio, sr, 22050), 22050)]) < 0.5
 
 
 @needs_flite
@@ -143,11 +143,11 @@ def test_a_transcript_does_not_depend_on_what_was_transcribed_before(tmp_path):
     ):
         audio, sr = load_wav(flite_wav(text, voice, tmp_path / f"s{i}.wav"))
         audio = audio + 0.01 * rng.standard_normal(len(audio)).astype(np.float32)
-        E._decoder.cache_clear()
-        fresh = E.transcribe(audio, sr)
+        M._decoder.cache_clear()
+        fresh = M.transcribe(audio, sr)
         for x, rate in history:
-            E.transcribe(x, rate)
-        assert E.transcribe(audio, sr) == fresh, text
+            M.transcribe(x, rate)
+        assert M.transcribe(audio, sr) == fresh, text
 
 
 @needs_flite
@@ -158,17 +158,32 @@ def test_copy_metrics_perfect_for_the_recording_and_worse_for_noise(tmp_path):
 
     audio, sr = load_wav(flite_wav("Open the door, please.", "rms", tmp_path / "r.wav"))
     noisy = audio + 0.05 * np.random.default_rng(1).standard_normal(audio.shape).astype(np.float32)
-    assert E.pesq_wb(audio, audio, sr) > 4.5 and E.stoi_of(audio, audio, sr) > 0.99
-    assert E.pesq_wb(audio, noisy, sr) < 3.0 and E.stoi_of(audio, noisy, sr) < 0.95
+    assert M.pesq_wb(audio, audio, sr) > 4.5 and M.stoi_of(audio, audio, sr) > 0.99
+    assert M.pesq_wb(audio, noisy, sr) < 3.0 and M.stoi_of(audio, noisy, sr) < 0.95
     cfg = AudioConfig(n_mels=80)
     ref = log_mel(audio, cfg)  # (80, F)
-    mask = E.speech_frames(ref)
+    mask = M.speech_frames(ref)
     assert 0 < mask.sum() < mask.size  # flite's leading/trailing silence is left out
-    assert E.mcd(log_mel(audio, cfg), ref, mask=mask) == 0.0
-    assert E.mcd(log_mel(noisy, cfg), ref, mask=mask) > 1.0
+    assert M.mcd(log_mel(audio, cfg), ref, mask=mask) == 0.0
+    assert M.mcd(log_mel(noisy, cfg), ref, mask=mask) > 1.0
 
 
 # ------------------------------------------------------------------------------------- the command
+
+
+def test_find_bundle_by_name_by_path_or_the_first(tmp_path, monkeypatch):
+    from evaluation.errors import EvalError
+    from evaluation.voices import find_bundle
+
+    tiny = FIXTURE_VOICES / "tiny"
+    assert find_bundle("tiny", FIXTURE_VOICES) == tiny
+    monkeypatch.chdir(FIXTURE_VOICES.parent)
+    assert find_bundle("voices/tiny", tmp_path).resolve() == tiny  # a bundle folder itself
+    assert find_bundle(None, FIXTURE_VOICES) == min(p.parent for p in FIXTURE_VOICES.glob("*/voice.json"))
+    with pytest.raises(EvalError, match=r"no voice 'nosuch' in .* \(voices: .*tiny"):
+        find_bundle("nosuch", FIXTURE_VOICES)
+    with pytest.raises(EvalError, match="no voice bundle in"):
+        find_bundle(None, tmp_path)
 
 
 @needs_flite

@@ -1,7 +1,7 @@
 """The teacher's NLL on fixed windows of corpus splits: the trainer's validation number, and the
 generalisation gap that says whether more training data would help.
 
-    python -m model.eval.nll --checkpoint runs/flite/teacher/checkpoints/last.pt --data data/flite \
+    python -m model.validation.nll --checkpoint runs/flite/teacher/checkpoints/last.pt --data data/flite \
         [--splits train,val] [--clips 300] [--frames 80] [--batch 4]
 
 For each split, ``--clips`` clips spread evenly over the split (every speaker, every part of it),
