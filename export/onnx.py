@@ -2,17 +2,19 @@
 
 Every graph is exported through a small wrapper module whose ``forward`` calls the model's own
 inference code path (``AcousticModel.generate``, the student's forward, ``TeacherWaveNet.step`` /
-``frame_conditioning``); nothing is patched. Names, dtypes and dynamic axes come from
-:mod:`service.graphs` (the runtime checks sessions against the same specs); the opset is
-``service.graphs.OPSET``. Weight normalisation is folded into plain weights first
-(:func:`prepare`). Exports use the TorchScript-based exporter (``dynamo=False``): it needs nothing
-beyond torch and onnx, which is all the GPU host has.
+``frame_conditioning``); nothing is patched. The wrappers ask the WaveNet models for their
+reference layout (``model.wavenet.Layout.REFERENCE``: Conv nodes, which ONNX Runtime runs fast).
+Names, dtypes and dynamic axes come from :mod:`service.graphs` (the runtime checks sessions against
+the same specs); the opset is ``service.graphs.OPSET``. Weight normalisation is folded into plain
+weights first (:func:`prepare`). Exports use the TorchScript-based exporter (``dynamo=False``): it
+needs nothing beyond torch and onnx, which is all the GPU host has.
 
 The teacher. Autoregressive generation needs one network evaluation per sample, 16,000 per second
 of audio. A *step graph* (one sample per ``InferenceSession.run``, caches as explicit inputs and
 outputs) is exported and parity-checked, but the engine does not drive it sample by sample from
-Python: :func:`export.teacher_block.teacher_block_model` wraps the step graph as the body of an ONNX ``Scan`` over the
-samples of a run of frames, after an in-graph 3-tap upsampling of those frames' conditioning.
+Python: :func:`export.teacher_block.teacher_block_model` wraps the step graph as the body of an
+ONNX ``Scan`` over the samples of a run of frames, after an in-graph 3-tap upsampling of those
+frames' conditioning.
 One call then generates ``N * hop`` samples; the caches still cross the Python boundary, but once
 per call instead of once per sample. ``python -m export.bench_teacher`` measures the per-sample
 cost of both; the numbers are in the module docstring there.
@@ -39,7 +41,7 @@ from onnx import TensorProto, helper, numpy_helper
 from torch import Tensor, nn
 
 from export.teacher_block import teacher_block_model
-from model.wavenet import remove_weight_norm
+from model.wavenet import Layout, remove_weight_norm
 from service import graphs
 from service.graphs import GraphSpec
 
@@ -98,7 +100,7 @@ class StudentGraph(nn.Module):
         self.student = student
 
     def forward(self, z: Tensor, mel: Tensor, speaker: Tensor, excitation: Tensor) -> Tensor:
-        out = self.student(z, mel, speaker, excitation=excitation)
+        out = self.student(z, mel, speaker, excitation=excitation, layout=Layout.REFERENCE)
         audio = out[0] if isinstance(out, tuple | list) else out
         return audio
 
@@ -122,7 +124,7 @@ class TeacherCondGraph(nn.Module):
         self.teacher = teacher
 
     def forward(self, mel: Tensor, speaker: Tensor) -> Tensor:
-        return self.teacher.frame_conditioning(mel, speaker)
+        return self.teacher.frame_conditioning(mel, speaker, Layout.REFERENCE)
 
 
 class TeacherStepGraph(nn.Module):
