@@ -101,7 +101,7 @@ def causal_conv(conv: nn.Conv1d, x: Tensor, add: Tensor | None = None) -> Tensor
 
 
 def upsample(upsampler: nn.Module, c: Tensor) -> Tensor:
-    """A :class:`~model.wavenet.FrameUpsampler` on c (B, F, C) frames (contiguous in C) -> (B, F*hop, C)."""
+    """A :class:`~model.upsampling.FrameUpsampler` on c (B, F, C) frames (contiguous in C) -> (B, F*hop, C)."""
     B, n_frames, C = c.shape
     prev = torch.cat([c[:, :1], c[:, :-1]], dim=1)  # (B, F, C): c[f - 1], edge replicated
     nxt = torch.cat([c[:, 1:], c[:, -1:]], dim=1)  # (B, F, C): c[f + 1]

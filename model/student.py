@@ -59,8 +59,8 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from model.checkpoint import vocoder_from_checkpoint
+from model.upsampling import UPSAMPLE_MODES
 from model.wavenet import (
-    UPSAMPLE_MODES,
     CausalConv1d,
     ConditioningNetwork,
     Layout,
@@ -108,7 +108,7 @@ class StudentConfig:
     cond_channels: int = 64
     cond_layers: int = 2
     cond_kernel: int = 3
-    upsample: str = "learned"  # nearest | linear | learned (see model.wavenet)
+    upsample: str = "learned"  # nearest | linear | learned (see model.upsampling)
     # flows: one residual stack per entry, with that many layers
     flow_layers: tuple[int, ...] = (10, 10, 10, 30)
     dilation_cycle: int = 10  # layers per dilation cycle 1, 2, ..., 2^(cycle-1)

@@ -41,8 +41,8 @@ from model.data.config import AudioConfig
 from model.data.features import mel_filterbank
 from model.distributions import TEACHER_LOG_SCALE_MIN, floor_log_scale
 from model.lpc import LPCFromMel, lp_predict, lp_step
+from model.upsampling import UPSAMPLE_MODES
 from model.wavenet import (
-    UPSAMPLE_MODES,
     CausalConv1d,
     ConditioningNetwork,
     Layout,
@@ -74,7 +74,7 @@ class TeacherConfig:
     cond_channels: int = 64
     cond_layers: int = 2
     cond_kernel: int = 3
-    upsample: str = "learned"  # nearest | linear | learned (see model.wavenet)
+    upsample: str = "learned"  # nearest | linear | learned (see model.upsampling)
     # residual stack
     residual_channels: int = 64
     gate_channels: int = 64

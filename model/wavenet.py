@@ -12,7 +12,7 @@ Pieces (each with a full-sequence ``forward`` and an incremental ``step`` that s
 - :class:`WaveNetStack` -- the layers, per-layer conditioning, skip sum (or, with
   ``skip_channels=0``, the last residual output: the student's flows have no skip path).
 - :class:`ConditioningNetwork` -- log-mel (+ global speaker embedding) -> features at frame rate.
-- :class:`FrameUpsampler` -- frame rate -> sample rate.
+- :class:`~model.upsampling.FrameUpsampler` (:mod:`model.upsampling`) -- frame rate -> sample rate.
 
 Conditioning path (why it looks like this). WaveNet adds ``V_l c_t`` (a 1x1 projection of the
 upsampled conditioning) to every layer's gate pre-activation. Done at the sample rate, that is
@@ -27,16 +27,7 @@ samples per frame, so 200x fewer of them) and only their outputs are brought to 
 The upsampler is linear, and linear maps commute with linear interpolation, so projecting before
 upsampling computes exactly what projecting the upsampled features would -- the saving costs no
 expressiveness. What the sample-rate path pays is 3 multiply-adds per channel per sample (or none
-for ``nearest``) instead of C. Upsampling modes (``hop`` = the upsampling factor, asserted equal to
-the feature hop wherever a model is built from an :class:`~model.data.config.AudioConfig`):
-
-- ``nearest``: each frame's value repeated over its hop samples;
-- ``linear``: linear interpolation between frame centres (frame f describes samples
-  ``[f*hop, (f+1)*hop)`` and sits at their centre), i.e. a fixed depthwise transposed convolution
-  with a triangular kernel of length 2*hop;
-- ``learned``: the same 3-tap-per-phase kernel, shape (3, hop), as a trainable parameter
-  initialised to ``linear`` -- a learned transposed convolution shared by all channels (600
-  parameters at hop 200), still 3 multiply-adds per output sample.
+for ``nearest``) instead of C; the upsampling modes are told in :mod:`model.upsampling`.
 
 Layouts (the caller chooses, :class:`Layout`). This module is the reference: (B, C, T) ``Conv1d``
 modules, readable on their own, and what ONNX export traces (``layout=Layout.REFERENCE``: Conv
@@ -60,25 +51,22 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from model import channels_last
+from model.upsampling import FrameUpsampler
 
 __all__ = [
-    "UPSAMPLE_MODES",
     "CausalConv1d",
     "ConditioningNetwork",
-    "FrameUpsampler",
     "Layout",
     "ResidualLayer",
     "WaveNetStack",
     "apply_weight_norm",
     "dilation_cycle",
     "frame_projection",
-    "interpolation_kernel",
     "pointwise",
     "remove_weight_norm",
 ]
 
 SQRT_HALF = math.sqrt(0.5)
-UPSAMPLE_MODES = ("nearest", "linear", "learned")
 
 
 class Layout(enum.Enum):
@@ -176,62 +164,6 @@ class CausalConv1d(nn.Conv1d):
         # (B, C_in * k) @ (C_in * k, C_out): both flattened in (channel, tap) order
         y = F.linear(taps.reshape(x_t.shape[0], -1), self.weight.reshape(self.out_channels, -1), add)
         return y, new_queue  # (B, C_out)
-
-
-def interpolation_kernel(hop: int, mode: str) -> Tensor:
-    """(3, hop) weights: output sample p of frame f = sum_j kernel[j, p] * c[f - 1 + j].
-
-    ``linear`` places frame f's value at the centre of its samples, position f*hop + (hop-1)/2 in
-    sample indices, and interpolates linearly between neighbouring centres.
-    """
-    if mode == "nearest":
-        kernel = torch.zeros(3, hop)
-        kernel[1] = 1.0
-        return kernel
-    if mode in ("linear", "learned"):
-        delta = (
-            torch.arange(hop, dtype=torch.float64) + 0.5
-        ) / hop - 0.5  # (hop,) offset from centre, in frames
-        prev = torch.clamp(-delta, min=0.0)
-        nxt = torch.clamp(delta, min=0.0)
-        return torch.stack([prev, 1.0 - prev - nxt, nxt]).float()  # (3, hop)
-    raise ValueError(f"unknown upsampling mode {mode!r}; expected one of {UPSAMPLE_MODES}")
-
-
-class FrameUpsampler(nn.Module):
-    """Frame rate -> sample rate by a 3-tap per-phase interpolation: (B, C, F) -> (B, C, F*hop).
-
-    Every output sample is a weighted sum of its own frame and the two neighbours (edges replicate),
-    with weights that depend only on its phase within the frame. See the module docstring.
-    """
-
-    def __init__(self, hop_length: int, mode: str = "linear"):
-        super().__init__()
-        if hop_length <= 0:
-            raise ValueError(f"hop_length must be positive, got {hop_length}")
-        self.hop_length = hop_length
-        self.mode = mode
-        kernel = interpolation_kernel(hop_length, mode)  # (3, hop)
-        if mode == "learned":
-            self.kernel = nn.Parameter(kernel)
-        else:
-            self.register_buffer("kernel", kernel, persistent=False)
-
-    @staticmethod
-    def neighbours(c: Tensor) -> Tensor:
-        """(B, C, F) -> (B, C, F, 3): [c[f-1], c[f], c[f+1]], edge frames replicated."""
-        p = F.pad(c, (1, 1), mode="replicate")  # (B, C, F + 2)
-        return torch.stack([p[..., :-2], p[..., 1:-1], p[..., 2:]], dim=-1)
-
-    def forward(self, c: Tensor) -> Tensor:  # (B, C, F) -> (B, C, F*hop)
-        B, C, n_frames = c.shape
-        up = self.neighbours(c) @ self.kernel.to(c.dtype)  # (B, C, F, 3) @ (3, hop) -> (B, C, F, hop)
-        return up.reshape(B, C, n_frames * self.hop_length)
-
-    def frame(self, neighbours: Tensor) -> Tensor:
-        """The hop samples of one frame, time-major for stepping: (B, C, 3) -> (hop, B, C)."""
-        up = neighbours @ self.kernel.to(neighbours.dtype)  # (B, C, hop)
-        return up.permute(2, 0, 1).contiguous()
 
 
 class ConditioningNetwork(nn.Module):

@@ -7,16 +7,15 @@ import torch.nn.functional as F
 from torch.utils._python_dispatch import TorchDispatchMode
 
 from model import channels_last
+from model.upsampling import FrameUpsampler, interpolation_kernel
 from model.wavenet import (
     CausalConv1d,
     ConditioningNetwork,
-    FrameUpsampler,
     Layout,
     WaveNetStack,
     apply_weight_norm,
     dilation_cycle,
     frame_projection,
-    interpolation_kernel,
     remove_weight_norm,
 )
 
