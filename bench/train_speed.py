@@ -22,7 +22,7 @@ matmul/conv FLOPs of one fp32 step (``torch.utils.flop_counter``; the acoustic m
 MAS are not counted), and MFU is that rate against the bf16 matmul peak measured here at the same
 thread count ((16384 x 256) @ (256 x 256), best of several).
 
-Paths: ``old`` fp32 Conv1d eager (``model.wavenet.legacy_convolutions``); ``new`` the trainer's
+Paths: ``old`` fp32 Conv1d eager (``model.wavenet.Layout.REFERENCE``); ``new`` the trainer's
 fast path (bf16 when the CPU supports it, compiled where it pays: the WaveNet-family models; the
 acoustic model is eager, its batches change shape every step). ``--breakdown`` adds the pieces:
 channels-last fp32 eager, channels-last bf16 eager, channels-last fp32 compiled.
@@ -46,7 +46,7 @@ import torch._dynamo
 from torch import Tensor, nn
 
 from model.train.precision import autocast_context, compile_module, cpu_bf16_supported
-from model.wavenet import legacy_convolutions
+from model.wavenet import Layout
 
 log = logging.getLogger(__name__)
 
@@ -56,18 +56,18 @@ CASES = ("teacher64", "teachercpu", "distill", "acoustic")
 @dataclass(frozen=True)
 class Path_:
     name: str
-    legacy: bool  # (B, C, T) Conv1d
+    layout: Layout  # REFERENCE: (B, C, T) Conv1d
     precision: str  # bf16 | fp32
     compiled: bool
 
 
-OLD = Path_("old fp32 conv1d", True, "fp32", False)
-NEW = Path_("new bf16 compiled", False, "bf16", True)
-NEW_ACOUSTIC = Path_("new bf16 eager", False, "bf16", False)
+OLD = Path_("old fp32 conv1d", Layout.REFERENCE, "fp32", False)
+NEW = Path_("new bf16 compiled", Layout.CHANNELS_LAST, "bf16", True)
+NEW_ACOUSTIC = Path_("new bf16 eager", Layout.CHANNELS_LAST, "bf16", False)
 BREAKDOWN = (
-    Path_("cl fp32 eager", False, "fp32", False),
-    Path_("cl bf16 eager", False, "bf16", False),
-    Path_("cl fp32 compiled", False, "fp32", True),
+    Path_("cl fp32 eager", Layout.CHANNELS_LAST, "fp32", False),
+    Path_("cl bf16 eager", Layout.CHANNELS_LAST, "bf16", False),
+    Path_("cl fp32 compiled", Layout.CHANNELS_LAST, "fp32", True),
 )
 
 
@@ -76,9 +76,9 @@ class Case:
     name: str
     units: float  # samples (frames) per step
     unit: str
-    # (models to train, frozen helpers) -> loss function of the batch
+    # (models to train, frozen helpers) -> loss function of the batch, in a WaveNet layout
     build: Callable[[], tuple[nn.Module, dict]]
-    loss: Callable[[nn.Module, dict, dict], Tensor]
+    loss: Callable[[nn.Module, dict, dict, Layout], Tensor]
     compile_ok: bool = True
 
 
@@ -97,9 +97,9 @@ def teacher_case(name: str, cfg, batch: int, samples: int) -> Case:
         }
         return TeacherWaveNet(cfg), {"batch": data}
 
-    def loss(model, extra, helpers):
+    def loss(model, extra, helpers, layout):
         b = extra["batch"]
-        mean, log_scale = model(b["audio"], b["mel"], b["speaker"])  # (B, T) each, fp32
+        mean, log_scale = model(b["audio"], b["mel"], b["speaker"], layout=layout)  # (B, T) each, fp32
         return gaussian_nll(b["audio"], mean, log_scale)
 
     return Case(name, batch * frames * cfg.hop_length, "samples", build, loss)
@@ -130,10 +130,10 @@ def distill_case(batch: int, frames: int) -> Case:
         stft = MultiResolutionSTFTLoss(train.stft_ffts, train.stft_sc_weight, train.stft_mag_weight, 0.0)
         return StudentIAF(s_cfg), {"batch": data, "teacher": teacher, "stft": stft}
 
-    def loss(model, extra, helpers):
+    def loss(model, extra, helpers, layout):
         b = extra["batch"]
-        x, mean_q, log_scale_q = model(b["z"], b["mel"], b["speaker"], return_params=True)
-        mean_p, log_scale_p = helpers["teacher"](x, b["mel"], b["speaker"])
+        x, mean_q, log_scale_q = model(b["z"], b["mel"], b["speaker"], return_params=True, layout=layout)
+        mean_p, log_scale_p = helpers["teacher"](x, b["mel"], b["speaker"], layout=layout)
         kl, reg = distillation_kl(mean_q, log_scale_q, mean_p, log_scale_p, t_cfg.log_scale_min)
         return train.stft_weight * extra["stft"](x, b["audio"])["loss"] + kl.mean() + 4.0 * reg.mean()
 
@@ -164,7 +164,7 @@ def acoustic_case(batch: int, phonemes: int, frames: int) -> Case:
             data["f0"] = f0 * (torch.arange(frames)[None] < mel_lens[:, None])
         return AcousticModel(cfg), {"batch": data}
 
-    def loss(model, extra, helpers):
+    def loss(model, extra, helpers, layout):
         b = extra["batch"]
         out = model(
             b["phonemes"], b["text_lens"], b["mel"], b["mel_lens"], torch.zeros(batch, dtype=torch.long),
@@ -195,11 +195,8 @@ class Runner:
 
     def step(self) -> float:
         t0 = time.perf_counter()
-        with (
-            legacy_convolutions(self.path.legacy),
-            autocast_context(torch.device("cpu"), self.path.precision),
-        ):
-            loss = self.case.loss(self.call, self.extra, self.helpers)
+        with autocast_context(torch.device("cpu"), self.path.precision):
+            loss = self.case.loss(self.call, self.extra, self.helpers, self.path.layout)
         self.opt.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(self.params, 1.0)
@@ -212,8 +209,8 @@ def count_flops(case: Case, model: nn.Module, extra: dict) -> float:
 
     m = copy.deepcopy(model)
     helpers = {"teacher": extra["teacher"]} if "teacher" in extra else {}
-    with FlopCounterMode(display=False) as counter, legacy_convolutions(True):
-        case.loss(m, extra, helpers).backward()
+    with FlopCounterMode(display=False) as counter:
+        case.loss(m, extra, helpers, Layout.REFERENCE).backward()
     return float(counter.get_total_flops())
 
 

@@ -59,10 +59,11 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from model.checkpoint import vocoder_from_checkpoint
+from model.upsampling import UPSAMPLE_MODES
 from model.wavenet import (
-    UPSAMPLE_MODES,
     CausalConv1d,
     ConditioningNetwork,
+    Layout,
     WaveNetStack,
     apply_weight_norm,
     frame_projection,
@@ -107,7 +108,7 @@ class StudentConfig:
     cond_channels: int = 64
     cond_layers: int = 2
     cond_kernel: int = 3
-    upsample: str = "learned"  # nearest | linear | learned (see model.wavenet)
+    upsample: str = "learned"  # nearest | linear | learned (see model.upsampling)
     # flows: one residual stack per entry, with that many layers
     flow_layers: tuple[int, ...] = (10, 10, 10, 30)
     dilation_cycle: int = 10  # layers per dilation cycle 1, 2, ..., 2^(cycle-1)
@@ -261,26 +262,35 @@ class IAFFlow(nn.Module):
         nn.init.zeros_(self.head.bias)
 
     def params(
-        self, x: Tensor, cond_frames: Tensor, excitation: Tensor | None = None
+        self,
+        x: Tensor,
+        cond_frames: Tensor,
+        excitation: Tensor | None = None,
+        layout: Layout = Layout.CHANNELS_LAST,
     ) -> tuple[Tensor, Tensor]:
         """x (B, T) fp32 (or fp64), cond_frames (B, L*2G, F), excitation (B, E, T) or None -> mu (B, T),
         log_s (B, T) in x's dtype; causal: they depend on x[<t] only (the excitation is conditioning).
-        Under autocast the stack runs in low precision, the rest in x's dtype."""
+        Under autocast the stack runs in low precision, the rest in x's dtype. ``layout``: the stack's
+        (:class:`~model.wavenet.Layout`)."""
         with torch.autocast(device_type=x.device.type, enabled=False):
             x_in = F.pad(x[:, :-1], (1, 0))  # (B, T): x_in[t] = x[t - 1]
             h = self.input_conv(x_in.unsqueeze(1))  # (B, R, T)
             if self.excitation_conv is not None and excitation is not None:
                 h = h + self.excitation_conv(excitation.to(h.dtype))  # (B, R, T)
-        h = self.stack(h, cond_frames=cond_frames)  # (B, R, T)
+        h = self.stack(h, cond_frames=cond_frames, layout=layout)  # (B, R, T)
         with torch.autocast(device_type=x.device.type, enabled=False):
             out = self.head(h.to(x.dtype))  # (B, 2, T)
         return out[:, 0], out[:, 1]
 
     def forward(
-        self, x: Tensor, cond_frames: Tensor, excitation: Tensor | None = None
+        self,
+        x: Tensor,
+        cond_frames: Tensor,
+        excitation: Tensor | None = None,
+        layout: Layout = Layout.CHANNELS_LAST,
     ) -> tuple[Tensor, Tensor, Tensor]:
         """x (B, T) -> x' (B, T), mu (B, T), log_s (B, T)."""
-        mu, log_s = self.params(x, cond_frames, excitation)
+        mu, log_s = self.params(x, cond_frames, excitation, layout)
         return x * torch.exp(log_s) + mu, mu, log_s
 
 
@@ -317,16 +327,18 @@ class StudentIAF(nn.Module):
 
     # ------------------------------------------------------------------ conditioning (frame rate)
 
-    def frame_conditioning(self, mel: Tensor, speaker: Tensor | None = None) -> Tensor:
+    def frame_conditioning(
+        self, mel: Tensor, speaker: Tensor | None = None, layout: Layout = Layout.CHANNELS_LAST
+    ) -> Tensor:
         """mel (B, n_mels, F) [+ speaker (B,)] -> every flow's every layer's gate conditioning at frame
         rate, (B, sum_k L_k * 2G, F): the shared conditioning network, then all the flows' 1x1
-        projections as one conv (their weights concatenated)."""
+        projections as one conv (their weights concatenated). ``layout``: :class:`~model.wavenet.Layout`."""
         if self.cfg.n_speakers > 1 and speaker is None:
             raise ValueError("multi-speaker student: pass speaker ids")
         h = self.conditioning(mel, speaker if self.cfg.n_speakers > 1 else None)  # (B, C, F)
         weight = torch.cat([f.stack.cond_proj.weight for f in self.flows])  # (n_cond, C, 1)
         bias = torch.cat([f.stack.cond_proj.bias for f in self.flows])  # (n_cond,)
-        return frame_projection(h, weight, bias)  # (B, n_cond, F), channels-last in training
+        return frame_projection(h, weight, bias, layout)  # (B, n_cond, F)
 
     # ------------------------------------------------------------------ the flows (sample rate)
 
@@ -344,7 +356,11 @@ class StudentIAF(nn.Module):
         return excitation
 
     def flow(
-        self, z: Tensor, cond_frames: Tensor, excitation: Tensor | None = None
+        self,
+        z: Tensor,
+        cond_frames: Tensor,
+        excitation: Tensor | None = None,
+        layout: Layout = Layout.CHANNELS_LAST,
     ) -> tuple[Tensor, Tensor, Tensor]:
         """z (B, T) -> x (B, T), mean (B, T), log_scale (B, T): the sample and the Gaussian the
         composed flows imply for each x[t] given z[<t] (x == z * exp(log_scale) + mean)."""
@@ -356,14 +372,20 @@ class StudentIAF(nn.Module):
         mean = torch.zeros_like(x)
         log_scale = torch.zeros_like(x)
         for flow, c in zip(self.flows, cond_frames.split(self._cond_sizes, dim=1), strict=True):
-            mu, log_s = flow.params(x, c, excitation)  # (B, T) each, from x[<t]
+            mu, log_s = flow.params(x, c, excitation, layout)  # (B, T) each, from x[<t]
             scale = torch.exp(log_s)
             x = x * scale + mu
             mean = mean * scale + mu
             log_scale = log_scale + log_s
         return x, mean, log_scale
 
-    def synthesize(self, z: Tensor, cond_frames: Tensor, excitation: Tensor | None = None) -> Tensor:
+    def synthesize(
+        self,
+        z: Tensor,
+        cond_frames: Tensor,
+        excitation: Tensor | None = None,
+        layout: Layout = Layout.CHANNELS_LAST,
+    ) -> Tensor:
         """z (B, T), cond_frames from :meth:`frame_conditioning`, excitation (B, E, T) -> audio (B, T) in [-1, 1]."""
         hop = self.cfg.hop_length
         if cond_frames.shape[-1] * hop != z.shape[-1]:
@@ -371,7 +393,7 @@ class StudentIAF(nn.Module):
         excitation = self._excitation(excitation, z)  # (B, E, T) or None
         x = z.to(torch.promote_types(z.dtype, torch.float32))  # fp32 at least
         for flow, c in zip(self.flows, cond_frames.split(self._cond_sizes, dim=1), strict=True):
-            mu, log_s = flow.params(x, c, excitation)
+            mu, log_s = flow.params(x, c, excitation, layout)
             x = x * torch.exp(log_s) + mu
         return torch.clamp(x, -1.0, 1.0)
 
@@ -382,18 +404,20 @@ class StudentIAF(nn.Module):
         speaker: Tensor | None = None,
         return_params: bool = False,
         excitation: Tensor | None = None,
+        layout: Layout = Layout.CHANNELS_LAST,
     ) -> Tensor | tuple[Tensor, Tensor, Tensor]:
         """The inference signature: z (B, T) standard normal (times a temperature), mel (B, n_mels, F)
         with T == F * hop, speaker (B,) long or None (single-speaker), excitation (B, E, T) from
         :func:`core.excitation.excitation` (None: unvoiced throughout) -> audio (B, T) in [-1, 1].
 
         ``return_params=True`` (training): the unclamped sample x (B, T) and its Gaussian
-        mean (B, T), log_scale (B, T) instead.
+        mean (B, T), log_scale (B, T) instead. ``layout``: :class:`~model.wavenet.Layout` (training's
+        default, the fast one; export passes ``REFERENCE``).
         """
-        cond_frames = self.frame_conditioning(mel, speaker)  # (B, n_cond, F)
+        cond_frames = self.frame_conditioning(mel, speaker, layout)  # (B, n_cond, F)
         if return_params:
-            return self.flow(z, cond_frames, excitation)
-        return self.synthesize(z, cond_frames, excitation)
+            return self.flow(z, cond_frames, excitation, layout)
+        return self.synthesize(z, cond_frames, excitation, layout)
 
     @torch.inference_mode()
     def generate(

@@ -41,10 +41,11 @@ from model.data.config import AudioConfig
 from model.data.features import mel_filterbank
 from model.distributions import TEACHER_LOG_SCALE_MIN, floor_log_scale
 from model.lpc import LPCFromMel, lp_predict, lp_step
+from model.upsampling import UPSAMPLE_MODES
 from model.wavenet import (
-    UPSAMPLE_MODES,
     CausalConv1d,
     ConditioningNetwork,
+    Layout,
     WaveNetStack,
     apply_weight_norm,
     dilation_cycle,
@@ -73,7 +74,7 @@ class TeacherConfig:
     cond_channels: int = 64
     cond_layers: int = 2
     cond_kernel: int = 3
-    upsample: str = "learned"  # nearest | linear | learned (see model.wavenet)
+    upsample: str = "learned"  # nearest | linear | learned (see model.upsampling)
     # residual stack
     residual_channels: int = 64
     gate_channels: int = 64
@@ -235,13 +236,15 @@ class TeacherWaveNet(nn.Module):
     def num_parameters(self) -> int:
         return sum(p.numel() for p in self.parameters())
 
-    def frame_conditioning(self, mel: Tensor, speaker: Tensor | None = None) -> Tensor:
-        """mel (B, n_mels, F) [+ speaker (B,)] -> every layer's gate conditioning at frame rate (B, L*2G, F)."""
+    def frame_conditioning(
+        self, mel: Tensor, speaker: Tensor | None = None, layout: Layout = Layout.CHANNELS_LAST
+    ) -> Tensor:
+        """mel (B, n_mels, F) [+ speaker (B,)] -> every layer's gate conditioning at frame rate (B, L*2G, F).
+        ``layout``: :class:`~model.wavenet.Layout` (export passes ``REFERENCE``)."""
         if self.cfg.n_speakers > 1 and speaker is None:
             raise ValueError("multi-speaker teacher: pass speaker ids")
-        return self.stack.frame_conditioning(
-            self.conditioning(mel, speaker if self.cfg.n_speakers > 1 else None)
-        )
+        h = self.conditioning(mel, speaker if self.cfg.n_speakers > 1 else None)  # (B, C, F)
+        return self.stack.frame_conditioning(h, layout)
 
     def _head(self, skip: Tensor) -> Tensor:  # (B, S, T) -> (B, 2, T), fp32
         with torch.autocast(device_type=skip.device.type, enabled=not self.cfg.fp32_io):
@@ -269,14 +272,15 @@ class TeacherWaveNet(nn.Module):
         cond: Tensor | None = None,
         excitation: Tensor | None = None,
         lpc: Tensor | None = None,
+        layout: Layout = Layout.CHANNELS_LAST,
     ):
         """Distribution of each sample given the *already shifted* input: x_in[:, t] = x[t - 1].
 
         x_in (B, T); cond_frames (B, L*2G, F) frame-rate conditioning, or cond (B, L*2G, T) at the
         sample rate; excitation (B, E, T) at the sample rate, aligned with the *predicted* samples
         (not shifted: it is conditioning), None = unvoiced; lpc (B, p, F) per-frame LPC
-        coefficients (:meth:`frame_lpc`) for an LP teacher. Returns mean (B, T), log_scale (B, T)
-        (floored).
+        coefficients (:meth:`frame_lpc`) for an LP teacher; ``layout``: the stack's
+        (:class:`~model.wavenet.Layout`). Returns mean (B, T), log_scale (B, T) (floored).
         """
         if (lpc is None) != (self.lpc is None):
             raise ValueError("pass lpc (B, lpc_order, F) exactly when the teacher has lpc_order > 0")
@@ -286,7 +290,9 @@ class TeacherWaveNet(nn.Module):
             if excitation is not None:
                 h = h + self.excitation_conv(excitation.float())  # (B, R, T)
         layer_exc = excitation if self.cfg.excitation_layers else None  # (B, E, T) or None
-        skip = self.stack(h, cond_frames=cond_frames, cond=cond, excitation=layer_exc)  # (B, S, T)
+        skip = self.stack(
+            h, cond_frames=cond_frames, cond=cond, excitation=layer_exc, layout=layout
+        )  # (B, S, T)
         params = self._head(skip)  # (B, 2, T), fp32
         mean = params[:, 0]  # (B, T)
         if lpc is not None:
@@ -304,6 +310,7 @@ class TeacherWaveNet(nn.Module):
         speaker: Tensor | None = None,
         excitation: Tensor | None = None,
         past_noise: float = 0.0,
+        layout: Layout = Layout.CHANNELS_LAST,
     ) -> tuple[Tensor, Tensor]:
         """Teacher forcing: audio (B, T) in [-1, 1], mel (B, n_mels, F) with T == F*hop, speaker (B,),
         excitation (B, E, T) from :func:`core.excitation.excitation` (None: unvoiced throughout).
@@ -324,9 +331,10 @@ class TeacherWaveNet(nn.Module):
             x_in = x_in + past_noise * torch.randn_like(x_in)  # (B, T); the target stays clean
         return self.predict(
             x_in,
-            cond_frames=self.frame_conditioning(mel, speaker),
+            cond_frames=self.frame_conditioning(mel, speaker, layout),
             excitation=excitation,
             lpc=self.frame_lpc(mel),
+            layout=layout,
         )
 
     # ------------------------------------------------------------------ incremental (same modules)

@@ -12,7 +12,7 @@ Pieces (each with a full-sequence ``forward`` and an incremental ``step`` that s
 - :class:`WaveNetStack` -- the layers, per-layer conditioning, skip sum (or, with
   ``skip_channels=0``, the last residual output: the student's flows have no skip path).
 - :class:`ConditioningNetwork` -- log-mel (+ global speaker embedding) -> features at frame rate.
-- :class:`FrameUpsampler` -- frame rate -> sample rate.
+- :class:`~model.upsampling.FrameUpsampler` (:mod:`model.upsampling`) -- frame rate -> sample rate.
 
 Conditioning path (why it looks like this). WaveNet adds ``V_l c_t`` (a 1x1 projection of the
 upsampled conditioning) to every layer's gate pre-activation. Done at the sample rate, that is
@@ -27,37 +27,14 @@ samples per frame, so 200x fewer of them) and only their outputs are brought to 
 The upsampler is linear, and linear maps commute with linear interpolation, so projecting before
 upsampling computes exactly what projecting the upsampled features would -- the saving costs no
 expressiveness. What the sample-rate path pays is 3 multiply-adds per channel per sample (or none
-for ``nearest``) instead of C. Upsampling modes (``hop`` = the upsampling factor, asserted equal to
-the feature hop wherever a model is built from an :class:`~model.data.config.AudioConfig`):
+for ``nearest``) instead of C; the upsampling modes are told in :mod:`model.upsampling`.
 
-- ``nearest``: each frame's value repeated over its hop samples;
-- ``linear``: linear interpolation between frame centres (frame f describes samples
-  ``[f*hop, (f+1)*hop)`` and sits at their centre), i.e. a fixed depthwise transposed convolution
-  with a triangular kernel of length 2*hop;
-- ``learned``: the same 3-tap-per-phase kernel, shape (3, hop), as a trainable parameter
-  initialised to ``linear`` -- a learned transposed convolution shared by all channels (600
-  parameters at hop 200), still 3 multiply-adds per output sample.
-
-Training layout (why the stack runs time-major). Today's CPU kernels for a *dilated* ``Conv1d`` in
-(B, C, T) layout fall into ``aten::_slow_conv2d`` (im2col + small GEMMs, fp32 only): measured ~60 %
-of a teacher training step. :meth:`WaveNetStack.forward` therefore transposes once to channels-last
-(B, T, C) and computes each layer's dilated conv as one matmul per tap on a shifted *view* of the
-left-padded input (``y = sum_j x[t - (k-1-j)*d] @ W_j``), the conditioning added in, the gate and the
-1x1 projection on the same (B, T, C) tensors. Those matmuls are what ``torch.compile`` is fast at,
-and the weights are the very ``Conv1d`` parameters ``step()`` uses (same names, same state_dict), so
-incremental == parallel still holds in fp32. Under 16-bit autocast the dilated conv is instead the
-backend's own convolution (oneDNN's bf16 kernels on CPU) on the same channels-last padded input:
-no im2col copy forward, no shifted-slice sums backward (teacher64 step 1.18-1.19x in an in-process
-A/B, 1.07x between two benchmark runs; the distillation step, whose frozen teacher needs no weight
-gradients, unchanged).
-Two more layout choices there, each measured on the teacher64 training step: the frame-rate
-conditioning is computed as a (B, F, C) matmul (:func:`frame_projection`), so the compiled
-upsampling reads each layer's slice along channels (1.10x); and the skip sum
-``sum_l W_skip_l z_l`` is one matmul over the concatenated gate outputs after the last layer
-instead of 20 skip projections accumulated in fp32 (1.07x; the last layer's residual projection,
-which feeds nothing, is skipped too).
-:func:`legacy_convolutions` switches back to the (B, C, T) ``Conv1d`` path (the benchmark's "old"),
-which is also what ONNX export traces (unchanged graphs, Conv nodes for ONNX Runtime).
+Layouts (the caller chooses, :class:`Layout`). This module is the reference: (B, C, T) ``Conv1d``
+modules, readable on their own, and what ONNX export traces (``layout=Layout.REFERENCE``: Conv
+nodes, which ONNX Runtime runs fast, and graphs that stay as they were). Training runs the same
+function time-major on the same parameters, ``layout=Layout.CHANNELS_LAST`` (the models' default),
+through the kernels of :mod:`model.channels_last` (why they are faster is told there). ``step()``
+has one form, used by generation and by the exported step graph.
 
 The ConditioningNetwork is non-causal over frames (kernel ``k``: ``(k // 2) * layers`` frames of
 look-ahead), which is free for copy-synthesis and for the acoustic model's output.
@@ -65,65 +42,49 @@ look-ahead), which is free for copy-synthesis and for the acoustic model's outpu
 
 from __future__ import annotations
 
-import contextlib
+import enum
 import math
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from model import channels_last
+from model.upsampling import FrameUpsampler
+
 __all__ = [
-    "UPSAMPLE_MODES",
     "CausalConv1d",
     "ConditioningNetwork",
-    "FrameUpsampler",
+    "Layout",
     "ResidualLayer",
     "WaveNetStack",
     "apply_weight_norm",
     "dilation_cycle",
     "frame_projection",
-    "interpolation_kernel",
-    "legacy_convolutions",
     "pointwise",
     "remove_weight_norm",
 ]
 
 SQRT_HALF = math.sqrt(0.5)
-UPSAMPLE_MODES = ("nearest", "linear", "learned")
-
-_LEGACY = False  # True inside legacy_convolutions(): the (B, C, T) Conv1d path
 
 
-@contextlib.contextmanager
-def legacy_convolutions(enabled: bool = True) -> Iterator[None]:
-    """Run :class:`WaveNetStack` forwards through the original (B, C, T) ``nn.Conv1d`` path (same
-    weights). For benchmarks and tests comparing the two layouts; the default is channels-last."""
-    global _LEGACY
-    previous, _LEGACY = _LEGACY, enabled
-    try:
-        yield
-    finally:
-        _LEGACY = previous
+class Layout(enum.Enum):
+    """How :class:`WaveNetStack` (and the student's fused conditioning projection) compute their
+    full-sequence forward; the weights, the values and ``step()`` are the same either way.
+
+    - ``REFERENCE``: the (B, C, T) ``Conv1d`` modules of this file; what ONNX export traces.
+    - ``CHANNELS_LAST``: :mod:`model.channels_last`, time-major, for training (faster there).
+    """
+
+    REFERENCE = "reference"
+    CHANNELS_LAST = "channels_last"
 
 
-def _channels_last() -> bool:
-    """The channels-last path, except under ``legacy_convolutions`` and in ONNX export (the exported
-    graphs keep their Conv nodes, which ONNX Runtime runs fast, and stay as they were)."""
-    return not _LEGACY and not torch.onnx.is_in_onnx_export()
-
-
-def _compute_dtype(x: Tensor) -> torch.dtype:
-    """The dtype matmuls on ``x`` run in: autocast's when it is on for x's device, else x's."""
-    if x.is_floating_point() and torch.is_autocast_enabled(x.device.type):
-        return torch.get_autocast_dtype(x.device.type)
-    return x.dtype
-
-
-def _full_precision(dtype: torch.dtype) -> bool:
-    """fp32/fp64: the channels-last path computes what ``step()`` computes, the same products (the
-    parity tests hold exactly); 16 bits (autocast) take the faster forms instead."""
-    return dtype == torch.float32 or dtype == torch.float64
+def _check_traceable(layout: Layout) -> None:
+    """Export traces the reference layout: its graphs have Conv nodes (and stay byte-identical)."""
+    if layout is not Layout.REFERENCE and torch.onnx.is_in_onnx_export():
+        raise RuntimeError(f"ONNX export traces Layout.REFERENCE, not {layout}: pass layout=Layout.REFERENCE")
 
 
 def speaker_embedding(table: nn.Embedding, speaker: Tensor) -> Tensor:
@@ -143,19 +104,16 @@ def dilation_cycle(layers: int, cycles: int) -> tuple[int, ...]:
     return tuple(2 ** (i % per_cycle) for i in range(layers))
 
 
-def frame_projection(h: Tensor, weight: Tensor, bias: Tensor | None) -> Tensor:
-    """A 1x1 conv over frames, h (B, C_in, F) -> (B, C_out, F), weight (C_out, C_in, 1).
-
-    In the channels-last path the result is computed as a matmul on (B, F, C_in) and returned as a
-    (B, C_out, F) *view* of a (B, F, C_out) tensor: the per-layer conditioning the stack slices out
-    of it is then contiguous in channels. A (B, C_out, F)-contiguous one is a gather (stride F) in
-    every compiled kernel that upsamples it, forward and backward (measured: the whole teacher64
-    step 1.10x faster this way). Same values either way; only the memory layout differs."""
-    if not _channels_last():  # also what ONNX export traces (the graphs keep their Conv)
-        return F.conv1d(h, weight.to(h.dtype), None if bias is None else bias.to(h.dtype))
-    w = weight[:, :, 0].to(h.dtype)  # (C_out, C_in)
-    y = F.linear(h.transpose(1, 2), w, None if bias is None else bias.to(h.dtype))  # (B, F, C_out)
-    return y.transpose(1, 2)  # (B, C_out, F) view
+def frame_projection(
+    h: Tensor, weight: Tensor, bias: Tensor | None, layout: Layout = Layout.CHANNELS_LAST
+) -> Tensor:
+    """A 1x1 conv over frames, h (B, C_in, F) -> (B, C_out, F), weight (C_out, C_in, 1). Channels-last:
+    the same values as a (B, C_out, F) view of a (B, F, C_out) tensor
+    (:func:`model.channels_last.frame_projection`)."""
+    _check_traceable(layout)
+    if layout is Layout.CHANNELS_LAST:
+        return channels_last.frame_projection(h, weight, bias)  # (B, C_out, F) view
+    return F.conv1d(h, weight.to(h.dtype), None if bias is None else bias.to(h.dtype))  # (B, C_out, F)
 
 
 def pointwise(conv: nn.Conv1d, x: Tensor) -> Tensor:
@@ -177,34 +135,6 @@ class CausalConv1d(nn.Conv1d):
 
     def forward(self, x: Tensor) -> Tensor:  # (B, C_in, T) -> (B, C_out, T)
         return super().forward(F.pad(x, (self.context, 0)))
-
-    def forward_tc(self, x: Tensor, add: Tensor | None = None) -> Tensor:
-        """Channels-last: x (B, T, C_in) -> (B, T, C_out) [+ add (B, T, C_out)]. In fp32/fp64 one
-        matmul over the taps of ``step`` (shifted views of the left-padded input, all samples at
-        once); in 16 bits (autocast) the backend's dilated convolution on the same padded input."""
-        dtype = _compute_dtype(x)
-        T = x.shape[1]
-        d = self.dilation[0]
-        xp = F.pad(x.to(dtype), (0, 0, self.context, 0))  # (B, context + T, C_in)
-        if _full_precision(dtype):
-            # im2col on views: tap j of output t reads x[t - context + j*d]; one (k*C_in)-deep
-            # matmul, the same products as step()'s (the fp32 parity tests hold exactly)
-            k = self.kernel_size[0]
-            u = torch.cat([xp.narrow(1, j * d, T) for j in range(k)], dim=-1)  # (B, T, k*C_in), tap-major
-            w = self.weight.to(dtype).permute(0, 2, 1).reshape(self.out_channels, k * self.in_channels)
-            y = F.linear(u, w)  # (B, T, C_out)
-        else:
-            # 16 bits: the backend's own dilated convolution (oneDNN on CPU) on a channels-last view
-            # of the padded input, no im2col copy forward and no shifted-slice sums backward
-            # (measured on the teacher64 step: 1.07-1.19x faster than the im2col matmul under bf16)
-            xc = xp.transpose(1, 2).unsqueeze(2)  # (B, C_in, 1, context + T), channels-last strides
-            y = F.conv2d(xc, self.weight.to(dtype).unsqueeze(2), None, dilation=(1, d))  # (B, C_out, 1, T)
-            y = y.squeeze(2).transpose(1, 2)  # (B, T, C_out)
-        if add is not None:
-            y = y + add.to(dtype)
-        if self.bias is not None:
-            y = y + self.bias.to(dtype)
-        return y
 
     def init_queue(self, batch: int, device=None, dtype=None) -> Tensor | None:
         """Zeros (B, C_in, context) -- what ``forward``'s left padding feeds the first outputs."""
@@ -234,74 +164,6 @@ class CausalConv1d(nn.Conv1d):
         # (B, C_in * k) @ (C_in * k, C_out): both flattened in (channel, tap) order
         y = F.linear(taps.reshape(x_t.shape[0], -1), self.weight.reshape(self.out_channels, -1), add)
         return y, new_queue  # (B, C_out)
-
-
-def interpolation_kernel(hop: int, mode: str) -> Tensor:
-    """(3, hop) weights: output sample p of frame f = sum_j kernel[j, p] * c[f - 1 + j].
-
-    ``linear`` places frame f's value at the centre of its samples, position f*hop + (hop-1)/2 in
-    sample indices, and interpolates linearly between neighbouring centres.
-    """
-    if mode == "nearest":
-        kernel = torch.zeros(3, hop)
-        kernel[1] = 1.0
-        return kernel
-    if mode in ("linear", "learned"):
-        delta = (
-            torch.arange(hop, dtype=torch.float64) + 0.5
-        ) / hop - 0.5  # (hop,) offset from centre, in frames
-        prev = torch.clamp(-delta, min=0.0)
-        nxt = torch.clamp(delta, min=0.0)
-        return torch.stack([prev, 1.0 - prev - nxt, nxt]).float()  # (3, hop)
-    raise ValueError(f"unknown upsampling mode {mode!r}; expected one of {UPSAMPLE_MODES}")
-
-
-class FrameUpsampler(nn.Module):
-    """Frame rate -> sample rate by a 3-tap per-phase interpolation: (B, C, F) -> (B, C, F*hop).
-
-    Every output sample is a weighted sum of its own frame and the two neighbours (edges replicate),
-    with weights that depend only on its phase within the frame. See the module docstring.
-    """
-
-    def __init__(self, hop_length: int, mode: str = "linear"):
-        super().__init__()
-        if hop_length <= 0:
-            raise ValueError(f"hop_length must be positive, got {hop_length}")
-        self.hop_length = hop_length
-        self.mode = mode
-        kernel = interpolation_kernel(hop_length, mode)  # (3, hop)
-        if mode == "learned":
-            self.kernel = nn.Parameter(kernel)
-        else:
-            self.register_buffer("kernel", kernel, persistent=False)
-
-    @staticmethod
-    def neighbours(c: Tensor) -> Tensor:
-        """(B, C, F) -> (B, C, F, 3): [c[f-1], c[f], c[f+1]], edge frames replicated."""
-        p = F.pad(c, (1, 1), mode="replicate")  # (B, C, F + 2)
-        return torch.stack([p[..., :-2], p[..., 1:-1], p[..., 2:]], dim=-1)
-
-    def forward(self, c: Tensor) -> Tensor:  # (B, C, F) -> (B, C, F*hop)
-        B, C, n_frames = c.shape
-        up = self.neighbours(c) @ self.kernel.to(c.dtype)  # (B, C, F, 3) @ (3, hop) -> (B, C, F, hop)
-        return up.reshape(B, C, n_frames * self.hop_length)
-
-    def forward_tc(self, c: Tensor) -> Tensor:
-        """Channels-last: c (B, F, C) frames (contiguous in C) -> (B, F*hop, C) samples."""
-        B, n_frames, C = c.shape
-        prev = torch.cat([c[:, :1], c[:, :-1]], dim=1)  # (B, F, C): c[f - 1], edge replicated
-        nxt = torch.cat([c[:, 1:], c[:, -1:]], dim=1)  # (B, F, C): c[f + 1]
-        k = self.kernel.to(c.dtype)  # (3, hop)
-        # 3 multiply-adds per output, written elementwise so torch.compile fuses it into the gate
-        up = (
-            prev[:, :, None] * k[0, :, None] + c[:, :, None] * k[1, :, None] + nxt[:, :, None] * k[2, :, None]
-        )  # (B, F, hop, C)
-        return up.reshape(B, n_frames * self.hop_length, C)
-
-    def frame(self, neighbours: Tensor) -> Tensor:
-        """The hop samples of one frame, time-major for stepping: (B, C, 3) -> (hop, B, C)."""
-        up = neighbours @ self.kernel.to(neighbours.dtype)  # (B, C, hop)
-        return up.permute(2, 0, 1).contiguous()
 
 
 class ConditioningNetwork(nn.Module):
@@ -356,33 +218,6 @@ class ConditioningNetwork(nn.Module):
         return h
 
 
-def _gate(a: Tensor) -> Tensor:
-    """``tanh(a_tanh) * sigmoid(a_sigmoid)`` of the two halves of a (B, T, 2G) -> (B, T, G).
-
-    In fp32 exactly that (the channels-last path stays equal to ``step``). In 16 bits it is computed
-    in fp32 (rounded once, at the end) with ``tanh(u) = 2 sigmoid(2u) - 1``: the same function to
-    fp32 rounding (absolute error ~1e-7, far below bf16's 2^-9), and cheaper where the vectorised
-    ``tanh`` is slow: on the 2-core AMD EPYC host ``torch.tanh`` costs ~10x ``torch.sigmoid`` per
-    element (2.2 vs 0.23 ns), and the compiled teacher64 step got 1.16x faster with this form."""
-    a_tanh, a_sigmoid = a.chunk(2, dim=-1)  # (B, T, G) each
-    if _full_precision(a.dtype):
-        return torch.tanh(a_tanh) * torch.sigmoid(a_sigmoid)
-    t = 2.0 * torch.sigmoid(2.0 * a_tanh.float()) - 1.0  # (B, T, G) fp32: tanh(a_tanh)
-    return (t * torch.sigmoid(a_sigmoid.float())).to(a.dtype)
-
-
-def _linear_tc(z: Tensor, weight: Tensor, bias: Tensor | None) -> Tensor:
-    """(B, T, G) @ weight (N, G).T + bias in z's dtype: as ``step()`` computes it in fp32/fp64; in 16 bits
-    the bias is added after the matmul, not by it: addmm first broadcast-copies the bias into its
-    (B*T, N) output (measured: the whole teacher64 step 1.17x faster without), while a separate add
-    is fused by torch.compile into the consumers."""
-    w = weight.to(z.dtype)
-    if _full_precision(z.dtype):
-        return F.linear(z, w, bias)
-    y = F.linear(z, w)
-    return y if bias is None else y + bias.to(z.dtype)
-
-
 class ResidualLayer(nn.Module):
     """Dilated causal conv -> (+ conditioning) -> tanh * sigmoid -> 1x1 -> residual (+x, * sqrt .5) and skip.
 
@@ -410,9 +245,6 @@ class ResidualLayer(nn.Module):
 
     def forward(self, x: Tensor, c: Tensor | None) -> tuple[Tensor, Tensor]:
         # x (B, R, T); c (B, 2G, T) or None -> residual (B, R, T), skip (B, S, T)
-        if _channels_last():
-            res, skip = self.forward_tc(x.transpose(1, 2), None if c is None else c.transpose(1, 2))
-            return res.transpose(1, 2), skip.transpose(1, 2)
         a = self.conv(x)  # (B, 2G, T)
         if c is not None:
             a = a + c
@@ -422,27 +254,6 @@ class ResidualLayer(nn.Module):
             (self.residual_channels, self.skip_channels), dim=1
         )  # (B, R, T), (B, S, T)
         return (x + res) * SQRT_HALF, skip
-
-    def forward_tc(self, x: Tensor, c: Tensor | None) -> tuple[Tensor, Tensor]:
-        # channels-last: x (B, T, R) (fp32 stream); c (B, T, 2G) or None -> residual (B, T, R), skip (B, T, S)
-        z = self.gate_tc(x, c)  # (B, T, G)
-        res, skip = _linear_tc(z, self.out.weight[:, :, 0], self.out.bias).split(
-            (self.residual_channels, self.skip_channels), dim=-1
-        )  # (B, T, R), (B, T, S)
-        return (x + res) * SQRT_HALF, skip  # the residual stream stays in x's dtype (fp32)
-
-    def gate_tc(self, x: Tensor, c: Tensor | None) -> Tensor:
-        """Channels-last: x (B, T, R), c (B, T, 2G) or None -> the gate's output z (B, T, G), in the
-        compute dtype (what the 1x1 projection reads)."""
-        return _gate(self.conv.forward_tc(x, c))  # (B, T, 2G) -> (B, T, G)
-
-    def residual_tc(self, x: Tensor, z: Tensor) -> Tensor:
-        """Channels-last: the residual half of the 1x1 projection only, x (B, T, R) + z (B, T, G) ->
-        the next layer's input (B, T, R); the skip half is left to the stack (one matmul for all
-        layers, see :meth:`WaveNetStack._forward_tc`)."""
-        R = self.residual_channels
-        res = _linear_tc(z, self.out.weight[:R, :, 0], self.out.bias[:R])  # (B, T, R)
-        return (x + res) * SQRT_HALF
 
     def step(self, x_t: Tensor, c_t: Tensor | None, queue: Tensor) -> tuple[Tensor, Tensor, Tensor]:
         # x_t (B, R); c_t (B, 2G) or None; queue (B, R, context) -> residual (B, R), skip (B, S), new queue
@@ -508,7 +319,7 @@ class WaveNetStack(nn.Module):
             nn.init.zeros_(self.excitation_proj.weight)
             nn.init.zeros_(self.excitation_proj.bias)
             self.excitation_proj.no_weight_norm = True
-        self._skip_scale = math.sqrt(1.0 / len(self.dilations))
+        self.skip_scale = math.sqrt(1.0 / len(self.dilations))
 
     @property
     def cond_size(self) -> int:
@@ -520,13 +331,16 @@ class WaveNetStack(nn.Module):
         """Samples an output depends on (including the current input)."""
         return 1 + sum(layer.conv.context for layer in self.layers)
 
-    def frame_conditioning(self, h: Tensor) -> Tensor:
+    def frame_conditioning(self, h: Tensor, layout: Layout = Layout.CHANNELS_LAST) -> Tensor:
         """Conditioning features (B, C_cond, F) -> every layer's gate conditioning at frame rate (B, L*2G, F)."""
         if self.cond_proj is None:
             raise RuntimeError("this stack is unconditioned")
-        if not _channels_last():  # the module call, not frame_projection's F.conv1d: the exported
-            return self.cond_proj(h)  # graphs keep their initializer names, byte for byte (B, L*2G, F)
-        return frame_projection(h, self.cond_proj.weight, self.cond_proj.bias)  # (B, L*2G, F) view
+        _check_traceable(layout)
+        if layout is Layout.CHANNELS_LAST:  # a (B, L*2G, F) view, contiguous in channels
+            return channels_last.frame_projection(h, self.cond_proj.weight, self.cond_proj.bias)
+        # the module call (not frame_projection's F.conv1d): the exported graphs keep their
+        # initializer names, byte for byte
+        return self.cond_proj(h)  # (B, L*2G, F)
 
     def _excitation_slices(self, excitation: Tensor | None, T: int):
         """Check the per-layer excitation (B, E, T) and return each layer's (weight (2G, E), bias (2G,))
@@ -551,9 +365,10 @@ class WaveNetStack(nn.Module):
         cond_frames: Tensor | None = None,
         cond: Tensor | None = None,
         excitation: Tensor | None = None,
+        layout: Layout = Layout.CHANNELS_LAST,
     ) -> Tensor:
         """x (B, R, T), cond_frames (B, L*2G, F) or cond (B, L*2G, T), excitation (B, E, T) exactly
-        when the stack has a per-layer excitation -> (B, S | R, T)."""
+        when the stack has a per-layer excitation -> (B, S | R, T). ``layout``: see :class:`Layout`."""
         if (cond_frames is not None or cond is not None) != (self.cond_proj is not None):
             raise ValueError("conditioning must be given exactly when the stack is conditioned")
         if cond_frames is not None:
@@ -563,8 +378,9 @@ class WaveNetStack(nn.Module):
         elif cond is not None and cond.shape[-1] != x.shape[-1]:
             raise ValueError(f"conditioning has {cond.shape[-1]} samples, input {x.shape[-1]}")
         exc_w = self._excitation_slices(excitation, x.shape[-1])
-        if _channels_last():
-            return self._forward_tc(x, cond_frames, cond, excitation, exc_w)
+        _check_traceable(layout)
+        if layout is Layout.CHANNELS_LAST:
+            return channels_last.stack_forward(self, x, cond_frames, cond, excitation, exc_w)
         size = 2 * self.gate_channels
         skip = None
         for i, layer in enumerate(self.layers):
@@ -581,48 +397,7 @@ class WaveNetStack(nn.Module):
             x, s = layer(x, c)
             if self.skip_channels:  # the sum is kept in fp32 under autocast
                 skip = s.float() if skip is None else skip + s
-        return x if skip is None else skip * self._skip_scale
-
-    def _forward_tc(self, x: Tensor, cond_frames, cond, excitation, exc_w) -> Tensor:
-        """``forward`` in channels-last: one transpose in, one out; (B, R, T) -> (B, S | R, T)."""
-        size = 2 * self.gate_channels
-        h = x.transpose(1, 2)  # (B, T, R)
-        if cond_frames is not None:  # frame rate, small: contiguous in channels once for all layers
-            cond_frames = cond_frames.transpose(1, 2).contiguous()  # (B, F, L*2G)
-        if excitation is not None:
-            excitation = excitation.transpose(1, 2)  # (B, T, E)
-        zs = []  # every layer's gate output, for the skip sum
-        last = len(self.layers) - 1
-        for i, layer in enumerate(self.layers):
-            c = None
-            if cond_frames is not None:
-                c = self.upsampler.forward_tc(cond_frames[:, :, i * size : (i + 1) * size])  # (B, T, 2G)
-            elif cond is not None:
-                c = cond[:, i * size : (i + 1) * size].transpose(1, 2)  # (B, T, 2G)
-            if exc_w is not None:
-                w, b = exc_w[i]
-                c = c + F.linear(excitation.to(c.dtype), w.to(c.dtype), b.to(c.dtype))  # (B, T, 2G)
-            z = layer.gate_tc(h, c)  # (B, T, G)
-            if self.skip_channels:
-                zs.append(z)
-                if i == last:  # the last residual output feeds nothing when there are skips
-                    break
-            h = layer.residual_tc(h, z)  # (B, T, R), fp32
-        if not self.skip_channels:
-            return h.transpose(1, 2)  # (B, R, T)
-        # sum_l W_skip_l z_l + b_skip_l as one (L*G)-deep matmul on the concatenated gate outputs:
-        # the same sum as step()'s, but no per-layer fp32 accumulation forward and no per-layer copy
-        # of the skip gradient into each projection's output gradient backward (measured: the
-        # teacher64 step 1.07x faster); the result is rounded once, then kept in fp32
-        R = self.residual_channels
-        zs = torch.cat(zs, dim=-1)  # (B, T, L*G)
-        w = torch.cat([layer.out.weight[R:, :, 0] for layer in self.layers], dim=1)  # (S, L*G)
-        b = torch.stack([layer.out.bias[R:] for layer in self.layers]).sum(0)  # (S,)
-        y = F.linear(zs, w.to(zs.dtype))  # (B, T, S)
-        if not _full_precision(y.dtype):
-            y = y.float()  # the skip sum leaves the stack in fp32 under autocast, as it did
-        skip = (y + b.to(y.dtype)) * self._skip_scale  # (B, T, S)
-        return skip.transpose(1, 2)  # (B, S, T)
+        return x if skip is None else skip * self.skip_scale
 
     def init_state(self, batch: int, device=None, dtype=None) -> list[Tensor]:
         """One zero queue per layer: [(B, R, context_l)]."""
@@ -647,7 +422,7 @@ class WaveNetStack(nn.Module):
             new_state.append(q)
             if self.skip_channels:
                 skip = s if skip is None else skip + s
-        return (x_t if skip is None else skip * self._skip_scale), new_state
+        return (x_t if skip is None else skip * self.skip_scale), new_state
 
 
 def _weight_convs(module: nn.Module):

@@ -16,12 +16,8 @@ pytestmark = pytest.mark.usefixtures("one_thread")
 def _one_step(case, path) -> float:
     model, extra = case.build()
     runner = ts.Runner(case, path, model, extra)
-    with (
-        torch.no_grad(),
-        ts.legacy_convolutions(path.legacy),
-        ts.autocast_context(torch.device("cpu"), path.precision),
-    ):
-        loss = float(case.loss(runner.call, runner.extra, runner.helpers))
+    with torch.no_grad(), ts.autocast_context(torch.device("cpu"), path.precision):
+        loss = float(case.loss(runner.call, runner.extra, runner.helpers, path.layout))
     before = [p.detach().clone() for p in runner.params]
     runner.step()
     # the step trained: every weight that got a gradient moved (Adam), and some did

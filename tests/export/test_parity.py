@@ -14,6 +14,7 @@ from model.student import StudentIAF
 from model.student import preset as student_preset
 from model.teacher import TeacherWaveNet
 from model.teacher import preset as teacher_preset
+from model.wavenet import Layout
 from service import graphs
 
 N_MELS = 20
@@ -207,6 +208,36 @@ def test_graphs_follow_the_shared_spec(role, acoustic, student, teacher, teacher
     for value, t in zip(sess.get_inputs(), spec.inputs, strict=True):
         for axis, name in t.dynamic.items():
             assert isinstance(value.shape[axis], str), f"{role}.{t.name} axis {axis} ({name}) is not dynamic"
+
+
+def test_export_traces_the_reference_layout(student, teacher):
+    """The export wrappers ask for ``Layout.REFERENCE``: every conv module of the stacks is a Conv node
+    (what ONNX Runtime runs fast; the graphs stay as they were), and the channels-last training
+    layout refuses to be traced instead of exporting other nodes."""
+
+    def convs(model: torch.nn.Module) -> int:
+        return sum(isinstance(m, torch.nn.Conv1d) for m in model.modules())
+
+    def conv_nodes(graph: onnx.ModelProto) -> int:
+        return sum(node.op_type == "Conv" for node in graph.graph.node)
+
+    # the student's per-flow conditioning projections run as one fused Conv; the heads are 1x1 convs
+    assert conv_nodes(onnx_export.export_student(student)) == convs(student) - student.cfg.n_flows + 1
+    cond_convs = convs(teacher.conditioning) + 1  # + the stack's conditioning projection
+    assert conv_nodes(onnx_export.export_teacher_cond(teacher)) == cond_convs
+
+    class ChannelsLast(torch.nn.Module):
+        def __init__(self, student):
+            super().__init__()
+            self.student = student
+
+        def forward(self, z, mel, speaker, excitation):
+            return self.student(z, mel, speaker, excitation=excitation, layout=Layout.CHANNELS_LAST)
+
+    args = (torch.zeros(2, 3 * student.cfg.hop_length), *onnx_export.example_mel(2, 3, N_MELS, 2))
+    args += (torch.zeros(2, 3, 3 * student.cfg.hop_length),)
+    with pytest.raises(RuntimeError, match=r"Layout\.REFERENCE"):
+        onnx_export.export_graph(ChannelsLast(onnx_export.prepare(student)), args, graphs.STUDENT)
 
 
 def test_spec_mismatch_is_reported(student):

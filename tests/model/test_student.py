@@ -11,7 +11,7 @@ from model.losses import distillation_kl
 from model.student import PRESETS, IAFFlow, StudentConfig, StudentIAF, flow_dilations, preset
 from model.teacher import TeacherWaveNet
 from model.teacher import preset as teacher_preset
-from model.wavenet import legacy_convolutions
+from model.wavenet import Layout
 
 HOP = 40  # a short hop keeps these tests small
 
@@ -132,14 +132,14 @@ class _CallCounter(torch.overrides.TorchFunctionMode):
         return func(*args, **(kwargs or {}))
 
 
-def _count(model: StudentIAF, frames: int) -> tuple[int, int]:
+def _count(model: StudentIAF, frames: int, layout: Layout) -> tuple[int, int]:
     convs = [m for m in model.modules() if isinstance(m, nn.Conv1d)]
     conv_calls = [0]
     hooks = [m.register_forward_hook(lambda *_: conv_calls.__setitem__(0, conv_calls[0] + 1)) for m in convs]
     counter = _CallCounter()
     try:
         with torch.no_grad(), counter:
-            model(_noise(1, frames * HOP), _mel(1, frames), return_params=True)
+            model(_noise(1, frames * HOP), _mel(1, frames), return_params=True, layout=layout)
     finally:
         for h in hooks:
             h.remove()
@@ -149,14 +149,37 @@ def _count(model: StudentIAF, frames: int) -> tuple[int, int]:
 def test_one_parallel_pass_whose_work_does_not_loop_over_time():
     model = _student()
     n_convs = sum(isinstance(m, nn.Conv1d) for m in model.modules())
-    with legacy_convolutions():  # the (B, C, T) path calls every conv module
-        short, long = _count(model, 2), _count(model, 40)  # 80 vs 1600 samples
+    # the reference (B, C, T) layout calls every conv module
+    short, long = (
+        _count(model, 2, Layout.REFERENCE),
+        _count(model, 40, Layout.REFERENCE),
+    )  # 80 vs 1600 samples
     # every conv module runs exactly once, and the number of torch calls is independent of T: no
     # Python loop over samples or frames (it would multiply both counts by the length)
     assert short[0] == long[0] == n_convs - model.cfg.n_flows  # the cond projections run fused, once
     assert short[1] == long[1]
-    short, long = _count(model, 2), _count(model, 40)  # channels-last: the stacks use the weights
+    # channels-last: the stacks use the weights
+    short, long = _count(model, 2, Layout.CHANNELS_LAST), _count(model, 40, Layout.CHANNELS_LAST)
     assert short[1] == long[1]
+
+
+def test_both_layouts_compute_the_same_student_and_gradients():
+    """The channels-last layout that trains and the reference one that export traces: the same sample,
+    Gaussian and gradients (speakers and excitation included), on the same weights."""
+    model = _student(n_speakers=2).train()
+    z, mel, exc = _noise(2, 4 * HOP), _mel(2, 4), torch.randn(2, 3, 4 * HOP)
+    outs, grads = [], []
+    for layout in (Layout.REFERENCE, Layout.CHANNELS_LAST):
+        model.zero_grad()
+        out = model(z, mel, torch.tensor([0, 1]), return_params=True, excitation=exc, layout=layout)
+        sum(o.sum() * w for o, w in zip(out, (1.0, -0.5, 0.25), strict=True)).backward()
+        outs.append([o.detach() for o in out])
+        grads.append([p.grad.clone() for p in model.parameters() if p.grad is not None])
+    for new, old in zip(outs[1], outs[0], strict=True):
+        torch.testing.assert_close(new, old, rtol=1e-5, atol=1e-6)
+    assert len(grads[1]) == len(grads[0]) == sum(1 for _ in model.parameters())
+    for new, old in zip(grads[1], grads[0], strict=True):
+        torch.testing.assert_close(new, old, rtol=1e-4, atol=1e-5)
 
 
 def test_speaker_conditioning_and_generate():

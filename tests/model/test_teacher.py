@@ -127,7 +127,7 @@ def test_per_layer_excitation_starts_at_zero_and_reaches_every_layer():
     computes exactly what the same weights without it do (so --init can add it to a trained one);
     with weights, the excitation changes the prediction even when the input path ignores it, and
     the channels-last training path agrees with the Conv1d path (what ONNX export traces)."""
-    from model.wavenet import legacy_convolutions
+    from model.wavenet import Layout
 
     plain = _perturb_excitation(_model())
     layered = _model(excitation_layers=True)
@@ -147,10 +147,9 @@ def test_per_layer_excitation_starts_at_zero_and_reaches_every_layer():
         proj.weight.add_(0.5 * torch.randn(proj.weight.shape, generator=g))
         m_exc, _ = layered(audio, mel, excitation=exc)
         m_none, _ = layered(audio, mel, excitation=torch.zeros_like(exc))
-        with legacy_convolutions():
-            m_legacy, _ = layered(audio, mel, excitation=exc)
+        m_reference, _ = layered(audio, mel, excitation=exc, layout=Layout.REFERENCE)
     assert (m_exc - m_none).abs().max() > 1e-3  # ... and the layers still hear it
-    torch.testing.assert_close(m_legacy, m_exc, rtol=1e-5, atol=1e-6)
+    torch.testing.assert_close(m_reference, m_exc, rtol=1e-5, atol=1e-6)
     with pytest.raises(ValueError, match="excitation_layers needs"):
         TeacherConfig(excitation_channels=0, excitation_layers=True)
     saved = dataclasses.asdict(plain.cfg)

@@ -6,16 +6,16 @@ import torch
 import torch.nn.functional as F
 from torch.utils._python_dispatch import TorchDispatchMode
 
+from model import channels_last
+from model.upsampling import FrameUpsampler, interpolation_kernel
 from model.wavenet import (
     CausalConv1d,
     ConditioningNetwork,
-    FrameUpsampler,
+    Layout,
     WaveNetStack,
     apply_weight_norm,
     dilation_cycle,
     frame_projection,
-    interpolation_kernel,
-    legacy_convolutions,
     remove_weight_norm,
 )
 
@@ -108,11 +108,14 @@ def _stack_incremental(stack: WaveNetStack, x: torch.Tensor, cond: torch.Tensor 
     return torch.stack(out, dim=-1)
 
 
+@pytest.mark.parametrize("layout", list(Layout), ids=lambda layout: layout.value)
 @pytest.mark.parametrize(
     ("kernel", "skip", "conditioned", "length"),
     [(2, 6, True, 40), (3, 6, True, 96), (3, 0, True, 40), (2, 6, False, 96), (3, 0, False, 40)],
 )
-def test_stack_incremental_equals_parallel(kernel, skip, conditioned, length):
+def test_stack_incremental_equals_parallel(kernel, skip, conditioned, length, layout):
+    # step() against the full-sequence forward in either layout: the reference one that export
+    # traces and the channels-last one that trains
     torch.manual_seed(1)
     hop = 8
     stack = WaveNetStack(
@@ -121,13 +124,13 @@ def test_stack_incremental_equals_parallel(kernel, skip, conditioned, length):
     x = torch.randn(2, 4, length)
     with torch.no_grad():
         if conditioned:
-            c_frames = stack.frame_conditioning(torch.randn(2, 3, length // hop))  # (B, L*2G, F)
-            parallel = stack(x, cond_frames=c_frames)
+            c_frames = stack.frame_conditioning(torch.randn(2, 3, length // hop), layout)  # (B, L*2G, F)
+            parallel = stack(x, cond_frames=c_frames, layout=layout)
             cond = stack.upsampler(c_frames)  # (B, L*2G, T)
-            torch.testing.assert_close(stack(x, cond=cond), parallel)
+            torch.testing.assert_close(stack(x, cond=cond, layout=layout), parallel)
         else:
             cond = None
-            parallel = stack(x)
+            parallel = stack(x, layout=layout)
         incremental = _stack_incremental(stack, x, cond)
     assert parallel.shape == (2, skip or 4, length)
     torch.testing.assert_close(incremental, parallel, rtol=1e-5, atol=1e-5)
@@ -200,11 +203,10 @@ def test_channels_last_path_matches_conv1d_path_in_fp32(skip):
     x = torch.randn(2, 4, 48, requires_grad=True)
     h = torch.randn(2, 3, 48 // hop)
     outs, grads = [], []
-    for legacy in (True, False):
+    for layout in (Layout.REFERENCE, Layout.CHANNELS_LAST):
         stack.zero_grad()
         x.grad = None
-        with legacy_convolutions(legacy):
-            y = stack(x, cond_frames=stack.frame_conditioning(h))
+        y = stack(x, cond_frames=stack.frame_conditioning(h, layout), layout=layout)
         (y * torch.linspace(-1, 1, y.shape[-1])).sum().backward()
         outs.append(y.detach())
         grads.append([x.grad.clone()] + [p.grad.clone() for p in stack.parameters()])
@@ -213,21 +215,22 @@ def test_channels_last_path_matches_conv1d_path_in_fp32(skip):
         torch.testing.assert_close(new, old, rtol=1e-4, atol=1e-5)
 
 
-def test_frame_conditioning_is_channels_last_in_memory_outside_the_legacy_path():
+def test_frame_conditioning_is_channels_last_in_memory_in_the_channels_last_layout():
     # the upsampler's compiled kernels read each layer's slice of it along channels: a (B, C, F)-
     # contiguous tensor there is a stride-F gather per element (measured 1.10x on the teacher64 step)
     torch.manual_seed(3)
     stack = WaveNetStack(4, 5, 6, 3, dilation_cycle(4, 2), cond_channels=3, hop_length=8)
     h = torch.randn(2, 3, 7)
-    with legacy_convolutions(True):
-        old = stack.frame_conditioning(h)  # (B, L*2G, F)
-    new = stack.frame_conditioning(h)
+    old = stack.frame_conditioning(h, Layout.REFERENCE)  # (B, L*2G, F)
+    new = stack.frame_conditioning(h, Layout.CHANNELS_LAST)
     assert new.shape == old.shape == (2, stack.cond_size, 7)
     assert old.is_contiguous() and not new.is_contiguous()
     assert new.transpose(1, 2).is_contiguous()  # (B, F, L*2G) in memory
     torch.testing.assert_close(new, old, rtol=1e-5, atol=1e-6)
     w = stack.cond_proj.weight
-    torch.testing.assert_close(frame_projection(h, w, None), F.conv1d(h, w), rtol=1e-5, atol=1e-6)
+    for layout in Layout:
+        got = frame_projection(h, w, None, layout)
+        torch.testing.assert_close(got, F.conv1d(h, w), rtol=1e-5, atol=1e-6)
 
 
 def test_skip_sum_under_bf16_autocast_is_fp32_and_close_to_the_fp32_stack():
@@ -269,12 +272,12 @@ def test_dilated_conv_under_bf16_autocast_is_the_backend_convolution_and_close_t
     ref = conv(x.transpose(1, 2)).transpose(1, 2)  # (B, T, C_out): the Conv1d path, fp32
     ref_grads = torch.autograd.grad((ref * grad_out).sum(), [x, conv.weight])
     with torch.no_grad(), _OpLog() as log32:
-        fp32 = conv.forward_tc(x)
+        fp32 = channels_last.causal_conv(conv, x)
     assert "cat" in log32.ops and "convolution" not in log32.ops
     torch.testing.assert_close(fp32, ref.detach(), rtol=1e-5, atol=1e-6)
     with _OpLog() as log16:
         with torch.autocast("cpu", dtype=torch.bfloat16):
-            low = conv.forward_tc(x)
+            low = channels_last.causal_conv(conv, x)
         grads = torch.autograd.grad((low.float() * grad_out).sum(), [x, conv.weight])
     assert "convolution" in log16.ops and "cat" not in log16.ops
     assert low.dtype == torch.bfloat16 and low.shape == (2, 40, 10)
