@@ -36,7 +36,7 @@ import xml.sax.handler
 from dataclasses import dataclass, field
 
 from model.text import numbers as nw
-from model.text.markup import MarkupError, Piece, Segment, parse_inline
+from model.text.inline import MarkupError, Piece, Segment, parse_inline
 from model.text.normalize import MONTHS
 
 MAX_BREAK_S = 10.0
