@@ -20,7 +20,7 @@ import statistics
 import time
 from pathlib import Path
 
-from model.train.common import TrainArgs
+from model.train.config import TrainArgs
 from model.wavenet import legacy_convolutions
 
 log = logging.getLogger(__name__)

@@ -13,7 +13,7 @@ from model.data.dataset import VocoderDataset
 from model.distributions import gaussian_nll
 from model.eval import nll
 from model.teacher import TeacherWaveNet, preset
-from model.train.common import TrainArgs
+from model.train.config import TrainArgs
 from model.train.teacher import train
 
 pytestmark = pytest.mark.usefixtures("one_thread")
