@@ -120,8 +120,8 @@ def _command(kind: str, *own: inspect.Parameter) -> None:
     app.command(kind, help=TRAINERS[kind][1])(command)
 
 
-def _init(help: str) -> inspect.Parameter:
-    return _option("init", Path | None, typer.Option(None, "--init", help=help))
+def _init(text: str) -> inspect.Parameter:
+    return _option("init", Path | None, typer.Option(None, "--init", help=text))
 
 
 _command(

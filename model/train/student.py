@@ -13,8 +13,9 @@ Per step, on random frame-aligned windows (:class:`model.data.dataset.VocoderDat
 
 (see :mod:`model.losses`).
 
-Adversarial training (issue 37; GAN-based density distillation, Yamamoto et al. 2019), on when
-``adv_weight > 0`` (``adv_weight = 0``: no discriminator is built, the trainer above unchanged):
+Adversarial training (issue 37; GAN-based density distillation, Yamamoto et al. 2019; in
+:mod:`model.train.adversarial`), on when ``adv_weight > 0`` (``adv_weight = 0``: no discriminator is
+built, the trainer above unchanged):
 multi-period and multi-resolution discriminators (:mod:`model.discriminators`) with their own Adam
 (``disc_lr``, ``disc_betas``) and warm-up + cosine schedule, trained from step ``disc_start`` on the
 least-squares loss (real -> 1, the student's detached sample -> 0), one discriminator update per
