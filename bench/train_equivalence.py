@@ -7,7 +7,7 @@ Runs ``parawave train teacher`` twice in this process from the same seed (same i
 same batches): ``old`` = fp32 eager, ``new`` = the fast path (``precision=bf16`` where the CPU has it,
 ``compile=true``). Both run the trainer's channels-last stack (``model.wavenet.Layout``): in fp32 it
 computes the products of the (B, C, T) Conv1d reference (``tests/model/test_wavenet.py`` holds them
-equal), so ``old`` is the reference's loss curve, not its speed (``model.bench.train_speed`` times
+equal), so ``old`` is the reference's loss curve, not its speed (``bench.train_speed`` times
 the reference layout). Results written before the layout became a parameter ran ``old`` on the Conv1d
 modules themselves.
 Prints the training NLL (nats per sample) of both every ``--every`` steps, as the mean over that
@@ -24,7 +24,7 @@ import statistics
 import time
 from pathlib import Path
 
-from model.train.common import TrainArgs
+from model.train.config import TrainArgs
 
 log = logging.getLogger(__name__)
 

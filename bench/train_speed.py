@@ -14,7 +14,7 @@ Cases (random weights and a fixed random batch; speed does not depend on the val
 - ``acoustic``: the ``cpu`` acoustic preset, batch 16 of ~80 phonemes / ~400 frames, MAS included.
 
 Each path has its own copy of the same initial weights and its own Adam; a step is forward, loss,
-backward, gradient clipping and the optimizer update, as in ``model.train.common``. Paths run
+backward, gradient clipping and the optimizer update, as in ``model.train.loop``. Paths run
 interleaved (``--rounds`` rounds of ``--steps`` steps each, after a warm-up that includes any
 compilation, timed separately), so load from other processes hits them alike; the table gives the
 median over rounds. Throughput is samples/s (frames/s for the acoustic model). FLOPs are the

@@ -463,10 +463,6 @@ def count_parameters(model: nn.Module) -> int:
 
 def acoustic_from_checkpoint(ckpt: dict, *, ema: bool = True) -> AcousticModel:
     """Build the model of a checkpoint dict (see model.checkpoint), EMA weights by default, eval mode."""
-    kind = ckpt.get("kind")
-    if kind != MODEL_KIND:
-        raise ValueError(f"checkpoint holds a {kind!r} model, not an acoustic model")
-    model = AcousticModel(AcousticConfig.from_dict(ckpt["config"]["model"]))
-    weights = ckpt.get("ema") if ema and ckpt.get("ema") else ckpt["model"]
-    model.load_state_dict(weights)
-    return model.eval()
+    from model.checkpoint import model_from_checkpoint
+
+    return model_from_checkpoint(ckpt, MODEL_KIND, AcousticConfig, AcousticModel, ema=ema)

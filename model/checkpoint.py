@@ -5,7 +5,8 @@ never pickled modules: ``{"format", "kind", "step", "model", "ema", "optimizer",
 "scaler", "config": {"model", "train", "audio", "data", ...}, "versions", "metrics"}``, written
 atomically (:func:`save_checkpoint`). ``kind`` is "acoustic", "teacher" or "student"
 (:func:`check_kind`); ``config`` rebuilds the dataclass configs (:func:`config_sections_from_checkpoint`)
-and the model (``acoustic_from_checkpoint``, :func:`vocoder_from_checkpoint`).
+and the model (:func:`model_from_checkpoint`, which ``teacher_from_checkpoint``,
+``student_from_checkpoint`` and ``acoustic_from_checkpoint`` bind to their kind).
 
 :class:`UserError` is the user-facing error of the offline tools (a missing or foreign checkpoint,
 a bad ``--set``): one line, exit status 2. Imports only torch: the trainers' machinery
@@ -32,9 +33,9 @@ __all__ = [
     "config_sections_from_checkpoint",
     "cpu_state",
     "load_checkpoint",
+    "model_from_checkpoint",
     "save_checkpoint",
     "versions",
-    "vocoder_from_checkpoint",
 ]
 
 CHECKPOINT_FORMAT = 1
@@ -127,15 +128,17 @@ def config_sections_from_checkpoint(ckpt: dict, classes: dict[str, type]) -> dic
     return out
 
 
-def vocoder_from_checkpoint(
+def model_from_checkpoint(
     ckpt: dict, kind: str, config_cls: type, model_cls: type, *, ema: bool = True, for_inference: bool = True
 ) -> nn.Module:
-    """Build a WaveNet-family vocoder (teacher or student) of ``kind`` from a checkpoint dict (see
-    the module's docstring): ``model_cls(config_cls.from_dict(config["model"]))`` with the EMA weights
-    by default. ``for_inference`` folds weight normalisation and switches to eval mode."""
+    """The one way to build a model of ``kind`` from a checkpoint dict (see the module's docstring):
+    ``model_cls(config_cls.from_dict(config["model"]))`` with the EMA weights by default (the
+    training weights with ``ema=False`` or when it has none). ``for_inference`` folds weight
+    normalisation (a no-op for a model without it) and switches to eval mode. ValueError when the
+    checkpoint holds another kind (:func:`check_kind` gives the command line's UserError first)."""
     found = ckpt.get("kind")
     if found != kind:
-        raise ValueError(f"checkpoint holds a {found!r} model, not a {kind}")
+        raise ValueError(f"checkpoint holds a {found!r} model, not {KIND_NOUNS.get(kind, f'a {kind} model')}")
     model = model_cls(config_cls.from_dict(ckpt["config"]["model"]))
     weights = ckpt.get("ema") if ema and ckpt.get("ema") else ckpt["model"]
     model.load_state_dict(weights)

@@ -58,7 +58,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from model.checkpoint import vocoder_from_checkpoint
+from model.checkpoint import model_from_checkpoint
 from model.upsampling import UPSAMPLE_MODES
 from model.wavenet import (
     CausalConv1d,
@@ -449,7 +449,7 @@ class StudentIAF(nn.Module):
 def student_from_checkpoint(ckpt: dict, *, ema: bool = True, for_inference: bool = True) -> StudentIAF:
     """Build a student from a checkpoint dict (config inside), EMA weights by default.
     ``for_inference`` folds weight normalisation and switches to eval mode."""
-    return vocoder_from_checkpoint(
+    return model_from_checkpoint(
         ckpt, MODEL_KIND, StudentConfig, StudentIAF, ema=ema, for_inference=for_inference
     )
 

@@ -36,7 +36,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from model.checkpoint import vocoder_from_checkpoint
+from model.checkpoint import model_from_checkpoint
 from model.data.config import AudioConfig
 from model.data.features import mel_filterbank
 from model.distributions import TEACHER_LOG_SCALE_MIN, floor_log_scale
@@ -481,7 +481,7 @@ class TeacherWaveNet(nn.Module):
 def teacher_from_checkpoint(ckpt: dict, *, ema: bool = True, for_inference: bool = True) -> TeacherWaveNet:
     """Build a teacher from a checkpoint dict (see model.checkpoint): config inside, EMA weights
     by default. ``for_inference`` folds weight normalisation and switches to eval mode."""
-    return vocoder_from_checkpoint(
+    return model_from_checkpoint(
         ckpt, MODEL_KIND, TeacherConfig, TeacherWaveNet, ema=ema, for_inference=for_inference
     )
 

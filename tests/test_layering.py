@@ -261,13 +261,8 @@ def cycles(tree: Tree) -> list[list[str]]:
     return sorted(found)
 
 
-# cycles known today, each with the work that removes it (an entry no longer needed fails)
-ALLOWED_CYCLES: dict[frozenset[str], str] = {
-    frozenset({"model.text.markup", "model.text.ssml"}): "issue 39 (trainers' work) breaks this circle",
-    frozenset(
-        {"model.train.config", "model.train.rundir"}
-    ): "issue 39's one trainer setup breaks this circle",
-}
+# import cycles known today, each with the work that removes it (an entry no longer needed fails)
+ALLOWED_CYCLES: dict[frozenset[str], str] = {}  # none today
 
 
 # ------------------------------------------------------------------------------------- the tests

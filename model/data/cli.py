@@ -52,7 +52,8 @@ def render(
     progress: bool = typer.Option(True, "--progress/--no-progress", help="Show a progress bar."),
 ) -> None:
     """Speak id|text lines with flite into <out>/metadata.csv + wavs/ (resumable, parallel)."""
-    from model.data.render import RenderError, render_corpus
+    from model.data.flite import RenderError
+    from model.data.render import render_corpus
 
     try:
         res = render_corpus(

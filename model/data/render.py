@@ -14,7 +14,7 @@ acoustic model learns phonemes of our normalization; if flite expanded "1835" or
 way ("eighteen thirty five") while the labels said "one thousand eight hundred thirty-five", the
 aligner would be trained on audio that does not say its transcript. Fed already-spoken words,
 flite's own normalizer has nothing left to expand and only adds phrasing at the punctuation we keep.
-flite reads ASCII only, so accents are folded first ("Müller" -> "Muller", see ``flite_text``).
+flite reads ASCII only, so accents are folded first ("Müller" -> "Muller", see ``model.data.flite``).
 A line may carry its own normalized text in a third field (``id|text|normalized``, e.g. an existing
 metadata.csv); that is used as is. Where ``model.text`` cannot be imported (the GPU host lacks
 num2words/phonemizer) the normalized text already recorded in ``<out>/metadata.csv`` for the clip is
@@ -32,30 +32,28 @@ import json
 import logging
 import os
 import shutil
-import subprocess
 import time
 import types
-import unicodedata
-import uuid
 from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor, as_completed
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from model.data.flite import (
+    ClipError,
+    RenderError,
+    atomic_write_text,
+    find_flite,
+    flite_text,
+    render_clip,
+    resolve_voices,
+    wav_is_done,
+)
 from model.data.ingest import SPLITS, Row, bad_id_reason, parse_metadata, parse_splits
 
 log = logging.getLogger(__name__)
 
-FLITE_TIMEOUT_S = 120.0
 STATE_FILE = "render.json"
-
-
-class RenderError(Exception):
-    """A problem with the whole run (flite missing, unknown voice, conflicting folder)."""
-
-
-class ClipError(Exception):
-    """One clip failed to render."""
 
 
 @dataclass(frozen=True)
@@ -151,49 +149,6 @@ def parse_voices(values: Iterable[str]) -> list[str]:
     return voices
 
 
-def find_flite(flite: str = "flite") -> str:
-    """Path of the flite executable, or RenderError with a one-line explanation."""
-    found = shutil.which(flite)
-    if found is None:
-        raise RenderError(
-            f"flite not found ({flite!r} is not an executable on PATH); install it, e.g. `apt-get install flite`"
-        )
-    return found
-
-
-def flite_voices(flite: str) -> set[str]:
-    """Voice names compiled into flite (``flite -lv``)."""
-    out = subprocess.run([flite, "-lv"], capture_output=True, text=True, timeout=30)
-    text = out.stdout + out.stderr
-    _, sep, names = text.partition("Voices available:")
-    if not sep:
-        raise RenderError(f"cannot list flite voices: `{flite} -lv` printed {text.strip()!r}")
-    return set(names.split())
-
-
-def resolve_voices(voices: Sequence[str], flite: str | None) -> dict[str, str]:
-    """{voice name: flite -voice argument}. A .flitevox path is named after its stem.
-
-    flite silently falls back to its default voice for a name it does not know, so names are
-    checked against ``flite -lv`` (when ``flite`` is None, only their form is checked).
-    """
-    known = flite_voices(flite) if flite else None
-    out: dict[str, str] = {}
-    for v in voices:
-        if v.endswith(".flitevox"):
-            if not Path(v).is_file():
-                raise RenderError(f"voice file {v} not found")
-            name = Path(v).name.removesuffix(".flitevox")
-        else:
-            name = v
-            if known is not None and v not in known:
-                raise RenderError(f"unknown flite voice {v!r}; available: {', '.join(sorted(known))}")
-        if bad_id_reason(name) or "|" in name:
-            raise RenderError(f"voice name {name!r} cannot prefix clip ids (no '|', '/', leading '.')")
-        out[name] = v
-    return out
-
-
 def get_normalizer() -> tuple[Callable[[str], str] | None, str]:
     """(model.text.normalize, "model.text"), or (None, reason) when it cannot be imported."""
     try:
@@ -205,109 +160,6 @@ def get_normalizer() -> tuple[Callable[[str], str] | None, str]:
     if not callable(normalize):
         return None, "unavailable (model.text.normalize is not a function)"
     return normalize, "model.text"
-
-
-# ----------------------------------------------------------------------------------- one clip
-
-
-def flite_text(text: str) -> str:
-    """What flite can read: ASCII. Accents are folded ("Müller" -> "Muller"), other non-ASCII
-    characters dropped. flite mangles UTF-8 ("Müller" comes out as "eh m l er"), and the
-    metadata must hold exactly what was spoken, so the folded text is what gets recorded."""
-    decomposed = unicodedata.normalize("NFKD", text)
-    ascii_only = "".join(c for c in decomposed if not unicodedata.combining(c)).encode("ascii", "ignore")
-    return " ".join(ascii_only.decode("ascii").split())
-
-
-def parse_psdur(stdout: str) -> list[tuple[str, float]]:
-    """``flite -psdur`` output ("pau:0.119 hh:0.212 ...") -> [(phone, end time in s)]."""
-    phones = []
-    for token in stdout.split():
-        phone, sep, end = token.rpartition(":")
-        try:
-            t = float(end)
-        except ValueError:
-            t = None
-        if not sep or not phone or t is None:
-            raise ClipError(f"unexpected flite -psdur output {token!r}")
-        phones.append((phone, t))
-    return phones
-
-
-def _atomic_write_text(path: Path, text: str) -> None:
-    tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex[:12]}.tmp")
-    try:
-        tmp.write_text(text, encoding="utf-8")
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
-
-
-def render_clip(
-    text: str,
-    voice_arg: str,
-    wav_path: Path,
-    flite: str,
-    sample_rate: int = 16_000,
-    durations_path: Path | None = None,
-) -> float:
-    """Speak ``text`` with flite into ``wav_path`` (atomically); returns the clip length in seconds.
-
-    One flite call gives both the wav (``-o``) and, with ``durations_path``, the phone end times
-    (``-psdur`` on stdout). Output at another rate than ``sample_rate`` is resampled.
-    """
-    from model.data.audio import load_wav, save_wav, wav_info
-
-    tmp = wav_path.with_name(f".{wav_path.name}.{uuid.uuid4().hex[:12]}.tmp")
-    cmd = [flite, "-voice", voice_arg]
-    if durations_path is not None:
-        cmd.append("-psdur")
-    cmd += ["-t", text, "-o", str(tmp)]
-    try:
-        try:
-            proc = subprocess.run(cmd, capture_output=True, text=True, timeout=FLITE_TIMEOUT_S)
-        except subprocess.TimeoutExpired:
-            raise ClipError(f"flite took longer than {FLITE_TIMEOUT_S:g} s") from None
-        err = proc.stderr.strip().splitlines()
-        if proc.returncode != 0:
-            raise ClipError(f"flite exited with status {proc.returncode}: {err[-1] if err else ''}".strip())
-        if not tmp.is_file():
-            raise ClipError(f"flite wrote no wav: {err[-1] if err else 'no message'}")
-        try:
-            sr, frames, channels = wav_info(tmp)
-        except Exception as exc:
-            raise ClipError(f"flite wrote an unreadable wav ({exc})") from None
-        if frames == 0:
-            raise ClipError("flite wrote an empty wav")
-        if sr != sample_rate or channels != 1:
-            from math import gcd
-
-            from scipy.signal import resample_poly
-
-            audio, sr = load_wav(tmp)  # (T,)
-            g = gcd(sr, sample_rate)
-            save_wav(tmp, resample_poly(audio, sample_rate // g, sr // g), sample_rate)
-            frames = wav_info(tmp)[1]
-        if durations_path is not None:
-            phones = parse_psdur(proc.stdout)
-            if not phones:
-                raise ClipError("flite -psdur printed no phone timings")
-            _atomic_write_text(durations_path, "".join(f"{p}:{t:.3f}\n" for p, t in phones))
-        os.replace(tmp, wav_path)  # the wav appears last: it marks the clip as done
-        return frames / sample_rate
-    finally:
-        tmp.unlink(missing_ok=True)
-
-
-def wav_is_done(wav_path: Path, sample_rate: int) -> bool:
-    """True when ``wav_path`` is a readable, non-empty mono wav at ``sample_rate``."""
-    from model.data.audio import wav_info
-
-    try:
-        sr, frames, channels = wav_info(wav_path)
-    except Exception:
-        return False
-    return sr == sample_rate and frames > 0 and channels == 1
 
 
 # ------------------------------------------------------------------------------- the folder
@@ -348,7 +200,7 @@ def _plan_state(out: Path, voices: Sequence[str], sample_rate: int) -> tuple[boo
 
 
 def _write_table(path: Path, lines: Iterable[str]) -> None:
-    _atomic_write_text(path, "".join(f"{line}\n" for line in lines))
+    atomic_write_text(path, "".join(f"{line}\n" for line in lines))
 
 
 def _write_tables(
@@ -490,7 +342,7 @@ def render_corpus(
     clips.sort(key=lambda c: list(voice_args).index(c.voice))
     result.clips = len(clips)
 
-    _atomic_write_text(out / STATE_FILE, json.dumps(state, indent=2) + "\n")
+    atomic_write_text(out / STATE_FILE, json.dumps(state, indent=2) + "\n")
     wav_dir = out / "wavs"
     dur_dir = out / "durations"
     done: set[str] = set()

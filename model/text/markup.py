@@ -20,35 +20,12 @@ import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
+from model.text.inline import MarkupError, Piece, Segment, parse_inline
 from model.text.lexicon import Lexicon, LexiconMatch, check_phonemes
 from model.text.normalize import NormalizationOptions
 from model.text.sentences import locate_sentence
+from model.text.ssml import is_ssml, parse_ssml
 from model.text.symbols import SymbolTable
-
-
-class MarkupError(ValueError):
-    """Invalid markup in the input; ``position`` is the character offset (0-based) where it is."""
-
-    def __init__(self, message: str, position: int | None = None):
-        where = f" (at character {position})" if position is not None else ""
-        super().__init__(message + where)
-        self.position = position
-
-
-@dataclass(frozen=True)
-class Piece:
-    text: str  # words to normalize and phonemize; for a phoneme piece, the words it says (display)
-    span: tuple[int, int]  # [start, end) in the input
-    phonemes: str | None = None  # verbatim IPA (unchecked until spoken()), or None for text
-    source: str = ""  # where verbatim phonemes came from: "inline", "ssml", or a lexicon entry's file:line
-
-
-@dataclass(frozen=True)
-class Segment:
-    pieces: tuple[Piece, ...]
-    rate: float = 1.0  # duration scale factor on top of the request's speed (> 1 faster)
-    pitch: float = 0.0  # semitones added to the request's pitch
-    pause: float = 0.0  # seconds of silence before this segment's speech (a segment starts a sentence)
 
 
 @dataclass(frozen=True)
@@ -63,54 +40,13 @@ class SpokenSentence:
     fired: tuple[LexiconMatch, ...] = field(default=())
 
 
-_INLINE = re.compile(r"\[(?P<word>[^\[\]\n]*)\]\(/(?P<ipa>[^/\n)]*)/\)")
-_INLINE_OPEN = re.compile(r"\]\(/")
-
-
 def has_markup(text: str) -> bool:
     """Whether ``text`` needs the markup path (SSML, or something that looks like inline phonemes)."""
-    from model.text.ssml import is_ssml
-
     return is_ssml(text) or "](/" in text
-
-
-def parse_inline(text: str, offset: int = 0) -> list[Piece]:
-    """Split ``text`` at inline ``[word](/IPA/)`` markup; ``offset``: where ``text`` starts in the input."""
-    pieces: list[Piece] = []
-    pos = 0
-    for m in _INLINE.finditer(text):
-        _check_between(text, pos, m.start(), offset)
-        if m.start() > pos:
-            pieces.append(Piece(text[pos : m.start()], (offset + pos, offset + m.start())))
-        word = m.group("word").strip()
-        if not word:
-            raise MarkupError(
-                "inline phonemes need the word they say: [word](/phonemes/)", offset + m.start()
-            )
-        if not m.group("ipa").strip():
-            raise MarkupError(f"empty phonemes for [{word}]", offset + m.start("ipa"))
-        pieces.append(Piece(word, (offset + m.start(), offset + m.end()), m.group("ipa"), "inline"))
-        pos = m.end()
-    _check_between(text, pos, len(text), offset)
-    if pos < len(text):
-        pieces.append(Piece(text[pos:], (offset + pos, offset + len(text))))
-    return pieces
-
-
-def _check_between(text: str, start: int, end: int, offset: int) -> None:
-    m = _INLINE_OPEN.search(text, start, end)
-    if m is not None:
-        bracket = text.rfind("[", start, m.start())  # point at the markup's start when there is one
-        raise MarkupError(
-            "unclosed inline phonemes: write [word](/phonemes/) with the phonemes between two slashes",
-            offset + (bracket if bracket >= 0 else m.start()),
-        )
 
 
 def plan(text: str) -> list[Segment]:
     """Parse the input: SSML when it starts with ``<speak`` (after whitespace), else inline markup."""
-    from model.text.ssml import is_ssml, parse_ssml
-
     if is_ssml(text):
         return parse_ssml(text)
     return [Segment(tuple(parse_inline(text)))]

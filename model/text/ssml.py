@@ -37,7 +37,7 @@ from dataclasses import dataclass, field
 
 from core.limits import MAX_PITCH, MAX_SPEED, MIN_SPEED
 from model.text import numbers as nw
-from model.text.markup import MarkupError, Piece, Segment, parse_inline
+from model.text.inline import MarkupError, Piece, Segment, parse_inline
 from model.text.normalize import MONTHS
 
 MAX_BREAK_S = 10.0

@@ -24,22 +24,11 @@ from torch import Tensor, nn
 
 from model.acoustic import MODEL_KIND, PRESETS, AcousticConfig, AcousticModel, acoustic_losses
 from model.data.config import AudioConfig
-from model.train.common import (
-    TrainArgs,
-    TrainConfig,
-    TrainTask,
-    UserError,
-    infinite_batches,
-    load_checkpoint,
-    make_loader,
-    pick_eval_split,
-    plot_mels,
-    prepare_run,
-    preset_sections,
-    resolve_device,
-    resumed_sections,
-    run_training,
-)
+from model.train.config import TINY_PRESET, TrainArgs, TrainConfig
+from model.train.loaders import infinite_batches, make_loader, pick_eval_split
+from model.train.samples import plot_mels
+from model.train.setup import ModelSpec, prepare
+from model.train.task import CorpusTask
 
 __all__ = ["TRAIN_PRESETS", "AcousticTask", "AcousticTrainConfig", "collate_acoustic", "train"]
 
@@ -57,21 +46,7 @@ class AcousticTrainConfig(TrainConfig):
 
 TRAIN_PRESETS: dict[str, AcousticTrainConfig] = {
     "tiny": AcousticTrainConfig(
-        steps=200,
-        batch_size=4,
-        lr=3e-3,
-        warmup_steps=5,
-        ema_decay=0.99,
-        num_workers=0,
-        log_every=5,
-        val_every=0,
-        val_batches=2,
-        sample_every=-1,
-        bin_start=20,
-        bin_ramp=20,
-        stats_clips=16,
-        val_alignment_clips=8,
-        threads=1,
+        **TINY_PRESET, lr=3e-3, bin_start=20, bin_ramp=20, stats_clips=16, val_alignment_clips=8
     ),
     "cpu": AcousticTrainConfig(
         steps=20_000,
@@ -140,7 +115,7 @@ def plot_alignment(soft: Tensor, hard: Tensor, phonemes: str, title: str = ""):
     return fig
 
 
-class AcousticTask(TrainTask):
+class AcousticTask(CorpusTask):
     kind = MODEL_KIND
 
     def __init__(
@@ -153,26 +128,13 @@ class AcousticTask(TrainTask):
     ):
         if model_cfg.n_mels != audio.n_mels:
             raise ValueError(f"model n_mels {model_cfg.n_mels} != audio n_mels {audio.n_mels}")
-        self.model_cfg = model_cfg
-        self.train_cfg = train_cfg
-        self.audio = audio
-        self.corpus = corpus
-        torch.manual_seed(train_cfg.seed)  # reproducible initialisation
-        self.model = AcousticModel(model_cfg)
+        super().__init__(model_cfg, train_cfg, audio, corpus)
+        self.model = AcousticModel(model_cfg)  # seeded by the setup (model.train.setup.Setup.build)
         self.eval_split = pick_eval_split(corpus, "train clips")
         self.step = start_step  # for the binarisation schedule; counts training loss calls
 
-    def config_dict(self) -> dict:
-        return {
-            "model": self.model_cfg.to_dict(),
-            "train": self.train_cfg.to_dict(),
-            "audio": self.audio.to_dict(),
-            "data": {
-                "corpus": str(self.corpus.path),
-                "speakers": list(self.corpus.speakers),
-                "symbols": self.corpus.symbols,
-            },
-        }
+    def data_dict(self) -> dict:
+        return super().data_dict() | {"symbols": self.corpus.symbols}
 
     def measure_mel_stats(self) -> None:
         """Per-bin mean/std of the training log-mels -> the model's normalisation buffers."""
@@ -314,83 +276,39 @@ class AcousticTask(TrainTask):
         writer.add_figure("sample/mel", plot_mels(mels, title=f"step {step}"), step)
 
 
-def _load_init_weights(model: AcousticModel, ckpt: dict, path) -> None:
-    """--init: another acoustic checkpoint's (EMA) weights, mel statistics included; a checkpoint
-    without pitch leaves the pitch predictor at its initialisation and the pitch embedding at zero,
-    so the model starts exactly where that one was."""
-    result = model.load_state_dict(ckpt.get("ema") or ckpt["model"], strict=False)
-    missing = [
-        k for k in result.missing_keys if not k.startswith(("pitch_convs.", "pitch_out.", "pitch_embed."))
-    ]
-    if missing or result.unexpected_keys:
-        raise UserError(
-            f"--init {path} does not fit: missing {missing[:3]}, unexpected {result.unexpected_keys[:3]}"
-        )
-    log.info("acoustic weights initialised from %s (%d new pitch tensors)", path, len(result.missing_keys))
+def _corpus_fields(audio: AudioConfig, corpus) -> dict:
+    """The acoustic model's fields that follow the corpus (and the audio's log floor)."""
+    mel_floor = float(torch.log(torch.tensor(audio.log_floor)))
+    return {"mel_floor": mel_floor, "n_symbols": corpus.n_symbols, "n_speakers": len(corpus.speakers)}
+
+
+def _init_config(saved: dict, requested: AcousticConfig) -> AcousticConfig:
+    """--init: the checkpoint's architecture, with pitch as the run asks (a model without pitch gains
+    a pitch predictor)."""
+    return replace(AcousticConfig.from_dict(saved), pitch=requested.pitch)
+
+
+SPEC = ModelSpec(
+    MODEL_KIND,
+    AcousticConfig,
+    AcousticTrainConfig,
+    PRESETS,
+    TRAIN_PRESETS,
+    _init_config,
+    audio_fields=("n_mels",),
+    corpus_fields=_corpus_fields,
+    # a checkpoint without pitch leaves the pitch predictor at its initialisation (embedding at zero)
+    new_weight=lambda key: key.startswith(("pitch_convs.", "pitch_out.", "pitch_embed.")),
+    needs_symbols=True,
+)
 
 
 def train(args: TrainArgs) -> dict:
     """Entry point of ``parawave train acoustic`` (see model.train.cli). Returns run_training's summary."""
-    from model.data.corpus import Corpus, CorpusError
-
-    run, ckpt = prepare_run(args)
-    try:
-        corpus = Corpus(args.data)
-        corpus.require_manifest()
-        n_symbols = corpus.n_symbols
-    except CorpusError as exc:
-        raise UserError(str(exc)) from None
-    classes = {"model": AcousticConfig, "train": AcousticTrainConfig, "audio": AudioConfig}
-    for item in args.sets:
-        key = item.split("=", 1)[0].strip()
-        if key in ("model.n_mels", "model.n_symbols", "model.n_speakers", "model.mel_floor"):
-            raise UserError(f"--set {key}: set from the corpus and the audio config, not on the command line")
-    if ckpt is not None:
-        sections = resumed_sections(
-            ckpt, run, args, classes, MODEL_KIND, "an acoustic model", corpus.speakers
-        )
-        if ckpt["config"]["data"].get("symbols") != corpus.symbols:
-            raise UserError("the corpus' symbols.json differs from the checkpoint's symbol table")
-    else:
-        sections = preset_sections(args, PRESETS, TRAIN_PRESETS, AudioConfig())
-        audio = sections["audio"]
-        sections["model"] = replace(
-            sections["model"],
-            n_mels=audio.n_mels,
-            mel_floor=float(torch.log(torch.tensor(audio.log_floor))),
-            n_symbols=n_symbols,
-            n_speakers=len(corpus.speakers),
-        )
-    init = args.extra.get("init")
-    if init is not None:
-        if ckpt is not None:
-            raise UserError("--init starts a fresh run: it cannot be combined with --resume of a saved run")
-        init_ckpt = load_checkpoint(init)
-        if init_ckpt.get("kind") != MODEL_KIND:
-            raise UserError(f"--init {init} holds a {init_ckpt.get('kind')!r} model, not an acoustic model")
-        if init_ckpt["config"]["data"].get("symbols") != corpus.symbols:
-            raise UserError(f"--init {init}: its symbol table differs from the corpus' symbols.json")
-        saved = AcousticConfig.from_dict(init_ckpt["config"]["model"])  # its architecture, pitch as asked
-        sections["model"] = replace(saved, pitch=sections["model"].pitch)
-    device = resolve_device(args.device)
-    task = AcousticTask(
-        sections["model"],
-        sections["train"],
-        sections["audio"],
-        corpus,
-        start_step=int(ckpt["step"]) if ckpt else 0,
+    setup = prepare(args, SPEC)
+    task = setup.build(
+        lambda: AcousticTask(setup.model_cfg, setup.train_cfg, setup.audio, setup.corpus, setup.start_step)
     )
-    if ckpt is None and init is not None:
-        _load_init_weights(task.model, init_ckpt, init)
-    elif ckpt is None:
-        task.measure_mel_stats()
-    return run_training(
-        task,
-        sections["train"],
-        run,
-        device=device,
-        resume_from=ckpt,
-        max_steps=args.max_steps,
-        max_minutes=args.max_minutes,
-        max_cpu_minutes=args.max_cpu_minutes,
-    )
+    if setup.resume is None and setup.init is None:
+        task.measure_mel_stats()  # an --init checkpoint brings its own, a resumed run has them
+    return setup.train(task)

@@ -7,15 +7,16 @@
     parawave train acoustic (same options) [--max-cpu-minutes M]
 
 A trainer is a function ``train(args: TrainArgs) -> dict`` (the summary of
-:func:`model.train.common.run_training`) registered in :data:`TRAINERS` as "module:function";
+:func:`model.train.loop.run_training`) registered in :data:`TRAINERS` as "module:function";
 modules are imported only when their command runs, so ``--help`` stays fast and torch-free.
-Adding a model = one TRAINERS entry + one small command below (extra options go into TrainArgs).
+Adding a model = one TRAINERS entry + one :func:`_command` below (its own options are TrainArgs fields).
 Distributed: ``torchrun --nproc_per_node N -m model.train.cli teacher ...``.
 """
 
 from __future__ import annotations
 
 import importlib
+import inspect
 import os
 from pathlib import Path
 
@@ -65,8 +66,30 @@ _MAX_CPU_MINUTES = typer.Option(
 _DEVICE = typer.Option(None, "--device", help="cpu | cuda | cuda:N (default: cuda when available).")
 
 
-def _run(kind: str, args) -> None:
-    from model.train.common import UserError, summary_table
+def _option(name: str, annotation, default) -> inspect.Parameter:
+    return inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, default=default, annotation=annotation)
+
+
+# the options every trainer takes, in --help order after the trainer's own (one declaration)
+_SHARED = (
+    _option("data", Path, _DATA),
+    _option("out", Path, _OUT),
+    _option("preset", str, _PRESET),
+    _option("sets", list[str] | None, _SET),
+    _option("resume", bool, _RESUME),
+    _option("max_steps", int | None, _MAX_STEPS),
+    _option("max_minutes", float | None, _MAX_MINUTES),
+    _option("device", str | None, _DEVICE),
+    _option("max_cpu_minutes", float | None, _MAX_CPU_MINUTES),
+)
+
+
+def _run(kind: str, options: dict) -> None:
+    """Run the ``kind`` trainer on the command line's ``options`` (TrainArgs' fields, ``sets`` a list)."""
+    from model.checkpoint import UserError
+    from model.data.corpus import CorpusError
+    from model.train.config import TrainArgs
+    from model.train.loop import summary_table
 
     module_name, attr = TRAINERS[kind][0].split(":")
     try:
@@ -76,8 +99,7 @@ def _run(kind: str, args) -> None:
             raise
         typer.echo(f"error: the {kind} trainer ({module_name}) is not available yet", err=True)
         raise typer.Exit(2) from None
-    from model.data.corpus import CorpusError
-
+    args = TrainArgs(**{**options, "sets": tuple(options["sets"] or ())})
     try:
         summary = trainer(args)
     except (UserError, CorpusError) as exc:
@@ -87,109 +109,48 @@ def _run(kind: str, args) -> None:
         typer.echo(summary_table(summary))
 
 
-def _args(data, out, preset, sets, resume, max_steps, max_minutes, device, max_cpu_minutes=None, **extra):
-    from model.train.common import TrainArgs
+def _command(kind: str, *own: inspect.Parameter) -> None:
+    """Register ``parawave train <kind>``: its own options (``own``), then the shared ones."""
 
-    return TrainArgs(
-        data=data,
-        out=out,
-        preset=preset,
-        sets=tuple(sets or ()),
-        resume=resume,
-        max_steps=max_steps,
-        max_minutes=max_minutes,
-        max_cpu_minutes=max_cpu_minutes,
-        device=device,
-        **extra,
-    )
+    def command(**options) -> None:
+        _run(kind, options)
+
+    command.__signature__ = inspect.Signature([*own, *_SHARED])
+    command.__name__ = kind
+    app.command(kind, help=TRAINERS[kind][1])(command)
 
 
-@app.command("teacher", help=TRAINERS["teacher"][1])
-def teacher(
-    init: Path | None = typer.Option(
-        None,
-        "--init",
-        help="Start a fresh run from this teacher checkpoint's weights and architecture "
-        "(--set model.excitation_layers=true adds a zero-initialised per-layer excitation).",
+def _init(text: str) -> inspect.Parameter:
+    return _option("init", Path | None, typer.Option(None, "--init", help=text))
+
+
+_command(
+    "teacher",
+    _init(
+        "Start a fresh run from this teacher checkpoint's weights and architecture "
+        "(--set model.excitation_layers=true adds a zero-initialised per-layer excitation)."
     ),
-    data: Path = _DATA,
-    out: Path = _OUT,
-    preset: str = _PRESET,
-    sets: list[str] | None = _SET,
-    resume: bool = _RESUME,
-    max_steps: int | None = _MAX_STEPS,
-    max_minutes: float | None = _MAX_MINUTES,
-    device: str | None = _DEVICE,
-    max_cpu_minutes: float | None = _MAX_CPU_MINUTES,
-) -> None:
-    extra = {"extra": {"init": init}} if init is not None else {}
-    _run(
+)
+_command(
+    "student",
+    _option(
         "teacher",
-        _args(data, out, preset, sets, resume, max_steps, max_minutes, device, max_cpu_minutes, **extra),
-    )
-
-
-@app.command("student", help=TRAINERS["student"][1])
-def student(
-    teacher: Path | None = typer.Option(
-        None,
-        "--teacher",
-        help="Teacher checkpoint (best.pt or last.pt). Without it: spectral-only training (STFT loss).",
-    ),
-    init: Path | None = typer.Option(
-        None, "--init", help="Start a fresh run from this student checkpoint's weights and architecture."
-    ),
-    data: Path = _DATA,
-    out: Path = _OUT,
-    preset: str = _PRESET,
-    sets: list[str] | None = _SET,
-    resume: bool = _RESUME,
-    max_steps: int | None = _MAX_STEPS,
-    max_minutes: float | None = _MAX_MINUTES,
-    device: str | None = _DEVICE,
-    max_cpu_minutes: float | None = _MAX_CPU_MINUTES,
-) -> None:
-    _run(
-        "student",
-        _args(
-            data,
-            out,
-            preset,
-            sets,
-            resume,
-            max_steps,
-            max_minutes,
-            device,
-            max_cpu_minutes=max_cpu_minutes,
-            teacher=teacher,
-            extra={"init": init} if init is not None else {},
+        Path | None,
+        typer.Option(
+            None,
+            "--teacher",
+            help="Teacher checkpoint (best.pt or last.pt). Without it: spectral-only training (STFT loss).",
         ),
-    )
-
-
-@app.command("acoustic", help=TRAINERS["acoustic"][1])
-def acoustic(
-    init: Path | None = typer.Option(
-        None,
-        "--init",
-        help="Start a fresh run from this acoustic checkpoint's weights and architecture (a model "
-        "without pitch gains a pitch predictor).",
     ),
-    data: Path = _DATA,
-    out: Path = _OUT,
-    preset: str = _PRESET,
-    sets: list[str] | None = _SET,
-    resume: bool = _RESUME,
-    max_steps: int | None = _MAX_STEPS,
-    max_minutes: float | None = _MAX_MINUTES,
-    device: str | None = _DEVICE,
-    max_cpu_minutes: float | None = _MAX_CPU_MINUTES,
-) -> None:
-    extra = {"extra": {"init": init}} if init is not None else {}
-    _run(
-        "acoustic",
-        _args(data, out, preset, sets, resume, max_steps, max_minutes, device, max_cpu_minutes, **extra),
-    )
+    _init("Start a fresh run from this student checkpoint's weights and architecture."),
+)
+_command(
+    "acoustic",
+    _init(
+        "Start a fresh run from this acoustic checkpoint's weights and architecture (a model "
+        "without pitch gains a pitch predictor)."
+    ),
+)
 
 
 if __name__ == "__main__":  # torchrun --nproc_per_node N -m model.train.cli teacher ...

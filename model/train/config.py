@@ -1,19 +1,15 @@
 """Training configuration: :class:`TrainConfig` (the optimisation settings every trainer shares),
 :class:`TrainArgs` (the shared command line) and the ``--set key=value`` overrides of frozen
-dataclass configs, for a fresh run (:func:`preset_sections`) or a resumed one (:func:`resumed_sections`)."""
+dataclass configs (:func:`apply_overrides`; a run's config sections are built in ``model.train.setup``)."""
 
 from __future__ import annotations
 
-import dataclasses
 import logging
-from dataclasses import asdict, dataclass, field, fields, replace
+from dataclasses import asdict, dataclass, fields, replace
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-from model.checkpoint import UserError, check_kind, config_sections_from_checkpoint
-
-if TYPE_CHECKING:
-    from model.train.rundir import RunDir
+from model.checkpoint import UserError
 
 log = logging.getLogger(__name__)
 
@@ -80,7 +76,7 @@ class TrainArgs:
     max_cpu_minutes: float | None = None  # this process's CPU time (equal-budget A/Bs on a shared host)
     device: str | None = None
     teacher: Path | None = None  # the student's frozen teacher checkpoint
-    extra: dict = field(default_factory=dict)
+    init: Path | None = None  # start a fresh run from this checkpoint's weights and architecture
 
 
 def _parse_value(raw: str, current: Any, key: str) -> Any:
@@ -141,50 +137,46 @@ def apply_overrides(sections: dict[str, Any], sets: tuple[str, ...] | list[str])
     return out
 
 
-VOCODER_AUDIO_FIELDS = (
-    "sample_rate",
-    "hop_length",
-    "n_mels",
-)  # a vocoder's model fields that follow the audio
-
-
-def reject_model_audio_sets(sets: tuple[str, ...] | list[str]) -> None:
-    """UserError on a ``--set model.<field>`` for a field of :data:`VOCODER_AUDIO_FIELDS`."""
-    for item in sets:
-        key = item.split("=", 1)[0].strip()
-        if key in {f"model.{f}" for f in VOCODER_AUDIO_FIELDS}:
-            raise UserError(
-                f"--set {key}: set audio.{key.split('.', 1)[1]} instead (the model follows the audio config)"
-            )
-
-
-def check_resume_overrides(saved: dict[str, Any], updated: dict[str, Any], frozen: tuple[str, ...]) -> None:
-    """On resume, settings of the ``frozen`` sections (e.g. the model architecture) cannot change."""
-    for name in frozen:
-        if name in saved and saved[name] != updated[name]:
-            before, after = dataclasses.asdict(saved[name]), dataclasses.asdict(updated[name])
-            changed = sorted(k for k in before if before[k] != after[k])
-            raise UserError(f"cannot change {', '.join(f'{name}.{k}' for k in changed)} when resuming")
-
-
-def resumed_sections(
-    ckpt: dict, run: RunDir, args: TrainArgs, classes: dict[str, type], kind: str, noun: str, speakers
-) -> dict[str, Any]:
-    """Config sections of a resumed run: the checkpoint's, with ``--set`` overrides that may not touch
-    the model or audio sections, for a corpus with the checkpoint's speakers. ``noun``: "a teacher"."""
-    check_kind(ckpt, kind, run.last, noun)
-    saved = config_sections_from_checkpoint(ckpt, classes)
-    sections = apply_overrides(saved, args.sets)
-    check_resume_overrides(saved, sections, ("model", "audio"))
-    saved_speakers = ckpt["config"]["data"]["speakers"]
-    if list(saved_speakers) != list(speakers):
-        raise UserError(f"corpus speakers {speakers} differ from the checkpoint's {saved_speakers}")
-    return sections
-
-
-def preset_sections(args: TrainArgs, presets: dict, train_presets: dict, audio: Any) -> dict[str, Any]:
-    """Config sections of a fresh run: the named model and training presets, ``audio``, then ``--set``."""
-    if args.preset not in presets:
-        raise UserError(f"unknown preset {args.preset!r}; choose from {', '.join(presets)}")
-    sections = {"model": presets[args.preset], "train": train_presets[args.preset], "audio": audio}
-    return apply_overrides(sections, args.sets)
+# What a trainer's preset of a name shares with the other trainers' (each adds its own settings):
+# "tiny" (smoke tests and CI, seconds on a CPU) for every trainer, "cpu" and "gpu" for the two
+# vocoders (teacher and student: same windows, schedule and bookkeeping).
+TINY_PRESET: dict[str, Any] = {
+    "steps": 200,
+    "batch_size": 4,
+    "warmup_steps": 5,
+    "ema_decay": 0.99,
+    "num_workers": 0,
+    "threads": 1,
+    "log_every": 5,
+    "val_every": 0,
+    "val_batches": 2,
+    "sample_every": -1,
+}
+VOCODER_PRESETS: dict[str, dict[str, Any]] = {
+    "cpu": {
+        "batch_size": 4,
+        "lr": 1e-3,
+        "warmup_steps": 500,
+        "ema_decay": 0.999,
+        "num_workers": 1,
+        "compile": True,  # issue 16: with CPU bf16, ~3.5x the fp32 Conv1d step (bench/results)
+        "log_every": 50,
+        "val_every": 1000,
+        "val_batches": 8,
+        "sample_every": 5000,
+        "checkpoint_minutes": 10.0,
+    },
+    "gpu": {
+        "segment_frames": 40,
+        "lr": 1e-3,
+        "warmup_steps": 1000,
+        "ema_decay": 0.9999,
+        "precision": "bf16",
+        "num_workers": 8,
+        "log_every": 100,
+        "val_every": 2000,
+        "val_batches": 16,
+        "sample_every": 10_000,
+        "checkpoint_minutes": 5.0,
+    },
+}

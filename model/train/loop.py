@@ -1,7 +1,7 @@
-"""The training loop: :class:`TrainTask` (a model kind's part) and :func:`run_training` (the rest:
-optimiser, EMA, precision, checkpoints, validation, samples, TensorBoard, DDP, stopping on
-``--max-steps``/``--max-minutes``/``--max-cpu-minutes``/SIGTERM/Ctrl-C), and the summary table the
-CLI prints.
+"""The training loop: :func:`run_training` does all but a model kind's part (its
+:class:`~model.train.task.TrainTask`): optimiser, EMA, precision, checkpoints, validation, samples,
+TensorBoard, DDP, stopping on ``--max-steps``/``--max-minutes``/``--max-cpu-minutes``/SIGTERM/Ctrl-C
+(:class:`LoopSettings`); and the summary table the CLI prints.
 
 ``--max-cpu-minutes`` counts the CPU time of the training process (``time.process_time``: every
 thread of this process, user + system; not DataLoader worker processes), so runs compared at an equal
@@ -15,7 +15,8 @@ import logging
 import math
 import signal
 import time
-from collections.abc import Iterator
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
@@ -27,54 +28,9 @@ from model.train.distributed import rank_and_world, setup_distributed
 from model.train.loaders import to_device
 from model.train.optim import EMA, autocast_context, make_optimizer, make_scheduler
 from model.train.rundir import RunDir, setup_file_logging
+from model.train.task import TrainTask
 
 log = logging.getLogger(__name__)
-
-
-class TrainTask:
-    """One model kind's part of training; :func:`run_training` does the rest.
-
-    Set ``kind`` and ``model`` (the trainable nn.Module; its ``state_dict`` is what is saved) and
-    implement :meth:`config_dict`, :meth:`train_batches` and :meth:`loss`; optionally
-    :meth:`validate` (its "loss" selects best.pt) and :meth:`log_samples`.
-
-    A task that trains more than ``model`` (e.g. the student's discriminators, with their own
-    optimiser, stepped inside :meth:`loss`) returns that state from :meth:`aux_state_dict`: it is
-    saved in the training checkpoint's "aux" section (never in "model"/"ema", which is what export
-    and inference read) and handed back to :meth:`load_aux_state_dict` on resume. ``step`` is the
-    global step of the update being computed, set by the loop before each :meth:`loss`.
-    """
-
-    kind: str = ""
-    model: nn.Module
-    step: int = 0
-
-    def config_dict(self) -> dict:
-        """Everything needed to rebuild the model and continue: {"model", "train", "audio", "data", ...}."""
-        raise NotImplementedError
-
-    def train_batches(self, device: torch.device) -> Iterator[dict]:
-        """Endless training batches (CPU tensors are fine; they are moved to ``device``)."""
-        raise NotImplementedError
-
-    def loss(self, model: nn.Module, batch: dict) -> tuple[Tensor, dict[str, float | Tensor]]:
-        """Scalar loss to minimise and metrics to log. ``model`` may be the DDP wrapper: call it, do
-        not reach into ``.module``, so gradients are synchronised. Runs under autocast on CUDA."""
-        raise NotImplementedError
-
-    def validate(self, model: nn.Module, device: torch.device) -> dict[str, float]:
-        """Validation metrics with the EMA weights (no grad, eval mode). "loss" picks best.pt."""
-        return {}
-
-    def log_samples(self, model: nn.Module, writer, step: int, device: torch.device) -> None:
-        """Audio samples / figures to TensorBoard with the EMA weights."""
-
-    def aux_state_dict(self) -> dict | None:
-        """Training state beyond the model (saved as the checkpoint's "aux"); None = nothing."""
-        return None
-
-    def load_aux_state_dict(self, state: dict | None) -> None:
-        """Restore :meth:`aux_state_dict` from a resumed checkpoint (None: it had none)."""
 
 
 class _StopFlag:
@@ -103,6 +59,24 @@ def _scalar(v: float | Tensor) -> float:
     return float(v.detach().float().item()) if isinstance(v, Tensor) else float(v)
 
 
+@dataclass(frozen=True)
+class LoopSettings:
+    """How one invocation of the loop runs: where it stops and whether it shows a progress bar."""
+
+    max_steps: int | None = None  # the global step to stop at (None: the schedule's length, cfg.steps)
+    max_minutes: float | None = None  # wall-clock minutes of training in this invocation
+    max_cpu_minutes: float | None = None  # CPU minutes of this process in this invocation (cpu_clock)
+    progress: bool = True  # a tqdm bar (rank 0)
+    cpu_clock: Callable[[], float] = time.process_time  # seconds of this process's CPU time
+
+    @classmethod
+    def from_args(cls, args) -> LoopSettings:
+        """The limits of a :class:`~model.train.config.TrainArgs` (the command line)."""
+        return cls(
+            max_steps=args.max_steps, max_minutes=args.max_minutes, max_cpu_minutes=args.max_cpu_minutes
+        )
+
+
 def run_training(
     task: TrainTask,
     cfg: TrainConfig,
@@ -110,70 +84,50 @@ def run_training(
     *,
     device: torch.device,
     resume_from: dict | None = None,
-    max_steps: int | None = None,
-    max_minutes: float | None = None,
-    progress: bool = True,
-    max_cpu_minutes: float | None = None,
-    cpu_clock=time.process_time,
+    settings: LoopSettings = LoopSettings(),
 ) -> dict:
-    """Train ``task.model`` until ``max_steps`` (global; default ``cfg.steps``), ``max_minutes`` of
-    this invocation, ``max_cpu_minutes`` of this process's CPU time in this invocation (read from
-    ``cpu_clock``, seconds), a SIGTERM or Ctrl-C. Saves last.pt at the end in every case.
+    """Train ``task.model`` until ``settings.max_steps`` (global; default ``cfg.steps``),
+    ``max_minutes`` of this invocation, ``max_cpu_minutes`` of this process's CPU time in this
+    invocation (read from ``settings.cpu_clock``, seconds), a SIGTERM or Ctrl-C. Saves last.pt at the
+    end in every case.
 
     Returns a summary: {"step", "start_step", "stopped" (reason), "last_loss", "history" [(step,
     loss)], "val" (last validation metrics), "best_val", "checkpoint", "seconds", "cpu_seconds",
     "steps_per_s"}.
     """
-    rank, world, distributed = rank_and_world()
+    rank, _, distributed = rank_and_world()
     if distributed:
         setup_distributed(device)
-    torch.manual_seed(cfg.seed + rank)
+    torch.manual_seed(cfg.seed + rank)  # the training stream (batches' noise, dropout), per rank
     if device.type == "cuda":
         torch.backends.cuda.matmul.allow_tf32 = True
         torch.backends.cudnn.allow_tf32 = True
         torch.backends.cudnn.benchmark = True
 
-    max_steps = cfg.steps if max_steps is None else max_steps
     previous_threads = torch.get_num_threads()
     if device.type == "cpu" and cfg.threads > 0:
         torch.set_num_threads(cfg.threads)
     try:
-        return _train_loop(
-            task,
-            cfg,
-            run,
-            device,
-            resume_from,
-            max_steps,
-            max_minutes,
-            progress,
-            rank,
-            world,
-            max_cpu_minutes,
-            cpu_clock,
-        )
+        return _train_loop(task, cfg, run, device, resume_from, settings)
     finally:
         torch.set_num_threads(previous_threads)
 
 
 def _train_loop(
-    task,
-    cfg,
-    run,
-    device,
-    resume_from,
-    max_steps,
-    max_minutes,
-    progress,
-    rank,
-    world,
-    max_cpu_minutes,
-    cpu_clock,
+    task: TrainTask,
+    cfg: TrainConfig,
+    run: RunDir,
+    device: torch.device,
+    resume_from: dict | None,
+    settings: LoopSettings,
 ) -> dict:
     from model.train.precision import effective_precision
 
+    rank, world, distributed = rank_and_world()
     main = rank == 0
-    distributed = world > 1
+    max_steps = cfg.steps if settings.max_steps is None else settings.max_steps
+    max_minutes, max_cpu_minutes = settings.max_minutes, settings.max_cpu_minutes
+    cpu_clock = settings.cpu_clock
     model = task.model.to(device)
     params = [p for p in model.parameters() if p.requires_grad]
     optimizer = make_optimizer(params, cfg)
@@ -295,7 +249,7 @@ def _train_loop(
     stop = _StopFlag()
     batches = task.train_batches(device)
     bar = None
-    if main and progress:
+    if main and settings.progress:
         from tqdm import tqdm
 
         bar = tqdm(

@@ -8,7 +8,6 @@ import os
 from pathlib import Path
 
 from model.checkpoint import UserError, load_checkpoint
-from model.train.config import TrainArgs
 
 log = logging.getLogger(__name__)
 
@@ -31,18 +30,18 @@ class RunDir:
         return self
 
 
-def prepare_run(args: TrainArgs) -> tuple[RunDir, dict | None]:
+def prepare_run(out: str | os.PathLike, resume: bool) -> tuple[RunDir, dict | None]:
     """Check the run directory against ``--resume``: the checkpoint to resume from, or None.
 
     Without ``--resume`` an existing ``last.pt`` is an error (no silent overwrite); with it and no
     checkpoint yet, training starts fresh (handy for chunked GPU sessions).
     """
-    run = RunDir(args.out)
+    run = RunDir(out)
     if run.last.exists():
-        if not args.resume:
+        if not resume:
             raise UserError(f"{run.last} exists: pass --resume to continue it, or choose another --out")
         return run, load_checkpoint(run.last)
-    if args.resume:
+    if resume:
         log.warning("--resume: no checkpoint in %s yet, starting fresh", run.checkpoints)
     return run, None
 

@@ -13,8 +13,9 @@ Per step, on random frame-aligned windows (:class:`model.data.dataset.VocoderDat
 
 (see :mod:`model.losses`).
 
-Adversarial training (issue 37; GAN-based density distillation, Yamamoto et al. 2019), on when
-``adv_weight > 0`` (``adv_weight = 0``: no discriminator is built, the trainer above unchanged):
+Adversarial training (issue 37; GAN-based density distillation, Yamamoto et al. 2019; in
+:mod:`model.train.adversarial`), on when ``adv_weight > 0`` (``adv_weight = 0``: no discriminator is
+built, the trainer above unchanged):
 multi-period and multi-resolution discriminators (:mod:`model.discriminators`) with their own Adam
 (``disc_lr``, ``disc_betas``) and warm-up + cosine schedule, trained from step ``disc_start`` on the
 least-squares loss (real -> 1, the student's detached sample -> 0), one discriminator update per
@@ -49,41 +50,22 @@ synthesized in one pass (TensorBoard audio + mel figure with the real one).
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 from torch import Tensor, nn
 
-from model.checkpoint import check_kind, cpu_state
+from model.checkpoint import UserError, check_kind, load_checkpoint
 from model.data.config import AudioConfig
-from model.discriminators import DiscConfig, MultiDiscriminator
-from model.losses import (
-    MultiResolutionSTFTLoss,
-    distillation_kl,
-    feature_matching_loss,
-    lsgan_discriminator_loss,
-    lsgan_generator_loss,
-)
+from model.discriminators import DiscConfig
+from model.losses import MultiResolutionSTFTLoss, distillation_kl
 from model.student import MODEL_KIND, PRESETS, StudentConfig, StudentIAF
 from model.teacher import TeacherWaveNet, teacher_from_checkpoint
-from model.train.common import (
-    TrainArgs,
-    TrainConfig,
-    TrainTask,
-    UserError,
-    infinite_batches,
-    load_checkpoint,
-    log_vocoder_sample,
-    make_loader,
-    pick_eval_split,
-    prepare_run,
-    preset_sections,
-    reject_model_audio_sets,
-    resolve_device,
-    resumed_sections,
-    run_training,
-)
+from model.train.config import TINY_PRESET, VOCODER_PRESETS, TrainArgs, TrainConfig
+from model.train.loaders import infinite_batches, make_loader
+from model.train.setup import ModelSpec, prepare
+from model.train.task import VocoderTask
 
 __all__ = ["TRAIN_PRESETS", "StudentTask", "StudentTrainConfig", "init_conditioning_from_teacher", "train"]
 
@@ -150,53 +132,21 @@ class StudentTrainConfig(TrainConfig):
 
 TRAIN_PRESETS: dict[str, StudentTrainConfig] = {
     "tiny": StudentTrainConfig(
-        steps=200,
-        batch_size=4,
+        **TINY_PRESET,
         segment_frames=4,
         val_segment_frames=4,
         stft_ffts=(256, 128, 64),
         lr=3e-3,
-        warmup_steps=5,
-        ema_decay=0.99,
-        num_workers=0,
-        threads=1,
-        log_every=5,
-        val_every=0,
-        val_batches=2,
-        sample_every=-1,
         sample_seconds=0.1,
     ),
-    "cpu": StudentTrainConfig(
-        steps=50_000,
-        batch_size=4,
-        segment_frames=20,
-        lr=1e-3,
-        warmup_steps=500,
-        ema_decay=0.999,
-        num_workers=1,
-        compile=True,  # issue 16: student and frozen teacher compiled (bench/results)
-        log_every=50,
-        val_every=1000,
-        val_batches=8,
-        sample_every=5000,
-        checkpoint_minutes=10.0,
-    ),
+    # compile (issue 16): the student and its frozen teacher (bench/results)
+    "cpu": StudentTrainConfig(**VOCODER_PRESETS["cpu"], steps=50_000, segment_frames=20),
     "gpu": StudentTrainConfig(
+        **VOCODER_PRESETS["gpu"],
         steps=100_000,
         batch_size=16,
-        segment_frames=40,
         val_segment_frames=80,
         stft_ffts=(2048, 1024, 512, 256),
-        lr=1e-3,
-        warmup_steps=1000,
-        ema_decay=0.9999,
-        precision="bf16",
-        num_workers=8,
-        log_every=100,
-        val_every=2000,
-        val_batches=16,
-        sample_every=10_000,
-        checkpoint_minutes=5.0,
     ),
 }
 
@@ -215,8 +165,9 @@ def init_conditioning_from_teacher(student: StudentIAF, teacher: TeacherWaveNet)
     return True
 
 
-class StudentTask(TrainTask):
+class StudentTask(VocoderTask):
     kind = MODEL_KIND
+    sample_tag = "sample/student"
 
     def __init__(
         self,
@@ -227,10 +178,7 @@ class StudentTask(TrainTask):
         teacher: TeacherWaveNet | None,
         teacher_info: dict,
     ):
-        if model_cfg.hop_length != audio.hop_length:  # the upsampling factor must be the feature hop
-            raise ValueError(f"model hop {model_cfg.hop_length} != audio hop {audio.hop_length}")
-        if model_cfg.sample_rate != audio.sample_rate or model_cfg.n_mels != audio.n_mels:
-            raise ValueError("model sample_rate/n_mels do not match the audio config")
+        super().__init__(model_cfg, train_cfg, audio, corpus)
         if teacher is not None:
             t = teacher.cfg
             for name in ("sample_rate", "hop_length", "n_mels", "n_speakers"):
@@ -241,10 +189,6 @@ class StudentTask(TrainTask):
             teacher = teacher.eval()
             for p in teacher.parameters():
                 p.requires_grad_(False)
-        self.model_cfg = model_cfg
-        self.train_cfg = train_cfg
-        self.audio = audio
-        self.corpus = corpus
         self.teacher_info = teacher_info
         self.teacher = teacher
         self._train_teacher: nn.Module | None = None  # the compiled teacher of the training steps
@@ -255,21 +199,11 @@ class StudentTask(TrainTask):
             train_cfg.stft_mag_weight,
             train_cfg.stft_power_weight,
         )
-        self.disc: MultiDiscriminator | None = None
-        self._train_disc: nn.Module | None = None
+        self.adversary = None  # the discriminators (model.train.adversarial), when adv_weight > 0
         if train_cfg.adv_weight > 0:
-            from model.train.optim import make_scheduler
+            from model.train.adversarial import Adversary
 
-            with torch.random.fork_rng():  # the same initial discriminators in every run of a seed
-                torch.manual_seed(train_cfg.seed)
-                self.disc = MultiDiscriminator(train_cfg.disc_config())
-            self.disc_optimizer = torch.optim.Adam(
-                self.disc.parameters(), lr=train_cfg.disc_lr, betas=tuple(train_cfg.disc_betas)
-            )
-            self.disc_scheduler = make_scheduler(
-                self.disc_optimizer, replace(train_cfg, lr=train_cfg.disc_lr)
-            )
-        self.eval_split = pick_eval_split(corpus, "fixed train windows")
+            self.adversary = Adversary(train_cfg)
         self.cond_from_teacher = False
         if train_cfg.init_cond_from_teacher and teacher is not None:
             self.cond_from_teacher = init_conditioning_from_teacher(self.model, self.teacher)
@@ -279,13 +213,7 @@ class StudentTask(TrainTask):
                 log.info("student conditioning network differs in shape from the teacher's: random init")
 
     def config_dict(self) -> dict:
-        return {
-            "model": self.model_cfg.to_dict(),
-            "train": self.train_cfg.to_dict(),
-            "audio": self.audio.to_dict(),
-            "data": {"corpus": str(self.corpus.path), "speakers": list(self.corpus.speakers)},
-            "teacher": dict(self.teacher_info),
-        }
+        return super().config_dict() | {"teacher": dict(self.teacher_info)}
 
     @property
     def excite(self) -> bool:
@@ -301,14 +229,8 @@ class StudentTask(TrainTask):
                 from model.train.precision import compile_module
 
                 self._train_teacher = compile_module(self.teacher, device)
-        if self.disc is not None:
-            self.disc.to(device)
-            if self._train_disc is None:
-                from model.train.precision import compile_module
-
-                # static shapes: the (2B, T) update and the (B, T) student pass are two graphs
-                enabled = self.train_cfg.compile and self.train_cfg.disc_compile
-                self._train_disc = compile_module(self.disc, device, enabled, dynamic=False)
+        if self.adversary is not None:
+            self.adversary.to(device)
         self.stft.to(device)
 
     def train_batches(self, device: torch.device):
@@ -321,69 +243,13 @@ class StudentTask(TrainTask):
         return infinite_batches(loader)
 
     def aux_state_dict(self) -> dict | None:
-        if self.disc is None:
-            return None
-        return {
-            "disc": cpu_state(self.disc.state_dict()),
-            "disc_config": self.train_cfg.disc_config().to_dict(),
-            "optimizer": self.disc_optimizer.state_dict(),
-            "scheduler": self.disc_scheduler.state_dict(),
-        }
+        return None if self.adversary is None else self.adversary.state_dict()
 
     def load_aux_state_dict(self, state: dict | None) -> None:
-        if self.disc is None:
-            if state is not None and "disc" in state:
-                log.info("resumed without adversarial training: the saved discriminators are dropped")
-            return
-        if state is None or "disc" not in state:
-            log.info("the resumed run had no discriminators: they start fresh")
-            return
-        if DiscConfig.from_dict(state["disc_config"]) != self.train_cfg.disc_config():
-            raise UserError("cannot change the discriminators (disc_*) when resuming")
-        self.disc.load_state_dict(state["disc"])
-        self.disc_optimizer.load_state_dict(state["optimizer"])
-        self.disc_scheduler.load_state_dict(state["scheduler"])
-
-    def _disc_update(self, fake: Tensor, real: Tensor) -> tuple[dict[str, Tensor], list[list[Tensor]]]:
-        """One discriminator step on (real, detached fake), (B, T) each. Returns its loss terms and the
-        real audio's features (detached; the feature-matching targets)."""
-        disc = self._train_disc if self._train_disc is not None else self.disc
-        self.disc.requires_grad_(True)
-        b = real.shape[0]
-        scores, feats = disc(torch.cat([real, fake.detach()]))  # [(2B, N)], [[(2B, C, ...)]]
-        d_real, d_fake = lsgan_discriminator_loss([s[:b] for s in scores], [s[b:] for s in scores])
-        d_loss = d_real + d_fake
-        self.disc_optimizer.zero_grad(set_to_none=True)
-        if torch.isfinite(d_loss):
-            with torch.autocast(device_type=real.device.type, enabled=False):
-                d_loss.backward()
-            self.disc_optimizer.step()
-            self.disc_scheduler.step()
-        else:
-            log.warning("step %d: non-finite discriminator loss, its update skipped", self.step)
-        real_feats = [[f[:b].detach() for f in fs] for fs in feats]
-        terms = {"d_real": d_real.detach(), "d_fake": d_fake.detach(), "d_loss": d_loss.detach()}
-        return terms, real_feats
-
-    def _adversarial(self, x: Tensor, audio: Tensor) -> tuple[Tensor | None, dict[str, Tensor]]:
-        """The adversarial part of a training step: the discriminator update (from ``disc_start``) and,
-        once warmed up, the student's weighted adversarial + feature-matching loss (else None)."""
-        cfg = self.train_cfg
-        if self.disc is None or self.step < cfg.disc_start:
-            return None, {}
-        terms, real_feats = self._disc_update(x, audio)
-        terms["disc_lr"] = torch.tensor(self.disc_scheduler.get_last_lr()[0])
-        scale = cfg.adv_scale(self.step)
-        terms["adv_scale"] = torch.tensor(scale)
-        if scale == 0.0:
-            return None, terms
-        disc = self._train_disc if self._train_disc is not None else self.disc
-        self.disc.requires_grad_(False)  # the student's pass: gradients into x only
-        scores, feats = disc(x)
-        adv = lsgan_generator_loss(scores)
-        fm = feature_matching_loss(real_feats, feats)
-        terms |= {"adv": adv.detach(), "fm": fm.detach()}
-        return scale * (cfg.adv_weight * adv + cfg.fm_weight * fm), terms
+        if self.adversary is not None:
+            self.adversary.load_state_dict(state)
+        elif state is not None and "disc" in state:
+            log.info("resumed without adversarial training: the saved discriminators are dropped")
 
     def losses(
         self,
@@ -416,8 +282,8 @@ class StudentTask(TrainTask):
             )
             terms = {"kl": kl.mean(), "reg": reg.mean()}
             loss = loss + cfg.kl_weight * terms["kl"] + cfg.reg_weight * terms["reg"]
-        if adversarial:
-            adv_loss, adv_terms = self._adversarial(x, audio)
+        if adversarial and self.adversary is not None:
+            adv_loss, adv_terms = self.adversary.loss(x, audio, self.step)
             terms |= adv_terms
             if adv_loss is not None:
                 loss = loss + adv_loss
@@ -461,21 +327,6 @@ class StudentTask(TrainTask):
             count += n
         return {k: v / max(count, 1) for k, v in totals.items()}
 
-    def log_samples(self, model: nn.Module, writer, step: int, device: torch.device) -> None:
-        log_vocoder_sample(
-            model,
-            writer,
-            step,
-            device,
-            corpus=self.corpus,
-            split=self.eval_split,
-            audio_cfg=self.audio,
-            sample_seconds=self.train_cfg.sample_seconds,
-            temperature=self.train_cfg.sample_temperature,
-            audio_tag="sample/student",
-            label="student",
-        )
-
 
 def _load_teacher(path: Path | None) -> tuple[TeacherWaveNet | None, dict]:
     if path is None:
@@ -496,105 +347,72 @@ def _load_teacher(path: Path | None) -> tuple[TeacherWaveNet | None, dict]:
     return teacher, info
 
 
-def _init_checkpoint(path: Path) -> dict:
-    return check_kind(load_checkpoint(path), MODEL_KIND, f"--init {path}")
-
-
-def _init_model_config(path: Path, excitation_channels: int) -> StudentConfig:
+def _init_config(saved: dict, requested: StudentConfig) -> StudentConfig:
     """The architecture of the --init checkpoint (a fresh run takes it whole; --set model.* is ignored),
-    with ``excitation_channels`` (the run's) when the checkpoint predates excitation: a mel-only student
+    with the run's ``excitation_channels`` when the checkpoint predates excitation: a mel-only student
     gains zero-initialised excitation convs and starts exactly where it was."""
-    saved = dict(_init_checkpoint(path)["config"]["model"])
-    saved.setdefault("excitation_channels", excitation_channels)
+    saved.setdefault("excitation_channels", requested.excitation_channels)
     return StudentConfig.from_dict(saved)
 
 
-def _load_init_weights(model: StudentIAF, path: Path) -> None:
-    ckpt = _init_checkpoint(path)
-    state = ckpt.get("ema") or ckpt["model"]  # the averaged weights are the ones worth continuing
-    result = model.load_state_dict(state, strict=False)
-    missing = [k for k in result.missing_keys if ".excitation_conv." not in k]
-    if missing or result.unexpected_keys:
+SPEC = ModelSpec(
+    MODEL_KIND,
+    StudentConfig,
+    StudentTrainConfig,
+    PRESETS,
+    TRAIN_PRESETS,
+    _init_config,
+    new_weight=lambda key: ".excitation_conv." in key,  # a mel-only --init: the excitation at zero
+)
+
+
+def _check_teacher(
+    setup, teacher: TeacherWaveNet | None, teacher_info: dict, base_audio: AudioConfig
+) -> None:
+    """The teacher fits the run: the corpus' speakers, a fresh run's audio settings, a resumed run's
+    teacher (or none)."""
+    if teacher_info["speakers"] and teacher_info["speakers"] != list(setup.corpus.speakers):
         raise UserError(
-            f"--init {path} does not fit this student: missing {missing[:3]}, unexpected {result.unexpected_keys[:3]}"
+            f"corpus speakers {setup.corpus.speakers} differ from the teacher's {teacher_info['speakers']}"
         )
-    if result.missing_keys:
-        log.info(
-            "--init: %d excitation tensors start at zero (the checkpoint is mel-only)",
-            len(result.missing_keys),
+    if setup.resume is None:
+        if teacher is not None and setup.audio != base_audio:
+            raise UserError("the student must use the teacher's audio/mel settings (audio.* cannot change)")
+        return
+    saved = setup.resume["config"].get("teacher") or {}
+    if saved.get("config") != teacher_info["config"]:
+        if saved.get("config") is None:
+            raise UserError(
+                "this run is spectral-only (no teacher): resume it without --teacher, or start a "
+                "distillation run with --init pointing at its checkpoint"
+            )
+        if teacher_info["config"] is None:
+            raise UserError(f"this run is distilled from {saved.get('path')}: pass it as --teacher")
+        raise UserError(
+            f"{setup.args.teacher} is not the teacher this student was distilled from (its config differs)"
         )
 
 
 def train(args: TrainArgs) -> dict:
     """Entry point of ``parawave train student`` (see model.train.cli). Returns run_training's summary."""
-    from model.data.corpus import Corpus, CorpusError
-
-    run, ckpt = prepare_run(args)
-    try:
-        corpus = Corpus(args.data)
-    except CorpusError as exc:
-        raise UserError(str(exc)) from None
     teacher, teacher_info = _load_teacher(args.teacher)
-    if teacher_info["speakers"] and teacher_info["speakers"] != list(corpus.speakers):
-        raise UserError(
-            f"corpus speakers {corpus.speakers} differ from the teacher's {teacher_info['speakers']}"
+    # the student uses the teacher's features (the default features without a teacher)
+    base_audio = (
+        AudioConfig() if teacher_info["audio"] is None else AudioConfig.from_dict(teacher_info["audio"])
+    )
+    setup = prepare(args, SPEC, base_audio)
+    _check_teacher(setup, teacher, teacher_info, base_audio)
+    task = setup.build(
+        lambda: StudentTask(
+            setup.model_cfg, setup.train_cfg, setup.audio, setup.corpus, teacher, teacher_info
         )
-    classes = {"model": StudentConfig, "train": StudentTrainConfig, "audio": AudioConfig}
-    reject_model_audio_sets(args.sets)
-    init = args.extra.get("init")
-    if ckpt is not None:
-        if init is not None:
-            raise UserError("--init starts a fresh run: it cannot be combined with --resume of a saved run")
-        sections = resumed_sections(ckpt, run, args, classes, MODEL_KIND, "a student", corpus.speakers)
-        saved = ckpt["config"].get("teacher") or {}
-        if saved.get("config") != teacher_info["config"]:
-            if saved.get("config") is None:
-                raise UserError(
-                    "this run is spectral-only (no teacher): resume it without --teacher, or start a "
-                    "distillation run with --init pointing at its checkpoint"
-                )
-            if teacher_info["config"] is None:
-                raise UserError(f"this run is distilled from {saved.get('path')}: pass it as --teacher")
-            raise UserError(
-                f"{args.teacher} is not the teacher this student was distilled from (its config differs)"
-            )
-    else:
-        # the student uses the teacher's features (the default features without a teacher)
-        base_audio = (
-            AudioConfig() if teacher_info["audio"] is None else AudioConfig.from_dict(teacher_info["audio"])
-        )
-        sections = preset_sections(args, PRESETS, TRAIN_PRESETS, base_audio)
-        audio = sections["audio"]
-        if teacher is not None and audio != base_audio:
-            raise UserError("the student must use the teacher's audio/mel settings (audio.* cannot change)")
-        if init is not None:
-            sections["model"] = _init_model_config(init, sections["model"].excitation_channels)
-        sections["model"] = replace(
-            sections["model"],
-            sample_rate=audio.sample_rate,
-            hop_length=audio.hop_length,
-            n_mels=audio.n_mels,
-            n_speakers=len(corpus.speakers),
-        )
-    device = resolve_device(args.device)
-    task = StudentTask(sections["model"], sections["train"], sections["audio"], corpus, teacher, teacher_info)
-    if ckpt is None and init is not None:
-        _load_init_weights(task.model, init)
-        log.info("student weights initialised from %s", init)
-    elif (
-        ckpt is None
+    )
+    fresh = setup.resume is None and setup.init is None
+    if (
+        fresh
         and teacher is not None
-        and sections["train"].init_cond_from_teacher
+        and setup.train_cfg.init_cond_from_teacher
         and not task.cond_from_teacher
     ):
         log.warning("the teacher's conditioning network has another shape: the student's starts random")
-    return run_training(
-        task,
-        sections["train"],
-        run,
-        device=device,
-        resume_from=ckpt,
-        max_steps=args.max_steps,
-        max_minutes=args.max_minutes,
-        max_cpu_minutes=args.max_cpu_minutes,
-    )
+    return setup.train(task)

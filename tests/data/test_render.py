@@ -10,6 +10,7 @@ import types
 import pytest
 from typer.testing import CliRunner
 
+from model.data import flite as F
 from model.data import render as R
 from model.data.audio import load_wav, wav_info
 from model.data.ingest import parse_metadata, parse_splits
@@ -138,7 +139,7 @@ def test_comma_voices_and_single_voice_folder_conflict(tmp_path, texts):
     assert R.parse_voices(["rms,slt", "awb", "rms"]) == ["rms", "slt", "awb"]
     out = tmp_path / "one"
     R.render_corpus([texts[1]], ["rms"], out, progress=False)
-    with pytest.raises(R.RenderError, match="unprefixed ids"):
+    with pytest.raises(F.RenderError, match="unprefixed ids"):
         R.render_corpus([texts[1]], ["slt"], out, progress=False)
 
 
@@ -272,8 +273,8 @@ def test_get_normalizer_takes_the_function(monkeypatch):
 
 
 def test_flite_text_is_ascii():
-    assert R.flite_text("Müller  à la “crème”  brûlée") == "Muller a la creme brulee"
-    assert R.flite_text("plain words.") == "plain words."
+    assert F.flite_text("Müller  à la “crème”  brûlée") == "Muller a la creme brulee"
+    assert F.flite_text("plain words.") == "plain words."
 
 
 @needs_flite

@@ -160,7 +160,7 @@ def test_audio_params_mirror_audio_config():
 
 
 def _checkpoint(path: Path, kind: str, model: torch.nn.Module, audio: dict, data: dict) -> Path:
-    from model.train.common import save_checkpoint
+    from model.checkpoint import save_checkpoint
 
     save_checkpoint(
         path,

@@ -12,7 +12,7 @@ from model.data.corpus import Corpus
 from model.data.dataset import VocoderDataset
 from model.distributions import gaussian_nll
 from model.teacher import TeacherWaveNet, preset
-from model.train.common import TrainArgs
+from model.train.config import TrainArgs
 from model.train.teacher import train
 from model.validation import nll
 

@@ -8,7 +8,7 @@ from tone_corpus import tone, write_tone_corpus
 from typer.testing import CliRunner
 
 from model.data.audio import load_wav, save_wav
-from model.train.common import TrainArgs
+from model.train.config import TrainArgs
 from model.train.teacher import train
 from service.cli import app
 

@@ -9,10 +9,11 @@ import torch
 from typer.testing import CliRunner
 
 from model.acoustic import acoustic_from_checkpoint
+from model.checkpoint import UserError, load_checkpoint
 from model.data.audio import save_wav
 from model.text import default_symbols
 from model.train.acoustic import train
-from model.train.common import TrainArgs, UserError, load_checkpoint
+from model.train.config import TrainArgs
 from service.cli import app
 
 SR, HOP = 16_000, 200

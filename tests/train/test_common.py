@@ -10,21 +10,12 @@ import pytest
 import torch
 from torch import nn
 
-from model.train.common import (
-    EMA,
-    RunDir,
-    TrainArgs,
-    TrainConfig,
-    TrainTask,
-    UserError,
-    apply_overrides,
-    load_checkpoint,
-    lr_factor,
-    prepare_run,
-    run_training,
-    save_checkpoint,
-    summary_table,
-)
+from model.checkpoint import UserError, load_checkpoint, save_checkpoint
+from model.train.config import TrainConfig, apply_overrides
+from model.train.loop import LoopSettings, run_training, summary_table
+from model.train.optim import EMA, lr_factor
+from model.train.rundir import RunDir, prepare_run
+from model.train.task import TrainTask
 
 
 @dataclass(frozen=True)
@@ -78,6 +69,8 @@ CFG = TrainConfig(
     val_every=20,
     sample_every=-1,
 )
+CPU = torch.device("cpu")
+QUIET = LoopSettings(progress=False)
 
 
 def test_lr_schedule_warmup_then_cosine():
@@ -153,7 +146,7 @@ def test_checkpoint_roundtrip_is_weights_only(tmp_path):
 def test_training_loop_learns_saves_and_resumes(tmp_path):
     run = RunDir(tmp_path / "run")
     task = ToyTask()
-    summary = run_training(task, CFG, run, device=torch.device("cpu"), max_steps=40, progress=False)
+    summary = run_training(task, CFG, run, device=CPU, settings=LoopSettings(max_steps=40, progress=False))
     assert summary["step"] == 40 and summary["stopped"] == "max_steps"
     losses = [loss for _, loss in summary["history"]]
     assert sum(losses[-5:]) / 5 < 0.1 * sum(losses[:5]) / 5
@@ -167,11 +160,16 @@ def test_training_loop_learns_saves_and_resumes(tmp_path):
     assert "toy" in summary_table(summary)
 
     with pytest.raises(UserError, match="--resume"):
-        prepare_run(TrainArgs(data=tmp_path, out=run.path))
-    _, resume_from = prepare_run(TrainArgs(data=tmp_path, out=run.path, resume=True))
+        prepare_run(run.path, resume=False)
+    _, resume_from = prepare_run(run.path, resume=True)
     task2 = ToyTask()
     summary2 = run_training(
-        task2, CFG, run, device=torch.device("cpu"), resume_from=resume_from, max_steps=50, progress=False
+        task2,
+        CFG,
+        run,
+        device=CPU,
+        resume_from=resume_from,
+        settings=LoopSettings(max_steps=50, progress=False),
     )
     assert summary2["start_step"] == 40 and summary2["step"] == 50 and task2.calls == 10
     assert load_checkpoint(run.last)["step"] == 50
@@ -186,7 +184,7 @@ def test_stop_on_keyboard_interrupt_and_sigterm_saves(tmp_path):
             raise KeyboardInterrupt
 
     run = RunDir(tmp_path / "int")
-    summary = run_training(ToyTask(interrupt), CFG, run, device=torch.device("cpu"), progress=False)
+    summary = run_training(ToyTask(interrupt), CFG, run, device=CPU, settings=QUIET)
     assert summary["stopped"] == "interrupted" and summary["step"] == 3
     assert load_checkpoint(run.last)["step"] == 3
 
@@ -196,7 +194,7 @@ def test_stop_on_keyboard_interrupt_and_sigterm_saves(tmp_path):
 
     previous = signal.getsignal(signal.SIGTERM)
     run = RunDir(tmp_path / "term")
-    summary = run_training(ToyTask(sigterm), CFG, run, device=torch.device("cpu"), progress=False)
+    summary = run_training(ToyTask(sigterm), CFG, run, device=CPU, settings=QUIET)
     assert summary["stopped"] == "SIGTERM" and summary["step"] == 6  # finishes the step, then stops
     assert load_checkpoint(run.last)["step"] == 6
     assert signal.getsignal(signal.SIGTERM) == previous  # handler restored
@@ -204,7 +202,9 @@ def test_stop_on_keyboard_interrupt_and_sigterm_saves(tmp_path):
 
 def test_max_minutes_stops_and_nonfinite_steps_are_skipped(tmp_path):
     run = RunDir(tmp_path / "t")
-    summary = run_training(ToyTask(), CFG, run, device=torch.device("cpu"), max_minutes=0.0, progress=False)
+    summary = run_training(
+        ToyTask(), CFG, run, device=CPU, settings=LoopSettings(max_minutes=0.0, progress=False)
+    )
     assert summary["stopped"] == "max_minutes" and summary["step"] == 0 and run.last.is_file()
 
     class NanOnce(ToyTask):
@@ -214,7 +214,7 @@ def test_max_minutes_stops_and_nonfinite_steps_are_skipped(tmp_path):
 
     run = RunDir(tmp_path / "nan")
     task = NanOnce()
-    summary = run_training(task, CFG, run, device=torch.device("cpu"), max_steps=5, progress=False)
+    summary = run_training(task, CFG, run, device=CPU, settings=LoopSettings(max_steps=5, progress=False))
     assert summary["step"] == 5 and task.calls == 6  # one skipped update
     assert all(math.isfinite(p.sum().item()) for p in task.model.parameters())
 
@@ -259,7 +259,11 @@ def test_max_cpu_minutes_stops_on_the_process_cpu_clock(tmp_path):
     clock = lambda: 10.0 * task.calls  # noqa: E731
     run = RunDir(tmp_path / "cpu")
     summary = run_training(
-        task, CFG, run, device=torch.device("cpu"), max_cpu_minutes=1.0, cpu_clock=clock, progress=False
+        task,
+        CFG,
+        run,
+        device=CPU,
+        settings=LoopSettings(max_cpu_minutes=1.0, cpu_clock=clock, progress=False),
     )
     assert summary["stopped"] == "max_cpu_minutes" and summary["step"] == 6
     assert summary["cpu_seconds"] == 60.0 and "CPU minutes  1.0" in summary_table(summary)
@@ -268,17 +272,15 @@ def test_max_cpu_minutes_stops_on_the_process_cpu_clock(tmp_path):
         task,
         CFG,
         run,
-        device=torch.device("cpu"),
+        device=CPU,
         resume_from=load_checkpoint(run.last),
-        max_cpu_minutes=0.5,
-        cpu_clock=clock,
-        progress=False,
+        settings=LoopSettings(max_cpu_minutes=0.5, cpu_clock=clock, progress=False),
     )
     assert again["stopped"] == "max_cpu_minutes" and (again["start_step"], again["step"]) == (6, 9)
     assert load_checkpoint(run.last)["metrics"]["cpu_seconds"] == 90.0
     # no budget: the wall-clock and step limits as before
     plain = run_training(
-        ToyTask(), CFG, RunDir(tmp_path / "p"), device=torch.device("cpu"), max_steps=8, progress=False
+        ToyTask(), CFG, RunDir(tmp_path / "p"), device=CPU, settings=LoopSettings(max_steps=8, progress=False)
     )
     assert plain["stopped"] == "max_steps" and plain["step"] == 8
 

@@ -10,9 +10,11 @@ import pytest
 import torch
 from tone_corpus import write_tone_corpus
 
+from model.checkpoint import load_checkpoint
 from model.student import StudentConfig, StudentIAF
+from model.train import adversarial
 from model.train import student as student_train
-from model.train.common import TrainArgs, load_checkpoint
+from model.train.config import TrainArgs
 from model.train.student import StudentTrainConfig, train
 
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures"
@@ -103,7 +105,7 @@ def test_resume_restores_the_discriminators_exactly(corpus, tmp_path):
     assert later["scheduler"]["last_epoch"] == 5
     assert all(float(s["step"]) == 5.0 for s in later["optimizer"]["state"].values())
     # the discriminators' shape cannot change on resume
-    from model.train.common import UserError
+    from model.checkpoint import UserError
 
     with pytest.raises(UserError, match="discriminators"):
         train(TrainArgs(data=corpus, out=out, resume=True, max_steps=6, sets=("disc_mpd_channels=8",)))
@@ -113,7 +115,7 @@ def test_adv_weight_zero_builds_no_discriminator(corpus, tmp_path, monkeypatch):
     def refuse(*args, **kwargs):
         raise AssertionError("a discriminator was built with adv_weight=0")
 
-    monkeypatch.setattr(student_train, "MultiDiscriminator", refuse)
+    monkeypatch.setattr(adversarial, "MultiDiscriminator", refuse)
     out = tmp_path / "plain"
     sets = (*(s for s in ADV if not s.startswith("adv_weight")), "adv_weight=0")
     summary = train(TrainArgs(data=corpus, out=out, preset="tiny", max_steps=3, sets=sets))
@@ -130,8 +132,8 @@ def test_export_reads_the_student_weights_only(tmp_path):
     """A student checkpoint carrying discriminators ("aux") exports to the same bytes as without them,
     and its "model"/"ema" hold exactly the student's tensors."""
     from export.bundle import bundle_from_checkpoints
+    from model.checkpoint import save_checkpoint
     from model.discriminators import DiscConfig, MultiDiscriminator
-    from model.train.common import save_checkpoint
 
     sys.path.insert(0, str(FIXTURES))
     try:

@@ -9,8 +9,9 @@ import torch
 from tone_corpus import write_tone_corpus
 from typer.testing import CliRunner
 
+from model.checkpoint import UserError, load_checkpoint
 from model.data.audio import load_wav
-from model.train.common import TrainArgs, UserError, load_checkpoint
+from model.train.config import TrainArgs
 from model.train.student import TRAIN_PRESETS, StudentTask, train
 from model.train.teacher import train as train_teacher
 
@@ -117,15 +118,11 @@ def test_spectral_only_without_teacher_then_distillation_from_its_weights(corpus
                 out=out,
                 resume=True,
                 max_steps=41,
-                extra={"init": out / "checkpoints" / "last.pt"},
+                init=out / "checkpoints" / "last.pt",
             )
         )
     with pytest.raises(UserError, match="not a student"):
-        train(
-            TrainArgs(
-                data=corpus, out=tmp_path / "x", preset="tiny", teacher=teacher, extra={"init": teacher}
-            )
-        )
+        train(TrainArgs(data=corpus, out=tmp_path / "x", preset="tiny", teacher=teacher, init=teacher))
 
     distilled = tmp_path / "distilled"
     init = out / "checkpoints" / "last.pt"
@@ -137,7 +134,7 @@ def test_spectral_only_without_teacher_then_distillation_from_its_weights(corpus
             teacher=teacher,
             max_steps=1,
             sets=("lr=1e-12", *sets),  # ~no update: the validation is the spectral run's weights'
-            extra={"init": init},
+            init=init,
         )
     )
     assert third["start_step"] == 0 and "kl" in third["val"]

@@ -11,7 +11,8 @@ import torch
 from tone_corpus import write_tone_corpus
 from typer.testing import CliRunner
 
-from model.train.common import TrainArgs, UserError, load_checkpoint
+from model.checkpoint import UserError, load_checkpoint
+from model.train.config import TrainArgs
 from model.train.teacher import train
 
 runner = CliRunner()
@@ -82,9 +83,7 @@ def test_init_adds_a_per_layer_excitation_to_a_trained_teacher(trained, corpus, 
     out = tmp_path / "layered"
     sets = ("model.excitation_layers=true", "sample_every=0", "val_every=0")
     # step 0: the initialised model, before any update
-    summary = train(
-        TrainArgs(data=corpus, out=out, preset="tiny", max_steps=0, sets=sets, extra={"init": init})
-    )
+    summary = train(TrainArgs(data=corpus, out=out, preset="tiny", max_steps=0, sets=sets, init=init))
     assert summary["step"] == 0
     before, _ = load_teacher(init)
     start = teacher_from_checkpoint(load_checkpoint(out / "checkpoints" / "last.pt"), ema=False)
@@ -97,7 +96,7 @@ def test_init_adds_a_per_layer_excitation_to_a_trained_teacher(trained, corpus, 
     with torch.no_grad():
         torch.testing.assert_close(start(audio, mel, speaker, exc), before(audio, mel, speaker, exc))
     with pytest.raises(UserError, match="--init starts a fresh run"):
-        train(TrainArgs(data=corpus, out=out, resume=True, max_steps=4, sets=sets, extra={"init": init}))
+        train(TrainArgs(data=corpus, out=out, resume=True, max_steps=4, sets=sets, init=init))
     trained_more = train(
         TrainArgs(
             data=corpus,
@@ -105,7 +104,7 @@ def test_init_adds_a_per_layer_excitation_to_a_trained_teacher(trained, corpus, 
             preset="tiny",
             max_steps=10,
             sets=sets,
-            extra={"init": init},
+            init=init,
         )
     )
     assert trained_more["start_step"] == 0 and trained_more["step"] == 10
