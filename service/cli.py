@@ -32,6 +32,7 @@ LAZY_COMMANDS: dict[str, tuple[str, str]] = {
 def _unavailable(name: str, short: str, exc: Exception) -> typer.Typer:
     """Stand-in for a group whose module cannot be imported in this install."""
     stub = typer.Typer(add_completion=False)
+    stub.unavailable_reason = str(exc)  # type: ignore[attr-defined]  # tells the stand-in apart (tests)
 
     @stub.command(
         name=name, help=short, context_settings={"allow_extra_args": True, "ignore_unknown_options": True}

@@ -104,8 +104,25 @@ def test_bad_requests_raise_input_error(engine, request_, message):
 
 
 @pytest.mark.parametrize("pitch", [-12, 12.0, 0.5])
-def test_pitch_in_range_is_accepted(engine, pitch):
-    assert sum(c.audio.size for c in engine.synthesize(req("Hi there.", seed=1, pitch=pitch))) > 0
+def test_pitch_in_range_is_accepted_and_applied(engine, monkeypatch, pitch):
+    """Every pitch up to the limits is taken and applied: the vocoder gets the voice's own F0 scaled
+    by 2^(p/12) on the same voiced frames (not just some audio back)."""
+    voice = engine.voice("tiny")
+    seen = []
+    original = voice.vocode
+
+    def spy(mels, speakers, noise, f0s=None):
+        seen.append(f0s[0])
+        return original(mels, speakers, noise, f0s)
+
+    monkeypatch.setattr(voice, "vocode", spy)
+    plain = np.concatenate([c.audio for c in engine.synthesize(req("Hi there.", seed=1))])
+    shifted = np.concatenate([c.audio for c in engine.synthesize(req("Hi there.", seed=1, pitch=pitch))])
+    assert plain.size > 0 and shifted.size > 0
+    own, moved = seen
+    voiced = own > 0
+    assert voiced.any() and np.array_equal(voiced, moved > 0)
+    np.testing.assert_allclose(moved[voiced] / own[voiced], 2 ** (pitch / 12), rtol=1e-4)
 
 
 def test_teacher_streams_small_chunks(engine):
