@@ -2,7 +2,8 @@
 
     python recipes/reports/say-it-right/mutations.py [name ...]
 
-Applies each mutation to the source, runs the tests that guard it (expecting a failure), restores the file."""
+Applies each mutation to the source, runs the tests that guard it (expecting a failure), restores the file.
+Paths follow the code (issue 39 moved inline markup to model/text/inline.py and the voice to service/voice.py)."""
 
 import pathlib
 import subprocess
@@ -41,14 +42,14 @@ M = [
     ),
     (
         "inline unclosed check",
-        "model/text/markup.py",
+        "model/text/inline.py",
         "    if m is not None:\n        bracket",
         "    if False:\n        bracket",
         "tests/text/test_markup.py::test_invalid_inline_markup_says_where",
     ),
     (
         "inline phonemes ignored",
-        "model/text/markup.py",
+        "model/text/inline.py",
         'pieces.append(Piece(word, (offset + m.start(), offset + m.end()), m.group("ipa"), "inline"))',
         "pieces.append(Piece(word, (offset + m.start(), offset + m.end())))",
         "tests/text/test_markup.py::test_inline_phonemes_are_spoken_verbatim_with_spans",
@@ -111,7 +112,7 @@ M = [
     ),
     (
         "engine lexicon not loaded",
-        "service/engine.py",
+        "service/voice.py",
         "            voice.lexicon = voice.load_lexicons([p for p in (lexicon, mine) if p])",
         "            pass",
         "tests/service/test_engine_markup.py::test_inline_phonemes_and_lexicon_give_the_same_audio",
@@ -139,7 +140,7 @@ M = [
     ),
     (
         "blend weights ignored in engine",
-        "service/engine.py",
+        "service/voice.py",
         "                if isinstance(spk, np.ndarray):\n                    out[b] = spk",
         "                if isinstance(spk, np.ndarray):\n                    out[b, int(np.argmax(spk))] = 1.0",
         "tests/service/test_blend.py::test_engine_blends_are_weighted_embeddings tests/service/test_blend.py::test_shipped_fifty_fifty_blend_has_an_f0_between_its_speakers",
