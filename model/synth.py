@@ -46,21 +46,22 @@ class SynthError(Exception):
     """Bad input: printed as one line, exit code 2."""
 
 
-def load_teacher_vocoder(ckpt: dict, device) -> Vocoder:
+def _vocoder(kind: str, ckpt: dict, device, model, run: Callable) -> Vocoder:
+    """A torch vocoder behind the torch-free ``generate(mel, speaker, temperature, greedy, seed, f0)``:
+    ``run(mel_t (1, n_mels, F), speaker (1,), excitation (1, 3, T) or None, temperature, greedy, seed)``
+    gives (1, F*hop)."""
     import numpy as np
     import torch
 
+    from core.excitation import excitation
     from model.data.config import AudioConfig
-    from model.teacher import teacher_from_checkpoint
 
-    model = teacher_from_checkpoint(ckpt).to(device)
+    model = model.to(device)
     audio = AudioConfig.from_dict(ckpt["config"]["audio"])
 
     def generate(
         mel: np.ndarray, speaker: int, temperature: float, greedy: bool, seed: int, f0=None
     ) -> np.ndarray:
-        from core.excitation import excitation
-
         mel_t = torch.from_numpy(np.ascontiguousarray(mel, dtype=np.float32))[None].to(
             device
         )  # (1, n_mels, F)
@@ -68,43 +69,32 @@ def load_teacher_vocoder(ckpt: dict, device) -> Vocoder:
         exc = None
         if f0 is not None and model.cfg.excitation_channels:
             exc = torch.from_numpy(excitation(f0, audio.hop_length, audio.sample_rate))[None].to(device)
-        out = model.generate(
-            mel_t, spk, temperature=temperature, greedy=greedy, seed=seed, progress=True, excitation=exc
-        )
+        out = run(model, mel_t, spk, exc, temperature, greedy, seed)  # (1, F*hop)
         return out[0].float().cpu().numpy()  # (F*hop,)
 
-    return Vocoder("teacher", audio, list(ckpt["config"]["data"]["speakers"]), generate)
+    return Vocoder(kind, audio, list(ckpt["config"]["data"]["speakers"]), generate)
+
+
+def load_teacher_vocoder(ckpt: dict, device) -> Vocoder:
+    """The autoregressive teacher, sample by sample (with a progress bar)."""
+    from model.teacher import teacher_from_checkpoint
+
+    def run(model, mel, spk, exc, temperature, greedy, seed):
+        return model.generate(
+            mel, spk, temperature=temperature, greedy=greedy, seed=seed, progress=True, excitation=exc
+        )
+
+    return _vocoder("teacher", ckpt, device, teacher_from_checkpoint(ckpt), run)
 
 
 def load_student_vocoder(ckpt: dict, device) -> Vocoder:
     """The Parallel WaveNet student: one parallel pass; ``--greedy`` = zero noise (the flows' mean path)."""
-    import numpy as np
-    import torch
-
-    from model.data.config import AudioConfig
     from model.student import student_from_checkpoint
 
-    model = student_from_checkpoint(ckpt).to(device)
-    audio = AudioConfig.from_dict(ckpt["config"]["audio"])
+    def run(model, mel, spk, exc, temperature, greedy, seed):
+        return model.generate(mel, spk, temperature=0.0 if greedy else temperature, seed=seed, excitation=exc)
 
-    def generate(
-        mel: np.ndarray, speaker: int, temperature: float, greedy: bool, seed: int, f0=None
-    ) -> np.ndarray:
-        from core.excitation import excitation
-
-        mel_t = torch.from_numpy(np.ascontiguousarray(mel, dtype=np.float32))[None].to(
-            device
-        )  # (1, n_mels, F)
-        spk = torch.tensor([speaker], device=device)
-        exc = None
-        if f0 is not None and model.cfg.excitation_channels:
-            exc = torch.from_numpy(excitation(f0, audio.hop_length, audio.sample_rate))[None].to(device)
-        out = model.generate(
-            mel_t, spk, temperature=0.0 if greedy else temperature, seed=seed, excitation=exc
-        )
-        return out[0].float().cpu().numpy()  # (F*hop,)
-
-    return Vocoder("student", audio, list(ckpt["config"]["data"]["speakers"]), generate)
+    return _vocoder("student", ckpt, device, student_from_checkpoint(ckpt), run)
 
 
 def input_mel(audio_cfg, mel: Path | None, wav: Path | None):
