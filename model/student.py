@@ -300,16 +300,7 @@ class StudentIAF(nn.Module):
     def __init__(self, cfg: StudentConfig):
         super().__init__()
         self.cfg = cfg
-        self.conditioning = ConditioningNetwork(
-            cfg.n_mels,
-            cfg.cond_channels,
-            cfg.cond_layers,
-            cfg.cond_kernel,
-            cfg.n_speakers,
-            cfg.speaker_dim,
-            cfg.mel_mean,
-            cfg.mel_std,
-        )
+        self.conditioning = ConditioningNetwork.from_config(cfg)
         self.flows = nn.ModuleList(IAFFlow(cfg, n) for n in cfg.flow_layers)
         self._cond_sizes = [f.stack.cond_size for f in self.flows]
         if cfg.weight_norm:  # everywhere but the zero heads (the weight norm of 0 is 0/0)

@@ -188,16 +188,7 @@ class TeacherWaveNet(nn.Module):
     def __init__(self, cfg: TeacherConfig):
         super().__init__()
         self.cfg = cfg
-        self.conditioning = ConditioningNetwork(
-            cfg.n_mels,
-            cfg.cond_channels,
-            cfg.cond_layers,
-            cfg.cond_kernel,
-            cfg.n_speakers,
-            cfg.speaker_dim,
-            cfg.mel_mean,
-            cfg.mel_std,
-        )
+        self.conditioning = ConditioningNetwork.from_config(cfg)
         self.input_conv = CausalConv1d(1, cfg.residual_channels, cfg.input_kernel)
         self.stack = WaveNetStack(
             cfg.residual_channels,

@@ -175,6 +175,21 @@ class ConditioningNetwork(nn.Module):
     and ``layers - 1`` pre-activation residual convs (LeakyReLU), non-causal, replicate padding.
     """
 
+    @classmethod
+    def from_config(cls, cfg) -> ConditioningNetwork:
+        """From a vocoder config (teacher or student: the same ``n_mels``, ``cond_*``, speaker and mel
+        normalisation fields)."""
+        return cls(
+            cfg.n_mels,
+            cfg.cond_channels,
+            cfg.cond_layers,
+            cfg.cond_kernel,
+            cfg.n_speakers,
+            cfg.speaker_dim,
+            cfg.mel_mean,
+            cfg.mel_std,
+        )
+
     def __init__(
         self,
         n_mels: int,
