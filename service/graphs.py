@@ -52,7 +52,7 @@ graph without LP is exactly the form above, so older bundles load and speak unch
                   the mel (mel -> power -> autocorrelation -> Levinson-Durbin, in the graph).
 ``teacher_step``  x_prev, cond_t, exc_t, lpc_t (B, p) this sample's frame's coefficients, noise,
                   state_i -> as above. The LP history (the last p samples, newest first) is the
-                  *last* cache, state_n (B, 1, p): zeros at the start like every cache.
+                  *last* cache (B, 1, p): zeros at the start like every cache.
 ``teacher_block`` cond, excitation, lpc (B, p, N) the window's N frames of ``teacher_cond``'s
                   ``lpc`` (held for each frame's hop samples inside the graph), noise, x_prev,
                   state_i -> as above.
@@ -61,8 +61,9 @@ A voice's teacher graphs are all LP or none: the engine checks that ``teacher_co
 output exactly when ``teacher_block`` has the ``lpc`` input (:func:`is_lp`).
 
 The teacher graphs have as many ``state_i`` inputs as the model has caches (the input conv's when
-its kernel is > 1, then one per residual layer); :func:`teacher_step` / :func:`teacher_block` build
-the spec for a given count. Their cache shapes are static dims of the graph inputs.
+its kernel is > 1, then one per residual layer, then an LP teacher's history);
+:func:`teacher_step` / :func:`teacher_block` build the spec for a given count. Their cache shapes
+are static dims of the graph inputs.
 """
 
 from __future__ import annotations
