@@ -165,6 +165,8 @@ def lp_voice(tmp_path_factory):
     result = CliRunner().invoke(app, args)
     assert result.exit_code == 0, result.output
     assert "teacher_block" in result.output and "max abs error" in result.output
+    checked = CliRunner().invoke(app, ["export", "check", str(out / "lp")])
+    assert checked.exit_code == 0 and "sha256 ok" in checked.output, checked.output
     return out, teacher
 
 
