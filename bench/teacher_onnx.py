@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import argparse
 import collections
+import dataclasses
 import platform
 import shutil
 import statistics
@@ -60,10 +61,14 @@ def main() -> None:
         "--frames", type=int, default=4, help="frames generated per timing (hop samples each)"
     )
     parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument(
+        "--lpc-order", type=int, default=0, help="a preset with linear prediction of this order (issue 38)"
+    )
     args = parser.parse_args()
 
     torch.manual_seed(0)
-    model = load_teacher(args.checkpoint)[0] if args.checkpoint else TeacherWaveNet(PRESETS[args.preset])
+    preset = dataclasses.replace(PRESETS[args.preset], lpc_order=args.lpc_order)
+    model = load_teacher(args.checkpoint)[0] if args.checkpoint else TeacherWaveNet(preset)
     teacher = onnx_export.prepare(model)
     cfg = teacher.cfg
     hop = cfg.hop_length
@@ -82,6 +87,9 @@ def main() -> None:
     with torch.no_grad():
         cond = teacher.frame_conditioning(mel, speaker)  # (1, C, F)
         up = teacher.stack.upsampler(cond).numpy()  # (1, C, T)
+        lpc = teacher.frame_lpc(mel)  # (1, p, F): an LP teacher's graphs take it (service.graphs)
+    lp = lpc is not None
+    lpc = lpc.numpy() if lp else None
     cond_np = cond.numpy()
     padded = np.concatenate([cond_np[:, :, :1], cond_np, cond_np[:, :, -1:]], axis=2)
     z = noise.numpy()
@@ -91,21 +99,21 @@ def main() -> None:
         return teacher.generate(mel, speaker, noise=noise, num_threads=1, excitation=exc).numpy()
 
     def step_loop(sess):
-        names = graphs.teacher_step(len(init)).input_names
+        names = graphs.teacher_step(len(init), lp).input_names
         x, state = np.zeros((1, 1), np.float32), init
         out = np.empty((1, T), np.float32)
         for t in range(T):
-            feeds = [x, up[:, :, t], e[:, :, t], z[:, t], *state]
+            lpc_t = [lpc[:, :, t // hop]] if lp else []
+            feeds = [x, up[:, :, t], e[:, :, t], *lpc_t, z[:, t], *state]
             res = sess.run(None, dict(zip(names, feeds, strict=True)))
             out[:, t] = res[0]
             x, state = res[0][:, None], res[3:]
         return out
 
     def block(sess):
-        names = graphs.teacher_block(len(init)).input_names
-        return sess.run(
-            None, dict(zip(names, [padded, e, z, np.zeros((1, 1), np.float32), *init], strict=True))
-        )[0]
+        names = graphs.teacher_block(len(init), lp).input_names
+        feeds = [padded, e, *([lpc] if lp else []), z, np.zeros((1, 1), np.float32), *init]
+        return sess.run(None, dict(zip(names, feeds, strict=True)))[0]
 
     variants = [
         ("torch eager (cached queues)", torch_eager),

@@ -105,41 +105,44 @@ class StudentGraph(nn.Module):
         return audio
 
 
-def _refuse_lp_teacher(teacher: nn.Module) -> None:
-    """The teacher graphs' contract (service/graphs.py) has no LPC input yet: an LP teacher
-    (issue 38, ``lpc_order > 0``) would export without its linear prediction, i.e. wrong."""
-    if getattr(teacher.cfg, "lpc_order", 0):
-        raise ValueError(
-            f"this teacher has lpc_order={teacher.cfg.lpc_order}: the ONNX teacher graphs have no LPC "
-            "input yet, so it cannot be exported"
-        )
+def is_lp(teacher: nn.Module) -> bool:
+    """Whether a teacher has linear prediction in its mean (issue 38): its graphs take the LP form of
+    the contract (``service.graphs``: ``lpc`` out of ``teacher_cond``, into step and block)."""
+    return bool(getattr(teacher.cfg, "lpc_order", 0))
 
 
 class TeacherCondGraph(nn.Module):
-    """mel (B, n_mels, F), speaker_weights (B, S) -> every layer's gate conditioning at frame rate (B, C, F)."""
+    """mel (B, n_mels, F), speaker_weights (B, S) -> every layer's gate conditioning at frame rate
+    (B, C, F); an LP teacher also its per-frame LPC coefficients lpc (B, p, F) (``frame_lpc``)."""
 
     def __init__(self, teacher: nn.Module):
         super().__init__()
-        _refuse_lp_teacher(teacher)
         self.teacher = teacher
 
-    def forward(self, mel: Tensor, speaker: Tensor) -> Tensor:
-        return self.teacher.frame_conditioning(mel, speaker, Layout.REFERENCE)
+    def forward(self, mel: Tensor, speaker: Tensor):
+        cond = self.teacher.frame_conditioning(mel, speaker, Layout.REFERENCE)  # (B, C, F)
+        if is_lp(self.teacher):
+            return cond, self.teacher.frame_lpc(mel)  # (B, C, F), (B, p, F)
+        return cond
 
 
 class TeacherStepGraph(nn.Module):
     """One sample of ancestral sampling: ``TeacherWaveNet.step`` then ``clamp(mean + exp(log_scale) *
     noise, -1, 1)`` (the sampling of ``TeacherWaveNet.generate``; noise = temperature * N(0, 1), 0 =
-    greedy). x_prev (B, 1), cond_t (B, C), exc_t (B, 3), noise (B,), *state -> sample, mean,
-    log_scale (B,), *state. A mel-only teacher ignores exc_t (kept as an input: one interface)."""
+    greedy). x_prev (B, 1), cond_t (B, C), exc_t (B, 3), [lpc_t (B, p): an LP teacher], noise (B,),
+    *state -> sample, mean, log_scale (B,), *state (an LP teacher's last state is its history).
+    A mel-only teacher ignores exc_t (kept as an input: one interface)."""
 
     def __init__(self, teacher: nn.Module):
         super().__init__()
-        _refuse_lp_teacher(teacher)
         self.teacher = teacher
 
-    def forward(self, x_prev: Tensor, cond_t: Tensor, exc_t: Tensor, noise: Tensor, *state: Tensor):
-        mean, log_scale, new_state = self.teacher.step(x_prev, cond_t, list(state), exc_t)
+    def forward(self, x_prev: Tensor, cond_t: Tensor, exc_t: Tensor, *rest: Tensor):
+        lpc_t = None
+        if is_lp(self.teacher):
+            lpc_t, *rest = rest
+        noise, *state = rest
+        mean, log_scale, new_state = self.teacher.step(x_prev, cond_t, list(state), exc_t, lpc_t)
         sample = torch.clamp(mean + torch.exp(log_scale) * noise, -1.0, 1.0)  # (B,)
         return (sample, mean, log_scale, *new_state)
 
@@ -303,7 +306,8 @@ def example_excitation(batch: int, frames: int, hop: int, sample_rate: int, seed
 def export_teacher_cond(teacher: nn.Module) -> onnx.ModelProto:
     cfg = teacher.cfg
     mel, speaker = example_mel(2, 3, cfg.n_mels, cfg.n_speakers)
-    return export_graph(TeacherCondGraph(prepare(teacher)), (mel, speaker), graphs.TEACHER_COND)
+    spec = graphs.TEACHER_COND_LP if is_lp(teacher) else graphs.TEACHER_COND
+    return export_graph(TeacherCondGraph(prepare(teacher)), (mel, speaker), spec)
 
 
 def export_teacher_step(teacher: nn.Module) -> onnx.ModelProto:
@@ -313,8 +317,11 @@ def export_teacher_step(teacher: nn.Module) -> onnx.ModelProto:
     g = torch.Generator().manual_seed(0)
     cfg = teacher.cfg
     exc_t = example_excitation(2, 1, cfg.hop_length, cfg.sample_rate)[:, :, cfg.hop_length // 2]  # (2, 3)
-    args = (torch.zeros(2, 1), torch.randn(2, C, generator=g), exc_t, torch.randn(2, generator=g), *state)
-    return export_graph(TeacherStepGraph(teacher), args, graphs.teacher_step(len(state)))
+    lp = is_lp(teacher)
+    lpc_t = (0.1 * torch.randn(2, cfg.lpc_order, generator=g),) if lp else ()  # (2, p)
+    args = (torch.zeros(2, 1), torch.randn(2, C, generator=g), exc_t, *lpc_t, torch.randn(2, generator=g))
+    spec = graphs.teacher_step(len(state), lp)
+    return export_graph(TeacherStepGraph(teacher), (*args, *state), spec)
 
 
 def export_teacher_block(
@@ -323,7 +330,8 @@ def export_teacher_block(
     step = step if step is not None else export_teacher_step(teacher)
     kernel = teacher.stack.upsampler.kernel.detach().float().cpu().numpy()  # (3, hop)
     model = teacher_block_model(step, kernel, unroll)
-    _check_interface(model, graphs.teacher_block(graphs.count_states([i.name for i in step.graph.input])))
+    names = [i.name for i in step.graph.input]
+    _check_interface(model, graphs.teacher_block(graphs.count_states(names), graphs.is_lp(names)))
     return model
 
 

@@ -158,14 +158,21 @@ def teacher_cond_parity(model: nn.Module, onnx_model, frames=(1, 6, 33), seed: i
         speaker = example_speakers(B, cfg.n_speakers)  # (B, S)
         with torch.no_grad():
             ref = model.eval().frame_conditioning(mel, speaker)
-        got = sess.run(None, {"mel": _np(mel), graphs.SPEAKER_WEIGHTS: _np(speaker)})[0]
-        p.add(f"B={B},F={F}", _np(ref), got)
+            lpc = model.frame_lpc(mel)  # (B, p, F) or None
+        got = sess.run(None, {"mel": _np(mel), graphs.SPEAKER_WEIGHTS: _np(speaker)})
+        if (lpc is None) != (len(got) == 1):
+            raise ParityError(
+                f"teacher_cond: {len(got)} outputs for a teacher with lpc_order {cfg.lpc_order}"
+            )
+        p.add(f"B={B},F={F}", _np(ref), got[0])
+        if lpc is not None:
+            p.add(f"B={B},F={F} lpc", _np(lpc), got[1])
     return p.check()
 
 
 def _teacher_reference(model, frames: int, batch: int, seed: int):
     """mel, speaker, noise, excitation (B, 3, T) of a random F0 contour, PyTorch's cached generation
-    on them (audio (B, T)) and the frame-rate conditioning (B, C, F)."""
+    on them (audio (B, T)), the frame-rate conditioning (B, C, F) and LPC (B, p, F) (None without LP)."""
     from export.onnx import example_excitation
 
     cfg = model.cfg
@@ -177,7 +184,8 @@ def _teacher_reference(model, frames: int, batch: int, seed: int):
     audio = model.eval().generate(mel, speaker, noise=noise, temperature=1.0, excitation=exc)
     with torch.no_grad():
         cond = model.frame_conditioning(mel, speaker)  # (B, C, F)
-    return mel, speaker, noise, exc, audio, cond
+        lpc = model.frame_lpc(mel)  # (B, p, F) or None
+    return mel, speaker, noise, exc, audio, cond, None if lpc is None else _np(lpc)
 
 
 def teacher_step_parity(
@@ -185,19 +193,22 @@ def teacher_step_parity(
 ) -> Parity:
     """The step graph, one call per sample, reproduces ``generate`` with the same noise and excitation."""
     sess = session(onnx_model)
-    _, _, noise, exc, ref, cond = _teacher_reference(model, frames, batch, seed)
+    _, _, noise, exc, ref, cond, lpc = _teacher_reference(model, frames, batch, seed)
     e = _np(exc)  # (B, 3, T)
+    hop = model.cfg.hop_length
     up = _np(model.stack.upsampler(cond))  # (B, C, T) per-sample conditioning
     n_states = graphs.count_states([i.name for i in sess.get_inputs()])
     state = [_np(s) for s in model.init_state(batch)]
     if len(state) != n_states:
         raise ParityError(f"teacher_step: graph has {n_states} caches, the model {len(state)}")
-    names = graphs.teacher_step(n_states).input_names
+    names = graphs.teacher_step(n_states, lpc is not None).input_names
     x = np.zeros((batch, 1), np.float32)
     z = _np(noise)
     out = np.zeros_like(z)
     for t in range(z.shape[1]):
-        res = sess.run(None, dict(zip(names, [x, up[:, :, t], e[:, :, t], z[:, t], *state], strict=True)))
+        lpc_t = [] if lpc is None else [lpc[:, :, t // hop]]  # (B, p): the sample's frame
+        feeds = [x, up[:, :, t], e[:, :, t], *lpc_t, z[:, t], *state]
+        res = sess.run(None, dict(zip(names, feeds, strict=True)))
         out[:, t] = res[0]
         x = res[0][:, None]
         state = res[3:]
@@ -207,17 +218,24 @@ def teacher_step_parity(
 
 
 def run_teacher_block(
-    sess: ort.InferenceSession, cond: np.ndarray, excitation: np.ndarray, noise: np.ndarray, hop: int, runs
+    sess: ort.InferenceSession,
+    cond: np.ndarray,
+    excitation: np.ndarray,
+    noise: np.ndarray,
+    hop: int,
+    runs,
+    lpc: np.ndarray | None = None,
 ) -> np.ndarray:
     """Generate with the block graph, ``runs`` frames per call in turn (cycled): cond (B, C, F)
     frame-rate conditioning, excitation (B, 3, F*hop) of the whole utterance (each call gets its
-    samples), noise (B, F*hop) -> audio (B, F*hop)."""
+    samples), noise (B, F*hop), lpc (B, p, F) an LP teacher's coefficients (each call gets its
+    frames) -> audio (B, F*hop)."""
     B, _, F = cond.shape
     padded = np.concatenate(
         [cond[:, :, :1], cond, cond[:, :, -1:]], axis=2
     )  # (B, C, F + 2), edges replicated
     n_states = graphs.count_states([i.name for i in sess.get_inputs()])
-    names = graphs.teacher_block(n_states).input_names
+    names = graphs.teacher_block(n_states, lpc is not None).input_names
     state = [
         np.zeros((B, i.shape[1], i.shape[2]), np.float32)
         for i in sess.get_inputs()
@@ -229,7 +247,8 @@ def run_teacher_block(
     while f0 < F:
         n = min(runs[k % len(runs)], F - f0)
         a, b = f0 * hop, (f0 + n) * hop
-        feeds = [padded[:, :, f0 : f0 + n + 2], excitation[:, :, a:b], noise[:, a:b], x, *state]
+        lpc_f = [] if lpc is None else [lpc[:, :, f0 : f0 + n]]  # (B, p, n)
+        feeds = [padded[:, :, f0 : f0 + n + 2], excitation[:, :, a:b], *lpc_f, noise[:, a:b], x, *state]
         res = sess.run(None, dict(zip(names, feeds, strict=True)))
         out.append(res[0])
         x, state = res[1], res[2:]
@@ -244,8 +263,8 @@ def teacher_block_parity(model: nn.Module, onnx_model, frames: int = 7, seed: in
     p = Parity("teacher_block", bound=BOUNDS["teacher"])
     for batch in (1, 2):
         sess = session(onnx_model, batch_one=batch == 1)
-        _, _, noise, exc, ref, cond = _teacher_reference(model, frames, batch, seed + batch)
+        _, _, noise, exc, ref, cond, lpc = _teacher_reference(model, frames, batch, seed + batch)
         hop = model.cfg.hop_length
-        got = run_teacher_block(sess, _np(cond), _np(exc), _np(noise), hop, runs=(1, 2, 3))
+        got = run_teacher_block(sess, _np(cond), _np(exc), _np(noise), hop, runs=(1, 2, 3), lpc=lpc)
         p.add(f"B={batch},F={frames} in runs of 1,2,3", _np(ref), got)
     return p.check()

@@ -32,7 +32,9 @@ def teacher_block_model(step: onnx.ModelProto, kernel: np.ndarray, unroll: int =
     """The ``teacher_block`` graph: in-graph upsampling of N frames + ``Scan`` of the step graph.
 
     Scan inputs, one (K, B, .) slice per iteration: the upsampled conditioning (T/K, K, B, C), the
-    excitation (T/K, K, B, 3) (given at the sample rate) and the noise (T/K, K, B).
+    excitation (T/K, K, B, 3) (given at the sample rate), a linear-prediction teacher's coefficients
+    (T/K, K, B, p) (given per frame, (B, p, N), held for the frame's hop samples in the graph) and
+    the noise (T/K, K, B).
 
     step: the ``teacher_step`` model; kernel (3, hop): the teacher's upsampling kernel
     (``FrameUpsampler.kernel``: sample p of frame f = sum_j kernel[j, p] * cond[f - 1 + j]);
@@ -45,8 +47,9 @@ def teacher_block_model(step: onnx.ModelProto, kernel: np.ndarray, unroll: int =
         raise ValueError(f"unroll ({unroll}) must divide the hop length ({hop})")
     K = unroll
     n_states = graphs.count_states([i.name for i in step.graph.input])
-    spec = graphs.teacher_block(n_states)
-    step_spec = graphs.teacher_step(n_states)
+    lp = graphs.is_lp([i.name for i in step.graph.input])  # the LP form: lpc_t per sample
+    spec = graphs.teacher_block(n_states, lp)
+    step_spec = graphs.teacher_step(n_states, lp)
     if [i.name for i in step.graph.input] != step_spec.input_names:
         raise ValueError("not a teacher_step graph")
     states_in = graphs.state_names(n_states)
@@ -79,6 +82,10 @@ def teacher_block_model(step: onnx.ModelProto, kernel: np.ndarray, unroll: int =
         helper.make_node("Split", [b + "exc_k", b + "ones"], [f"{b}exc_{k}" for k in range(K)], axis=0),
         helper.make_node("Split", [b + "noise_k", b + "ones"], [f"{b}noise_{k}" for k in range(K)], axis=0),
     ]
+    if lp:
+        body_nodes.append(
+            helper.make_node("Split", [b + "lpc_k", b + "ones"], [f"{b}lpc_{k}" for k in range(K)], axis=0)
+        )
     x, state = b + "x_prev", [b + s for s in states_in]
     samples = []
     for k in range(K):
@@ -87,6 +94,9 @@ def teacher_block_model(step: onnx.ModelProto, kernel: np.ndarray, unroll: int =
         body_nodes.append(helper.make_node("Squeeze", [f"{b}exc_{k}", b + "axis0"], [p + "exc_t"]))
         body_nodes.append(helper.make_node("Squeeze", [f"{b}noise_{k}", b + "axis0"], [p + "noise"]))
         names = {"x_prev": x, "cond_t": p + "cond_t", "exc_t": p + "exc_t", "noise": p + "noise"}
+        if lp:
+            body_nodes.append(helper.make_node("Squeeze", [f"{b}lpc_{k}", b + "axis0"], [p + "lpc_t"]))
+            names[graphs.LPC_T] = p + "lpc_t"
         names.update(zip(states_in, state, strict=True))
 
         def rename(v: str, p=p, names=names) -> str:
@@ -124,6 +134,11 @@ def teacher_block_model(step: onnx.ModelProto, kernel: np.ndarray, unroll: int =
     body_inputs = [value(b + "x_prev", step_in["x_prev"])]
     body_inputs += [value(b + s, step_in[s]) for s in states_in]
     body_inputs += [cond_k, exc_k]
+    if lp:
+        lpc_dim = step_in[graphs.LPC_T].type.tensor_type.shape.dim[1]
+        lpc_k = helper.make_tensor_value_info(b + "lpc_k", TensorProto.FLOAT, [K, "batch", None])
+        lpc_k.type.tensor_type.shape.dim[2].CopyFrom(lpc_dim)
+        body_inputs.append(lpc_k)
     body_inputs += [helper.make_tensor_value_info(b + "noise_k", TensorProto.FLOAT, [K, "batch"])]
     body_outputs = [value(b + "x_out", step_in["x_prev"])]
     body_outputs += [value(b + s, step_out[s]) for s in states_out]
@@ -163,12 +178,24 @@ def teacher_block_model(step: onnx.ModelProto, kernel: np.ndarray, unroll: int =
         helper.make_node("Transpose", ["exc4"], ["exc_scan"], perm=[2, 3, 0, 1]),  # (T/K, K, B, 3)
         helper.make_node("Reshape", ["noise", "c_noise_shape"], ["noise3"]),  # (B, T/K, K)
         helper.make_node("Transpose", ["noise3"], ["noise_scan"], perm=[1, 2, 0]),  # (T/K, K, B)
+    ]
+    lpc_scan = []
+    if lp:  # frame hold: (B, p, N) -> (B, p, N, hop) -> (B, p, T/K, K) -> (T/K, K, B, p)
+        nodes += [
+            _const("c_hold", [1, 1, 1, hop]),
+            helper.make_node("Unsqueeze", [graphs.LPC, "c_3"], ["lpc4"]),  # (B, p, N, 1)
+            helper.make_node("Tile", ["lpc4", "c_hold"], ["lpc_held"]),  # (B, p, N, hop)
+            helper.make_node("Reshape", ["lpc_held", "c_cond_shape"], ["lpc_k4"]),  # (B, p, T/K, K)
+            helper.make_node("Transpose", ["lpc_k4"], ["lpc_scan"], perm=[2, 3, 0, 1]),  # (T/K, K, B, p)
+        ]
+        lpc_scan = ["lpc_scan"]
+    nodes += [
         helper.make_node(
             "Scan",
-            ["x_prev", *states_in, "cond_scan", "exc_scan", "noise_scan"],
+            ["x_prev", *states_in, "cond_scan", "exc_scan", *lpc_scan, "noise_scan"],
             ["x_last", *states_out, "samples_scan"],
             body=body,
-            num_scan_inputs=3,
+            num_scan_inputs=3 + len(lpc_scan),
         ),
         helper.make_node("Transpose", ["samples_scan"], ["samples_b"], perm=[2, 0, 1]),  # (B, T/K, K)
         helper.make_node("Reshape", ["samples_b", "c_audio_shape"], ["audio"]),  # (B, T)
@@ -186,6 +213,8 @@ def teacher_block_model(step: onnx.ModelProto, kernel: np.ndarray, unroll: int =
     inputs = [io(t, {s: step_in[s] for s in states_in}) for t in spec.inputs]
     inputs[0].type.tensor_type.shape.dim[1].CopyFrom(cond_dim)
     inputs[1].type.tensor_type.shape.dim[1].CopyFrom(exc_dim)
+    if lp:
+        inputs[2].type.tensor_type.shape.dim[1].CopyFrom(lpc_dim)
     outputs = [io(t, {s: step_out[s] for s in states_out}) for t in spec.outputs]
     graph = helper.make_graph(nodes, "teacher_block", inputs, outputs, initializer=initializers)
     model = helper.make_model(graph, opset_imports=list(step.opset_import), producer_name="parawave")

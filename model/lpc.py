@@ -16,6 +16,13 @@ variance on flite voices, as much as LPC from the recording's exact spectrum.
 
 The predictor itself is a deterministic function of the mel and of the past samples: no parameters,
 no gradient (the network learns around it).
+
+Precision: the mel -> coefficients recipe runs in float64 (the result is float32). Levinson-Durbin
+on a peaky spectrum (autocorrelation matrices with condition numbers up to ~1e4, bounded by the
+white-noise correction) turns float32 rounding of the lags into ~1e-3 errors in the coefficients,
+so two float32 implementations (PyTorch's and the exported ``teacher_cond`` graph run by ONNX
+Runtime) disagreed by that much; in float64 they agree to float32 rounding. A few hundred flops per
+frame: free next to the network.
 """
 
 from __future__ import annotations
@@ -52,7 +59,7 @@ def _cosine_matrix(n_fft: int, order: int) -> np.ndarray:
 
 
 class LPCFromMel(nn.Module):
-    """log-mel (B, n_mels, F) -> LPC coefficients a_1..a_p (B, p, F), fp32, no gradient."""
+    """log-mel (B, n_mels, F) -> LPC coefficients a_1..a_p (B, p, F), fp32 (computed in fp64), no gradient."""
 
     def __init__(self, filterbank: np.ndarray, n_fft: int, sample_rate: int, order: int):
         super().__init__()
@@ -72,25 +79,27 @@ class LPCFromMel(nn.Module):
         self._floor = 10.0 ** (-FLOOR_DB / 10.0)
 
     def autocorrelation(self, mel: Tensor) -> Tensor:
-        """(B, n_mels, F) log-mel -> (B, F, p+1) lag-windowed autocorrelation."""
-        mel_power = torch.exp(2.0 * mel.float()).transpose(1, 2)  # (B, F, n_mels)
-        return self.power_autocorrelation(mel_power @ self.to_bins)  # (B, F, p+1)
+        """(B, n_mels, F) log-mel -> (B, F, p+1) lag-windowed autocorrelation, float64."""
+        mel_power = torch.exp(2.0 * mel.double()).transpose(1, 2)  # (B, F, n_mels)
+        return self.power_autocorrelation(mel_power @ self.to_bins.double())  # (B, F, p+1)
 
     def power_autocorrelation(self, power: Tensor) -> Tensor:
-        """(B, F, n_bins) power spectrum -> (B, F, p+1): the floor, then the lag-windowed lags."""
+        """(B, F, n_bins) power spectrum -> (B, F, p+1): the floor, then the lag-windowed lags (in
+        ``power``'s dtype)."""
         power = torch.maximum(power, power.amax(-1, keepdim=True) * self._floor)  # (B, F, n_bins)
-        return power @ self.to_lags  # (B, F, p+1)
+        return power @ self.to_lags.to(power.dtype)  # (B, F, p+1)
 
     def forward(self, mel: Tensor) -> Tensor:
         with torch.no_grad(), torch.autocast(device_type=mel.device.type, enabled=False):
-            r = self.autocorrelation(mel)  # (B, F, p+1)
-            return levinson(r).transpose(1, 2).contiguous()  # (B, p, F)
+            r = self.autocorrelation(mel)  # (B, F, p+1), float64
+            return levinson(r).float().transpose(1, 2).contiguous()  # (B, p, F)
 
     def from_power(self, power: Tensor) -> Tensor:
         """The same recipe from a power spectrum (B, F, n_bins) (e.g. the recording's own STFT, the
         exact envelope) instead of the mel -> (B, p, F)."""
         with torch.no_grad():
-            return levinson(self.power_autocorrelation(power.float())).transpose(1, 2).contiguous()
+            r = self.power_autocorrelation(power.double())  # (B, F, p+1)
+            return levinson(r).float().transpose(1, 2).contiguous()
 
 
 def levinson(r: Tensor) -> Tensor:

@@ -44,9 +44,26 @@ blend is a weighted mean of the speakers' embeddings in every model. Format 2 bu
 A mel-only vocoder (``excitation_channels = 0``) ignores its excitation input (kept: every graph of
 a role has one interface).
 
+Linear-prediction teachers (``lpc_order = p > 0``, issue 38: mean = network output + LP prediction
+``-sum_k a_k[f] x_{t-k}``, :mod:`model.lpc`) use an extended form of the three teacher graphs; a
+graph without LP is exactly the form above, so older bundles load and speak unchanged:
+
+``teacher_cond``  ... -> cond (B, C, F), lpc (B, p, F): the frame's LPC coefficients a_1..a_p from
+                  the mel (mel -> power -> autocorrelation -> Levinson-Durbin, in the graph).
+``teacher_step``  x_prev, cond_t, exc_t, lpc_t (B, p) this sample's frame's coefficients, noise,
+                  state_i -> as above. The LP history (the last p samples, newest first) is the
+                  *last* cache (B, 1, p): zeros at the start like every cache.
+``teacher_block`` cond, excitation, lpc (B, p, N) the window's N frames of ``teacher_cond``'s
+                  ``lpc`` (held for each frame's hop samples inside the graph), noise, x_prev,
+                  state_i -> as above.
+
+A voice's teacher graphs are all LP or none: the engine checks that ``teacher_cond`` has the ``lpc``
+output exactly when ``teacher_block`` has the ``lpc`` input (:func:`is_lp`).
+
 The teacher graphs have as many ``state_i`` inputs as the model has caches (the input conv's when
-its kernel is > 1, then one per residual layer); :func:`teacher_step` / :func:`teacher_block` build
-the spec for a given count. Their cache shapes are static dims of the graph inputs.
+its kernel is > 1, then one per residual layer, then an LP teacher's history);
+:func:`teacher_step` / :func:`teacher_block` build the spec for a given count. Their cache shapes
+are static dims of the graph inputs.
 """
 
 from __future__ import annotations
@@ -159,17 +176,23 @@ def _student(legacy: bool = False) -> GraphSpec:
     )
 
 
-def _teacher_cond(legacy: bool = False) -> GraphSpec:
+LPC = "lpc"  # teacher_cond's output (B, p, F) and teacher_block's input (B, p, N): LP teachers only
+LPC_T = "lpc_t"  # teacher_step's input (B, p): LP teachers only
+
+
+def _teacher_cond(legacy: bool = False, lp: bool = False) -> GraphSpec:
+    lpc = (_f(LPC, "batch", "lpc", "frames"),) if lp else ()
     return GraphSpec(
         "teacher_cond",
         inputs=(_f("mel", "batch", "n_mels", "frames"), _speaker(legacy)),
-        outputs=(_f("cond", "batch", "cond", "frames"),),
+        outputs=(_f("cond", "batch", "cond", "frames"), *lpc),
     )
 
 
 ACOUSTIC = _acoustic()
 STUDENT = _student()
 TEACHER_COND = _teacher_cond()
+TEACHER_COND_LP = _teacher_cond(lp=True)  # a linear-prediction teacher's (issue 38)
 # format 2 (speaker ids): loaded for backward compatibility, no blending
 LEGACY_SPECS: dict[str, GraphSpec] = {
     "acoustic": _acoustic(True),
@@ -188,13 +211,15 @@ def _states(n: int, out: bool = False) -> tuple[TensorSpec, ...]:
     )
 
 
-def teacher_step(n_states: int) -> GraphSpec:
+def teacher_step(n_states: int, lp: bool = False) -> GraphSpec:
+    """``lp``: a linear-prediction teacher's form (``lpc_t`` after ``exc_t``; its history is the last state)."""
     return GraphSpec(
         "teacher_step",
         inputs=(
             _f("x_prev", "batch", "one"),
             _f("cond_t", "batch", "cond"),
             _f("exc_t", "batch", "excitation"),
+            *((_f(LPC_T, "batch", "lpc"),) if lp else ()),
             _f("noise", "batch"),
             *_states(n_states),
         ),
@@ -207,12 +232,14 @@ def teacher_step(n_states: int) -> GraphSpec:
     )
 
 
-def teacher_block(n_states: int) -> GraphSpec:
+def teacher_block(n_states: int, lp: bool = False) -> GraphSpec:
+    """``lp``: a linear-prediction teacher's form (``lpc`` (B, p, N) after ``excitation``)."""
     return GraphSpec(
         "teacher_block",
         inputs=(
             _f("cond", "batch", "cond", "window"),
             _f("excitation", "batch", "excitation", "samples"),
+            *((_f(LPC, "batch", "lpc", "frames"),) if lp else ()),
             _f("noise", "batch", "samples"),
             _f("x_prev", "batch", "one"),
             *_states(n_states),
@@ -226,6 +253,12 @@ def count_states(input_names: list[str]) -> int:
     return sum(1 for n in input_names if n.startswith("state_"))
 
 
+def is_lp(names: list[str]) -> bool:
+    """Whether a teacher graph is the linear-prediction form: ``teacher_cond``'s output names or
+    ``teacher_step`` / ``teacher_block``'s input names."""
+    return LPC in names or LPC_T in names
+
+
 # Roles a bundle may ship, and which spec each follows. fp16 variants (``<role>_fp16``) keep the
 # fp32 interface: the casts are inside the graph.
 FIXED_SPECS: dict[str, GraphSpec] = {"acoustic": ACOUSTIC, "student": STUDENT, "teacher_cond": TEACHER_COND}
@@ -236,16 +269,20 @@ def base_role(role: str) -> str:
     return role.removesuffix("_fp16")
 
 
-def spec_for(role: str, input_names: list[str] | None = None) -> GraphSpec:
-    """The spec of ``role`` (``<role>_fp16`` too); teacher step/block need the graph's input names."""
+def spec_for(
+    role: str, input_names: list[str] | None = None, output_names: list[str] | None = None
+) -> GraphSpec:
+    """The spec of ``role`` (``<role>_fp16`` too); teacher step/block need the graph's input names,
+    an LP ``teacher_cond`` its output names (without them: the form without LP)."""
     base = base_role(role)
     if base in FIXED_SPECS:
-        if input_names is not None and LEGACY_SPEAKER in input_names:  # a format 2 graph
-            return LEGACY_SPECS[base]
-        return FIXED_SPECS[base]
+        legacy = input_names is not None and LEGACY_SPEAKER in input_names  # a format 2 graph
+        if base == "teacher_cond" and output_names is not None and is_lp(output_names):
+            return _teacher_cond(legacy, lp=True)
+        return LEGACY_SPECS[base] if legacy else FIXED_SPECS[base]
     if base in ("teacher_step", "teacher_block"):
         if input_names is None:
             raise ValueError(f"{role}: the number of caches comes from the graph's input names")
-        n = count_states(input_names)
-        return teacher_step(n) if base == "teacher_step" else teacher_block(n)
+        n, lp = count_states(input_names), is_lp(input_names)
+        return teacher_step(n, lp) if base == "teacher_step" else teacher_block(n, lp)
     raise ValueError(f"unknown graph role {role!r}; expected one of {ROLES} (optionally with _fp16)")

@@ -158,7 +158,7 @@ class Graph:
                 f"{path}: onnxruntime cannot load the {role} graph: {first_line(exc)}"
             ) from None
         inputs, outputs = self.session.get_inputs(), self.session.get_outputs()
-        self.spec = graphs.spec_for(role, [i.name for i in inputs])
+        self.spec = graphs.spec_for(role, [i.name for i in inputs], [o.name for o in outputs])
         problem = self.spec.mismatch(inputs, outputs)
         if problem:
             raise EngineLoadError(f"{path}: {problem}")

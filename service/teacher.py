@@ -4,6 +4,11 @@
 Frames per call: ``teacher_frames_per_call`` when set, else calibrated from the measured speed so
 that a call takes ~:data:`TEACHER_CALL_SECONDS` (the cancel flag is looked at between calls). The
 measured speed is the one piece of shared mutable state of a voice, guarded by a lock.
+
+A linear-prediction teacher (issue 38; the LP form of the graphs in :mod:`service.graphs`):
+``teacher_cond`` also gives the per-frame LPC coefficients (1, p, F), and each ``teacher_block`` call
+gets its frames' slice of them; the LP history is one more cache, carried like the others. A voice
+whose two teacher graphs disagree on LP is refused at load.
 """
 
 from __future__ import annotations
@@ -15,8 +20,9 @@ from collections.abc import Callable, Iterator
 
 import numpy as np
 
+from service import graphs
 from service.sessions import ARENA_MAX_FRAMES, Graph
-from service.types import CancelFlag
+from service.types import CancelFlag, EngineLoadError
 
 TEACHER_CALL_SECONDS = 0.1  # aim for this much work per teacher_block call (cancel latency)
 TEACHER_MAX_FRAMES = 64  # frames per teacher_block call at most
@@ -37,6 +43,13 @@ class TeacherLoop:
             for name, i in block.inputs.items()
             if name.startswith("state_")
         ]
+        self.lp = graphs.is_lp(block.spec.input_names)  # a linear-prediction teacher's graphs
+        if graphs.is_lp(cond.spec.output_names) != self.lp:
+            raise EngineLoadError(
+                f"{cond.path}: teacher_cond {'has' if not self.lp else 'lacks'} the {graphs.LPC!r} output "
+                f"but teacher_block {'lacks' if not self.lp else 'has'} the {graphs.LPC!r} input "
+                "(a linear-prediction teacher needs both, any other neither)"
+            )
 
     def frames_per_call(self) -> int:
         if self.frames:
@@ -65,10 +78,12 @@ class TeacherLoop:
         """Mel (n_mels, F) -> (audio piece, is the last piece) ...; ``speaker``: the conditioning
         graph's speaker feed; noise: temperature * N(0, 1) from ``rng``; ``excitation(frames)``: the
         excitation (3, frames*hop) of the whole utterance, sliced per call, so the pieces equal one
-        call over all frames."""
-        cond = self.cond.run(
+        call over all frames (so are an LP teacher's coefficients)."""
+        cond_out = self.cond.run(
             mel[None].astype(np.float32), speaker, shrink_arena=mel.shape[1] > ARENA_MAX_FRAMES
-        )[0]  # (1, C, F)
+        )
+        cond = cond_out[0]  # (1, C, F)
+        lpc = cond_out[1] if self.lp else None  # (1, p, F)
         padded = np.concatenate([cond[:, :, :1], cond, cond[:, :, -1:]], axis=2)  # (1, C, F + 2)
         n_frames = cond.shape[2]
         exc = excitation(n_frames)[None]  # (1, 3, F*hop)
@@ -84,7 +99,8 @@ class TeacherLoop:
                 noise *= temperature
             t0 = time.perf_counter()
             window = exc[:, :, f * self.hop : (f + n) * self.hop]  # (1, 3, n*hop)
-            out = self.block.run(padded[:, :, f : f + n + 2], window, noise, x, *state)
+            lpc_f = () if lpc is None else (lpc[:, :, f : f + n],)  # (1, p, n)
+            out = self.block.run(padded[:, :, f : f + n + 2], window, *lpc_f, noise, x, *state)
             self.note_speed(n, time.perf_counter() - t0)
             x, state = out[1], out[2:]
             f += n

@@ -353,14 +353,11 @@ def test_lp_teacher_incremental_equals_teacher_forced(input_kernel):
     assert (no_lp - mean).abs().max() > 1e-3
 
 
-def test_lp_teacher_generates_and_refuses_to_export():
-    from export.onnx import TeacherCondGraph
-
+def test_lp_teacher_generates_and_needs_its_lpc():
+    """(Its ONNX export: tests/export/test_lp_teacher.py.)"""
     model = _lp_model()
     audio = model.generate(_mel(1, 2), excitation=_excitation(1, 2), seed=0)
     assert audio.shape == (1, 2 * HOP) and torch.isfinite(audio).all()
-    with pytest.raises(ValueError, match="lpc_order"):
-        TeacherCondGraph(model)
     with pytest.raises(ValueError, match="lpc"):
         model.predict(torch.zeros(1, HOP), cond_frames=model.frame_conditioning(_mel(1, 1)))
     assert _model().lpc is None and "lpc" not in dict(_model().named_buffers())
